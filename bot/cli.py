@@ -1,0 +1,197 @@
+"""The ``statusbot`` command line: ``check`` and ``config-check``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import TextIO
+
+from bot import __version__
+from bot.config import Config, ConfigError, load_config
+from bot.model import HostStats, SidekiqStats, Snapshot
+
+EXIT_OK = 0
+EXIT_UNREACHABLE = 1
+EXIT_CONFIG = 2
+
+CONFIG_ENV = "STATUSBOT_CONFIG"
+"""Environment variable naming the config file when ``--config`` is not given."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="statusbot",
+        description="Watch a Mastodon instance's Sidekiq and memory, and talk about it.",
+    )
+    parser.add_argument("--version", action="version", version=f"statusbot {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    check = commands.add_parser(
+        "check", help="collect once and print queues, processes, memory and Redis",
+        description="Collect once and print what the bot sees. Exit status: 0 when Redis "
+        "was read, 1 when it could not be, 2 for a configuration error.",
+    )
+    check.add_argument("--config", metavar="PATH",
+                       help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    check.add_argument("--json", action="store_true",
+                       help="print the snapshot as JSON (schema: docs/snapshot.md)")
+
+    config_check = commands.add_parser(
+        "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
+    )
+    config_check.add_argument("path", metavar="PATH")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "config-check":
+        return _config_check(args.path)
+    try:
+        config = load_config(args.config or os.environ.get(CONFIG_ENV) or None)
+    except ConfigError as exc:
+        print(f"statusbot: configuration error\n{exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    return _check(config, as_json=args.json)
+
+
+def _config_check(path: str) -> int:
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return EXIT_CONFIG
+    namespace = f", namespace {config.redis.namespace!r}" if config.redis.namespace else ""
+    print(f"{path}: OK (Redis {config.redis.url} from {config.redis.source}{namespace})")
+    return EXIT_OK
+
+
+def _check(config: Config, *, as_json: bool) -> int:
+    from bot.collect import Collector
+
+    collector = Collector(config)
+    try:
+        snapshot = collector.collect()
+    finally:
+        collector.close()
+    if as_json:
+        json.dump(snapshot.to_dict(), sys.stdout, indent=2, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        render(snapshot, sys.stdout)
+    if not snapshot.redis.reachable:
+        print(f"statusbot: cannot read Redis at {snapshot.redis.url}: {snapshot.redis.error}",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    return EXIT_OK
+
+
+def size(n: float | None) -> str:
+    """Format a byte count for people (binary units)."""
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    raise AssertionError("unreachable")
+
+
+def duration(seconds: float | None) -> str:
+    """Format seconds compactly: ``0s``, ``42s``, ``3m05s``, ``2h10m``, ``3d4h``."""
+    if seconds is None:
+        return "?"
+    s = int(seconds)
+    if s < 60:
+        return f"{seconds:.0f}s" if seconds >= 1 or seconds == 0 else f"{seconds:.1f}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    return f"{s // 86400}d{s % 86400 // 3600}h"
+
+
+def render(snapshot: Snapshot, out: TextIO) -> None:
+    """Print a snapshot as a compact table for people."""
+    when = datetime.fromtimestamp(snapshot.collected_at, tz=timezone.utc)
+    out.write(f"statusbot check, {when:%Y-%m-%d %H:%M:%S} UTC\n\n")
+    r = snapshot.redis
+    namespace = f" namespace {r.namespace!r}" if r.namespace else ""
+    if r.reachable:
+        limit = size(r.maxmemory_bytes) if r.maxmemory_bytes else "no limit"
+        out.write(
+            f"Redis    {r.url}{namespace}: version {r.version or '?'}, "
+            f"round trip {r.rtt_ms:.2f} ms, memory {size(r.used_memory_bytes)} ({limit}, "
+            f"{r.maxmemory_policy or '?'}), {r.connected_clients} clients\n"
+        )
+    else:
+        out.write(f"Redis    {r.url}{namespace}: UNREACHABLE ({r.error})\n")
+    if snapshot.sidekiq is not None:
+        _render_sidekiq(snapshot.sidekiq, out)
+    if snapshot.host is not None:
+        _render_host(snapshot.host, out)
+    else:
+        out.write(f"\nHost     unreadable ({snapshot.host_error})\n")
+
+
+def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
+    out.write(
+        f"Sidekiq  processed {s.processed:,} (today {s.processed_today:,}), "
+        f"failed {s.failed:,} (today {s.failed_today:,}); "
+        f"scheduled {s.scheduled:,}, retries {s.retries:,}, dead {s.dead:,}\n\n"
+    )
+    width = max([5, *(len(q.name) for q in s.queues)])
+    out.write(f"{'QUEUE':<{width}}  {'SIZE':>9}  {'LATENCY':>8}  STATE\n")
+    for q in s.queues:
+        state = "paused" if q.paused else ("served" if q.served else "NOT SERVED")
+        out.write(f"{q.name:<{width}}  {q.size:>9,}  {duration(q.latency_s):>8}  {state}\n")
+    if not s.queues:
+        out.write("(no queues: Sidekiq has not stored a job in this Redis yet)\n")
+    out.write("\n")
+    width = max([7, *(len(p.identity) for p in s.processes)])
+    out.write(f"{'PROCESS':<{width}}  {'STATE':<5}  {'BUSY':>7}  {'RSS':>9}  QUEUES\n")
+    for p in s.processes:
+        state = "quiet" if p.alive and p.quiet else ("live" if p.alive else "STALE")
+        busy = f"{p.busy if p.busy is not None else '?'}/{p.concurrency or '?'}"
+        rss = size(p.rss_kb * 1024) if p.rss_kb is not None else "?"
+        extra = f"  ({p.stale_reason})" if p.stale_reason else ""
+        out.write(f"{p.identity:<{width}}  {state:<5}  {busy:>7}  {rss:>9}  "
+                  f"{', '.join(p.queues) or '?'}{extra}\n")
+    if not s.processes:
+        out.write("(no Sidekiq process registered)\n")
+    utilisation = f" ({s.utilisation:.0%})" if s.utilisation is not None else ""
+    out.write(f"\n{s.live_processes} live, {s.stale_processes} stale; "
+              f"{s.busy} of {s.concurrency} threads busy{utilisation}\n")
+    if s.anomaly_count:
+        first = s.anomalies[0]
+        out.write(f"{s.anomaly_count} pieces of Redis data had an unexpected shape; "
+                  f"first: {first.key}: {first.problem}\n")
+
+
+def _render_host(h: HostStats, out: TextIO) -> None:
+    used = h.memory_total_bytes - h.memory_available_bytes
+    cpu = f"{h.cpu_percent:.0f}%" if h.cpu_percent is not None else "?"
+    out.write(
+        f"\nHost     {h.hostname}: memory {size(used)} used of {size(h.memory_total_bytes)} "
+        f"({h.memory_percent:.0f}%), {size(h.memory_available_bytes)} available; "
+        f"swap {size(h.swap_used_bytes)} of {size(h.swap_total_bytes)}; "
+        f"load {h.load_1m:.2f} {h.load_5m:.2f} {h.load_15m:.2f} on {h.cpu_count or '?'} CPUs; "
+        f"CPU {cpu}\n"
+    )
+    for d in h.disks:
+        if d.error:
+            out.write(f"Disk     {d.path}: unreadable ({d.error})\n")
+        else:
+            out.write(f"Disk     {d.path}: {size(d.used_bytes)} used of {size(d.total_bytes)} "
+                      f"({d.percent:.0f}%), {size(d.free_bytes)} free\n")
+    roles = ", ".join(f"{m.role} {size(m.rss_bytes)} ({m.processes})" for m in h.roles
+                      if m.processes)
+    out.write(f"Memory by role (resident, processes): {roles}\n")

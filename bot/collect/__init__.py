@@ -1,0 +1,71 @@
+"""Collectors: the edge of the bot that reads Redis and the host, producing a ``Snapshot``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import redis
+
+from bot.collect.host import HostReader
+from bot.collect.sidekiq import SidekiqReader
+from bot.config import Config, RedisConfig
+from bot.model import Snapshot
+
+
+def redis_client(config: RedisConfig) -> redis.Redis:
+    """Return a redis-py client for ``config`` (decoding replies, with timeouts)."""
+    password = config.password.reveal() if config.password is not None else None
+    return redis.Redis.from_url(
+        config.url,
+        password=password,
+        decode_responses=True,
+        encoding_errors="replace",
+        socket_timeout=config.socket_timeout,
+        socket_connect_timeout=config.socket_timeout,
+        health_check_interval=0,
+    )
+
+
+class Collector:
+    """Take whole snapshots (Sidekiq, Redis and host) with long-lived readers."""
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        client: redis.Redis | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client if client is not None else redis_client(config.redis)
+        self._clock = clock
+        self.sidekiq = SidekiqReader(
+            self._client,
+            url=config.redis.url,
+            namespace=config.redis.namespace,
+            stale_after=config.sidekiq.stale_after,
+            clock=clock,
+        )
+        self.host = HostReader(config.host.disk_paths)
+
+    def collect(self) -> Snapshot:
+        """Take one snapshot. Redis trouble shows in ``snapshot.redis``; host trouble in
+        ``snapshot.host_error``; neither raises."""
+        host_error = None
+        try:
+            host = self.host.read()
+        except Exception as exc:  # noqa: BLE001 - a host reading must never stop the bot
+            host, host_error = None, f"{type(exc).__name__}: {exc}"
+        # Sidekiq last, so that collected_at is the moment its latencies refer to.
+        redis_stats, sidekiq_stats = self.sidekiq.read()
+        return Snapshot(
+            collected_at=self._clock(),
+            redis=redis_stats,
+            sidekiq=sidekiq_stats,
+            host=host,
+            host_error=host_error,
+        )
+
+    def close(self) -> None:
+        """Close the Redis connections."""
+        self._client.close()

@@ -1,0 +1,442 @@
+"""Read Sidekiq's queues, sets, counters and processes straight from Redis.
+
+The only module that knows Sidekiq's Redis layout (see
+``reference/sidekiq-redis.md`` in the design notes). It is read-only: it sends
+PING, INFO, SMEMBERS, GET, ZCARD, LLEN, LINDEX and HMGET, nothing else, and
+never ``KEYS`` or a scan of job bodies. One snapshot costs exactly three round
+trips on an open connection (the first snapshot adds the connection's own
+handshake and one untimed PING), whatever the number of jobs, queues and
+processes:
+
+1. PING (timed: the round-trip time reported for Redis);
+2. one pipeline: INFO, the ``queues``/``processes``/``paused`` sets, the
+   counters and the three sorted sets' sizes;
+3. one pipeline: LLEN and the oldest job (LINDEX -1) of every queue, and the
+   heartbeat fields of every registered process.
+
+Data of the wrong shape (malformed job JSON, a key of the wrong type, a
+missing hash) is counted in the snapshot and never raises.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import redis
+
+from bot import defaults
+from bot.model import Anomaly, ProcessStats, QueueStats, RedisStats, SidekiqStats
+
+PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "concurrency")
+"""Heartbeat hash fields read for every process (``concurrency`` exists from Sidekiq 8.1.2)."""
+
+
+def epoch_seconds(value: object) -> float | None:
+    """Return an epoch timestamp from Sidekiq data in seconds, or None if it is not one.
+
+    Sidekiq ≤ 7 writes float seconds, Sidekiq 8 integer milliseconds. The
+    magnitude decides, not the type: any value above 1e11 is milliseconds (no
+    date before 1973 is, in milliseconds, below it; no date before the year
+    5000 is, in seconds, above it), so an integer-seconds value written by
+    another client is still read right. Numeric strings (hash fields) count.
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or value != value or value <= 0:  # NaN, negative
+        return None
+    seconds = float(value)
+    if seconds > defaults.MILLISECONDS_THRESHOLD:
+        seconds /= 1000.0
+    return seconds
+
+
+def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
+    """Return (latency in seconds, problem) for the oldest job of a queue.
+
+    ``raw`` is the job JSON at the tail of the list (None for an empty queue,
+    latency 0.0). Like Sidekiq, the age is measured from ``enqueued_at``,
+    falling back to ``created_at`` (Sidekiq ≥ 8.1.2); a job with neither
+    has latency 0.0 as in Sidekiq, reported as a problem. A job that is not a
+    JSON object has an unknown latency (None).
+    """
+    if raw is None:
+        return 0.0, None
+    try:
+        job = json.loads(raw)
+    except ValueError:
+        return None, "oldest job is not valid JSON"
+    if not isinstance(job, dict):
+        return None, "oldest job is not a JSON object"
+    for name in ("enqueued_at", "created_at"):
+        if name in job:
+            at = epoch_seconds(job[name])
+            if at is None:
+                return None, f"oldest job has a malformed {name}: {job[name]!r:.40}"
+            return max(0.0, now - at), None
+    return 0.0, "oldest job has neither enqueued_at nor created_at"
+
+
+def _int_field(value: object) -> int | None:
+    if value is None:
+        return None
+    try:
+        return int(str(value))
+    except ValueError:
+        try:
+            return int(float(str(value)))
+        except ValueError:
+            return None
+
+
+def _unique(names: Iterable[object]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for name in names:
+        if isinstance(name, str):
+            seen.setdefault(name, None)
+    return tuple(seen)
+
+
+def _process_queues(info: dict[str, Any]) -> tuple[str, ...]:
+    queues = info.get("queues")
+    if isinstance(queues, list):
+        return _unique(queues)
+    # Without `queues`, fall back to the capsules' weights (Sidekiq ≥ 7).
+    names: list[object] = []
+    capsules = info.get("capsules")
+    if isinstance(capsules, dict):
+        for capsule in capsules.values():
+            if isinstance(capsule, dict) and isinstance(capsule.get("weights"), dict):
+                names.extend(capsule["weights"])
+    weights = info.get("weights")
+    if not names and isinstance(weights, list):
+        for weight in weights:
+            if isinstance(weight, dict):
+                names.extend(weight)
+    return _unique(names)
+
+
+def _process_concurrency(hash_value: object, info: dict[str, Any]) -> int | None:
+    concurrency = _int_field(hash_value)  # Sidekiq ≥ 8.1.2
+    if concurrency is not None:
+        return concurrency
+    if isinstance(info.get("concurrency"), int):
+        return int(info["concurrency"])
+    capsules = info.get("capsules")
+    if isinstance(capsules, dict):
+        total = [c.get("concurrency") for c in capsules.values() if isinstance(c, dict)]
+        if total and all(isinstance(n, int) for n in total):
+            return sum(int(n) for n in total)  # type: ignore[arg-type]
+    return None
+
+
+def _major_version(info: dict[str, Any]) -> int | None:
+    match = re.match(r"(\d+)\.", str(info.get("version", "")))
+    return int(match.group(1)) if match else None
+
+
+def stale_limit(info: dict[str, Any], configured: float) -> float:
+    """Return the heartbeat age in seconds beyond which a process is stale.
+
+    ``configured`` wins when positive. Otherwise three heartbeats: Sidekiq
+    writes ``version`` into ``info`` from 7.0.2 and beats every 10 s from 7.0;
+    without it (6.x) it beats every 5 s.
+    """
+    if configured > 0:
+        return configured
+    major = _major_version(info)
+    beat = (
+        defaults.BEAT_INTERVAL_SIDEKIQ7
+        if major is not None and major >= 7
+        else defaults.BEAT_INTERVAL_SIDEKIQ6
+    )
+    return beat * defaults.MISSED_BEATS_STALE
+
+
+def parse_process(
+    identity: str,
+    fields: Sequence[object],
+    now: float,
+    stale_after: float = defaults.PROCESS_STALE_AFTER,
+) -> tuple[ProcessStats, list[Anomaly]]:
+    """Build one process from its heartbeat hash fields (in ``PROCESS_FIELDS`` order).
+
+    A process is alive only if its hash still exists (``info`` is set) and its
+    last ``beat`` is younger than the stale limit. An identity whose hash has
+    expired is the trace of a process killed without a clean shutdown.
+    """
+    raw_info, busy, beat, quiet, rss, concurrency = (list(fields) + [None] * 6)[:6]
+    anomalies: list[Anomaly] = []
+    info: dict[str, Any] = {}
+    if raw_info is not None:
+        try:
+            parsed = json.loads(str(raw_info))
+        except ValueError:
+            parsed = None
+        if isinstance(parsed, dict):
+            info = parsed
+        else:
+            anomalies.append(Anomaly(identity, "heartbeat info is not a JSON object"))
+    beat_at = epoch_seconds(beat)
+    beat_age = None if beat_at is None else max(0.0, now - beat_at)
+    if raw_info is None:
+        stale: str | None = "heartbeat expired"
+    elif beat_age is None:
+        stale = "no heartbeat time"
+        anomalies.append(Anomaly(identity, f"malformed beat: {beat!r:.40}"))
+    elif beat_age > stale_limit(info, stale_after):
+        stale = f"no heartbeat for {beat_age:.0f} s"
+    else:
+        stale = None
+    pid = info.get("pid")
+    process = ProcessStats(
+        identity=identity,
+        alive=stale is None,
+        stale_reason=stale,
+        hostname=info.get("hostname") if isinstance(info.get("hostname"), str) else None,
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        tag=info.get("tag") if isinstance(info.get("tag"), str) else None,
+        version=str(info["version"]) if "version" in info else None,
+        queues=_process_queues(info),
+        concurrency=_process_concurrency(concurrency, info),
+        busy=_int_field(busy),
+        rss_kb=_int_field(rss),
+        quiet=quiet == "true",
+        beat_age_s=beat_age,
+        started_at=epoch_seconds(info.get("started_at")),
+    )
+    return process, anomalies
+
+
+def parse_info(info: object) -> dict[str, Any]:
+    """Return the INFO fields the snapshot reports (missing ones are absent)."""
+    if not isinstance(info, dict):
+        return {}
+    return info
+
+
+@dataclass
+class _Pending:
+    """What the second round trip found, needed to build the third."""
+
+    queues: list[str]
+    processes: list[str]
+    paused: set[str]
+
+
+class SidekiqReader:
+    """Take snapshots of one Sidekiq installation through a redis-py client.
+
+    ``client`` should be created with ``decode_responses=True``; ``namespace``
+    is redis-namespace's key prefix (set members stay unprefixed). ``url`` is
+    shown in the snapshot and must already be free of secrets.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        *,
+        url: str,
+        namespace: str = "",
+        stale_after: float = defaults.PROCESS_STALE_AFTER,
+        max_anomaly_examples: int = defaults.MAX_ANOMALY_EXAMPLES,
+        clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self._client = client
+        self._url = url
+        self._namespace = namespace
+        self._stale_after = stale_after
+        self._max_examples = max_anomaly_examples
+        self._clock = clock
+        self._timer = timer
+        self._connected = False
+
+    def key(self, name: str) -> str:
+        """Return the Redis key for Sidekiq's ``name``, with the namespace prefix."""
+        return f"{self._namespace}:{name}" if self._namespace else name
+
+    def read(self) -> tuple[RedisStats, SidekiqStats | None]:
+        """Take one snapshot. Never raises for Redis trouble: an unreachable or
+        refusing Redis gives ``reachable=False`` with the error and no Sidekiq stats."""
+        try:
+            if not self._connected:
+                # Connect outside the timed PING, so round trip means round trip.
+                self._client.ping()
+                self._connected = True
+            started = self._timer()
+            self._client.ping()
+            rtt_ms = (self._timer() - started) * 1000.0
+            first = self._first_round_trip()
+            pending, info, counters, anomalies = self._parse_first(first)
+            second = self._second_round_trip(pending)
+        except redis.RedisError as exc:
+            self._connected = False
+            return self._unreachable(exc), None
+        now = self._clock()
+        stats = self._parse_second(pending, counters, second, anomalies, now)
+        return self._redis_stats(rtt_ms, info), stats
+
+    def _first_round_trip(self) -> list[Any]:
+        today = datetime.fromtimestamp(self._clock(), tz=timezone.utc).strftime("%Y-%m-%d")
+        pipe = self._client.pipeline(transaction=False)
+        pipe.info()
+        pipe.smembers(self.key("queues"))
+        pipe.smembers(self.key("processes"))
+        pipe.smembers(self.key("paused"))
+        for name in ("processed", "failed", f"processed:{today}", f"failed:{today}"):
+            pipe.get(self.key(f"stat:{name}"))
+        for name in ("schedule", "retry", "dead"):
+            pipe.zcard(self.key(name))
+        return list(pipe.execute(raise_on_error=False))
+
+    def _parse_first(
+        self, results: list[Any]
+    ) -> tuple[_Pending, dict[str, Any], list[int], list[Anomaly]]:
+        anomalies: list[Anomaly] = []
+        info_raw, queues, processes, paused, *numbers = results
+        info: dict[str, Any] = {}
+        if isinstance(info_raw, Exception):
+            anomalies.append(Anomaly("INFO", _error_text(info_raw)))
+        else:
+            info = parse_info(info_raw)
+        sets: list[set[str]] = []
+        for name, value in (("queues", queues), ("processes", processes), ("paused", paused)):
+            if isinstance(value, Exception):
+                anomalies.append(Anomaly(self.key(name), _error_text(value)))
+                value = set()
+            sets.append({str(v) for v in value})
+        names = ("stat:processed", "stat:failed", "stat:processed:today", "stat:failed:today")
+        counters: list[int] = []
+        for name, value in zip(names + ("schedule", "retry", "dead"), numbers):
+            if isinstance(value, Exception):
+                anomalies.append(Anomaly(self.key(name), _error_text(value)))
+                value = 0
+            number = _int_field(value) if value is not None else 0
+            if number is None:
+                anomalies.append(Anomaly(self.key(name), f"not a number: {value!r:.40}"))
+                number = 0
+            counters.append(number)
+        pending = _Pending(queues=sorted(sets[0]), processes=sorted(sets[1]), paused=sets[2])
+        return pending, info, counters, anomalies
+
+    def _second_round_trip(self, pending: _Pending) -> list[Any]:
+        if not pending.queues and not pending.processes:
+            return []
+        pipe = self._client.pipeline(transaction=False)
+        for name in pending.queues:
+            pipe.llen(self.key(f"queue:{name}"))
+            pipe.lindex(self.key(f"queue:{name}"), -1)
+        for identity in pending.processes:
+            pipe.hmget(self.key(identity), list(PROCESS_FIELDS))
+        return list(pipe.execute(raise_on_error=False))
+
+    def _parse_second(
+        self,
+        pending: _Pending,
+        counters: list[int],
+        results: list[Any],
+        anomalies: list[Anomaly],
+        now: float,
+    ) -> SidekiqStats:
+        processes: list[ProcessStats] = []
+        offset = 2 * len(pending.queues)
+        for identity, fields in zip(pending.processes, results[offset:]):
+            if isinstance(fields, Exception):
+                anomalies.append(Anomaly(self.key(identity), _error_text(fields)))
+                fields = [None] * len(PROCESS_FIELDS)
+            process, problems = parse_process(identity, fields, now, self._stale_after)
+            processes.append(process)
+            anomalies.extend(problems)
+        live = [p for p in processes if p.alive]
+        served = {name for p in live for name in p.queues}
+
+        queues: list[QueueStats] = []
+        for index, name in enumerate(pending.queues):
+            size, oldest = results[2 * index], results[2 * index + 1]
+            key = self.key(f"queue:{name}")
+            if isinstance(size, Exception) or isinstance(oldest, Exception):
+                anomalies.append(Anomaly(key, _error_text(size if isinstance(size, Exception)
+                                                          else oldest)))
+                queues.append(QueueStats(name, 0, None, name in pending.paused, name in served))
+                continue
+            latency, problem = job_latency(oldest, now)
+            if problem:
+                anomalies.append(Anomaly(key, problem))
+            queues.append(
+                QueueStats(name, int(size), latency, name in pending.paused, name in served)
+            )
+
+        busy = sum(p.busy or 0 for p in live)
+        concurrency = sum(p.concurrency or 0 for p in live)
+        processed, failed, processed_today, failed_today, scheduled, retries, dead = counters
+        return SidekiqStats(
+            processed=processed,
+            failed=failed,
+            processed_today=processed_today,
+            failed_today=failed_today,
+            scheduled=scheduled,
+            retries=retries,
+            dead=dead,
+            enqueued=sum(q.size for q in queues),
+            queues=tuple(queues),
+            processes=tuple(processes),
+            processes_registered=len(processes),
+            live_processes=len(live),
+            stale_processes=len(processes) - len(live),
+            busy=busy,
+            concurrency=concurrency,
+            utilisation=busy / concurrency if concurrency else None,
+            anomaly_count=len(anomalies),
+            anomalies=tuple(anomalies[: self._max_examples]),
+        )
+
+    def _redis_stats(self, rtt_ms: float, info: dict[str, Any]) -> RedisStats:
+        def number(name: str) -> int | None:
+            return _int_field(info.get(name))
+
+        version = info.get("redis_version")
+        policy = info.get("maxmemory_policy")
+        return RedisStats(
+            url=self._url,
+            namespace=self._namespace,
+            reachable=True,
+            error=None,
+            rtt_ms=rtt_ms,
+            version=str(version) if version is not None else None,
+            used_memory_bytes=number("used_memory"),
+            maxmemory_bytes=number("maxmemory"),
+            maxmemory_policy=str(policy) if policy is not None else None,
+            connected_clients=number("connected_clients"),
+            uptime_s=number("uptime_in_seconds"),
+        )
+
+    def _unreachable(self, exc: redis.RedisError) -> RedisStats:
+        return RedisStats(
+            url=self._url,
+            namespace=self._namespace,
+            reachable=False,
+            error=_error_text(exc),
+            rtt_ms=None,
+            version=None,
+            used_memory_bytes=None,
+            maxmemory_bytes=None,
+            maxmemory_policy=None,
+            connected_clients=None,
+            uptime_s=None,
+        )
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -1,0 +1,348 @@
+"""Load the TOML configuration into frozen, typed, validated objects.
+
+Unknown keys, wrong types and impossible values are errors that name the
+file, the key and the problem; all of them are reported at once. Secrets come
+from the environment or from a file the configuration names, never from the
+TOML itself, and their ``repr`` is ``<secret>``.
+
+Where Sidekiq's Redis is, in order: ``[redis] url``; else Mastodon's own
+settings from ``[redis] mastodon_env_file`` (``SIDEKIQ_REDIS_URL``, then
+``SIDEKIQ_REDIS_HOST/PORT/PASSWORD/DB``, then ``REDIS_URL``, then
+``REDIS_HOST/PORT/PASSWORD/DB``, with ``REDIS_NAMESPACE`` as the key prefix);
+else the ``REDIS_URL`` environment variable; else ``defaults.REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from bot import defaults
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+T = TypeVar("T")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` lists every reason."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__("\n".join(f"{source}: {problem}" for problem in problems))
+
+
+class Secret:
+    """A secret string that never shows itself in ``repr``, ``str`` or logs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret itself, for the one place that must send it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<secret>"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True, slots=True)
+class RedisConfig:
+    """How to reach Sidekiq's Redis.
+
+    ``url`` never holds a password (it is shown in output); the password, from
+    the URL's source, ``password_file`` or ``password_env``, is in ``password``.
+    ``source`` says where the URL came from.
+    """
+
+    url: str = defaults.REDIS_URL
+    namespace: str = defaults.REDIS_NAMESPACE
+    password: Secret | None = None
+    socket_timeout: float = defaults.REDIS_SOCKET_TIMEOUT
+    source: str = "default"
+
+
+@dataclass(frozen=True, slots=True)
+class SidekiqConfig:
+    """How to judge what is read from Sidekiq."""
+
+    stale_after: float = defaults.PROCESS_STALE_AFTER
+
+
+@dataclass(frozen=True, slots=True)
+class HostConfig:
+    """What to read of the host the bot runs on."""
+
+    disk_paths: tuple[str, ...] = defaults.DISK_PATHS
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """The whole configuration. ``path`` is None for the embedded defaults."""
+
+    redis: RedisConfig = field(default_factory=RedisConfig)
+    sidekiq: SidekiqConfig = field(default_factory=SidekiqConfig)
+    host: HostConfig = field(default_factory=HostConfig)
+    path: str | None = None
+
+
+class _Table:
+    """Typed access to one TOML table that records problems instead of raising."""
+
+    def __init__(self, name: str, data: Mapping[str, Any], problems: list[str]) -> None:
+        self.name = name
+        self.data = data
+        self.problems = problems
+        self.used: set[str] = set()
+
+    def problem(self, key: str, text: str) -> None:
+        self.problems.append(f"{self.name}.{key}: {text}" if self.name else f"{key}: {text}")
+
+    def get(self, key: str, kind: type[T], default: T, what: str) -> T:
+        self.used.add(key)
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
+            self.problem(key, f"must be {what}, got {type(value).__name__} {value!r:.60}")
+            return default
+        return value
+
+    def number(self, key: str, default: float, *, minimum: float, unit: str,
+               strictly: bool = False) -> float:
+        value = self.get(key, float, default, f"a number of {unit}")
+        bad = value <= minimum if strictly else value < minimum
+        if not math.isfinite(value) or bad:
+            relation = "greater than" if strictly else "at least"
+            self.problem(key, f"must be {relation} {minimum:g} {unit}, got {value!r}")
+            return default
+        return value
+
+    def finish(self) -> None:
+        for key in sorted(set(self.data) - self.used):
+            self.problem(key, "unknown key")
+
+
+def load_config(path: str | os.PathLike[str] | None,
+                environ: Mapping[str, str] | None = None) -> Config:
+    """Load ``path``, or the embedded defaults when it is None.
+
+    ``environ`` (default ``os.environ``) supplies ``REDIS_URL`` and the
+    variables a ``password_env`` names. Raises ``ConfigError`` listing every
+    problem, each prefixed with the file name.
+    """
+    env = os.environ if environ is None else environ
+    if path is None:
+        env_problems: list[str] = []
+        redis_config = _redis_from_environment(env, env_problems)
+        if env_problems:
+            raise ConfigError("environment", env_problems)
+        return Config(redis=redis_config)
+    source = str(path)
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(source, ["no such file"]) from None
+    except OSError as exc:
+        raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    problems: list[str] = []
+    config = _parse(data, Path(source).parent, env, problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return Config(redis=config.redis, sidekiq=config.sidekiq, host=config.host, path=source)
+
+
+def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
+           problems: list[str]) -> Config:
+    sections: dict[str, Callable[[_Table], Any]] = {
+        "redis": lambda t: _redis(t, base, env),
+        "sidekiq": _sidekiq,
+        "host": _host,
+    }
+    built: dict[str, Any] = {}
+    for name, value in data.items():
+        if name not in sections:
+            problems.append(f"{name}: unknown section (known: {', '.join(sections)})")
+        elif not isinstance(value, dict):
+            problems.append(f"{name}: must be a table ([{name}])")
+    for name, build in sections.items():
+        value = data.get(name, {})
+        table = _Table(name, value if isinstance(value, dict) else {}, problems)
+        built[name] = build(table)
+        table.finish()
+    return Config(**built)
+
+
+def _sidekiq(table: _Table) -> SidekiqConfig:
+    return SidekiqConfig(
+        stale_after=table.number("stale_after", defaults.PROCESS_STALE_AFTER,
+                                 minimum=0, unit="seconds"),
+    )
+
+
+def _host(table: _Table) -> HostConfig:
+    paths = table.get("disk_paths", list, list(defaults.DISK_PATHS), "a list of paths")
+    good: list[str] = []
+    for item in paths:
+        if not isinstance(item, str) or not item.startswith("/"):
+            table.problem("disk_paths", f"every entry must be an absolute path, got {item!r:.60}")
+        else:
+            good.append(item)
+    return HostConfig(disk_paths=tuple(good))
+
+
+def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
+    url = table.get("url", str, "", "a redis:// URL")
+    namespace = table.get("namespace", str, "", "a string")
+    has_namespace = "namespace" in table.data
+    env_file = table.get("mastodon_env_file", str, "", "a path")
+    password_file = table.get("password_file", str, "", "a path")
+    password_env = table.get("password_env", str, "", "an environment variable name")
+    timeout = table.number("socket_timeout", defaults.REDIS_SOCKET_TIMEOUT,
+                           minimum=0, unit="seconds", strictly=True)
+    if namespace.endswith(":"):
+        table.problem("namespace", "give the prefix without the trailing ':'")
+
+    if url:
+        if _split_password(url)[1] is not None:
+            table.problem("url", "holds a password; put it in password_file or password_env, "
+                          "not in the config file")
+        resolved = _checked_url(table, "url", url, "config")
+    elif env_file:
+        resolved = _redis_from_mastodon_env(table, _resolve(base, env_file))
+        if resolved.namespace and not has_namespace:
+            namespace = resolved.namespace
+    else:
+        resolved = _redis_from_environment(env, table.problems)
+
+    password = resolved.password
+    if password_file:
+        try:
+            text = _resolve(base, password_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            table.problem("password_file", f"cannot read {password_file}: {exc.strerror or exc}")
+        else:
+            password = Secret(text.rstrip("\r\n"))
+    if password_env:
+        if password_file:
+            table.problem("password_env", "give password_file or password_env, not both")
+        elif password_env not in env:
+            table.problem("password_env", f"the environment variable {password_env} is not set")
+        else:
+            password = Secret(env[password_env])
+    return RedisConfig(url=resolved.url, namespace=namespace, password=password,
+                       socket_timeout=timeout, source=resolved.source)
+
+
+def _resolve(base: Path, path: str) -> Path:
+    candidate = Path(path)
+    return candidate if candidate.is_absolute() else base / candidate
+
+
+def _split_password(url: str) -> tuple[str, Secret | None]:
+    """Return ``url`` without its password, and the password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url, None
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host + (f":{parts.port}" if parts.port is not None else "")
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    stripped = urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    return stripped, Secret(unquote(parts.password))
+
+
+def _checked_url(table: _Table, key: str, url: str, source: str) -> RedisConfig:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        table.problem(key, f"not a valid URL: {exc}")
+        return RedisConfig(source=source)
+    if parts.scheme not in {"redis", "rediss", "unix"}:
+        table.problem(key, f"must start with redis://, rediss:// or unix://, got {parts.scheme!r}")
+        return RedisConfig(source=source)
+    stripped, password = _split_password(url)
+    return RedisConfig(url=stripped, password=password, source=source)
+
+
+def _redis_from_environment(env: Mapping[str, str], problems: list[str]) -> RedisConfig:
+    url = env.get("REDIS_URL", "")
+    if not url:
+        return RedisConfig()
+    return _checked_url(_Table("", {}, problems), "REDIS_URL", url,
+                        "environment variable REDIS_URL")
+
+
+def _redis_from_mastodon_env(table: _Table, path: Path) -> RedisConfig:
+    """Resolve Sidekiq's Redis as Mastodon does from its ``.env.production``."""
+    from dotenv import dotenv_values
+
+    if not path.is_file():
+        table.problem("mastodon_env_file", f"no such file: {path}")
+        return RedisConfig()
+    try:
+        values = {k: v for k, v in dotenv_values(path, interpolate=True).items() if v is not None}
+    except (OSError, UnicodeDecodeError) as exc:
+        table.problem("mastodon_env_file", f"cannot read {path}: {exc}")
+        return RedisConfig()
+    namespace = values.get("REDIS_NAMESPACE", "")
+    origin = f"{path}"
+    for prefix in ("SIDEKIQ_", ""):
+        if values.get(f"{prefix}REDIS_URL"):
+            resolved = _checked_url(table, "mastodon_env_file",
+                                    values[f"{prefix}REDIS_URL"], f"{origin} ({prefix}REDIS_URL)")
+            return _with_namespace(resolved, namespace)
+        parts = ("HOST", "PORT", "PASSWORD", "DB", "USER")
+        if prefix and not any(values.get(f"{prefix}REDIS_{p}") for p in parts):
+            continue
+
+        def part(name: str, fallback: str, prefix: str = prefix) -> str:
+            return values.get(f"{prefix}REDIS_{name}") or values.get(f"REDIS_{name}") or fallback
+
+        host, port, db = part("HOST", "localhost"), part("PORT", "6379"), part("DB", "0")
+        user, password = part("USER", ""), part("PASSWORD", "")
+        if not port.isdigit() or not db.isdigit():
+            table.problem("mastodon_env_file", f"{path}: {prefix}REDIS_PORT and REDIS_DB "
+                          f"must be numbers, got {port!r} and {db!r}")
+            return RedisConfig()
+        netloc = f"{quote(user, safe='')}@" if user else ""
+        netloc += f"[{host}]" if ":" in host else host
+        url = f"redis://{netloc}:{port}/{db}"
+        names = "/".join(p for p in parts if values.get(f"{prefix}REDIS_{p}"))
+        resolved = RedisConfig(url=url, password=Secret(password) if password else None,
+                               source=f"{origin} ({prefix}REDIS_{names or 'defaults'})")
+        return _with_namespace(resolved, namespace)
+    raise AssertionError("unreachable: the unprefixed round always returns")
+
+
+def _with_namespace(config: RedisConfig, namespace: str) -> RedisConfig:
+    return dataclasses.replace(config, namespace=namespace)

@@ -1,0 +1,46 @@
+"""Every default the bot uses, once, with its unit.
+
+``config.toml.example`` repeats these values in comments; a test keeps the two
+in step.
+"""
+
+from __future__ import annotations
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+"""Where Sidekiq's Redis is when nothing else says so (the ``REDIS_URL``
+environment variable wins over it when no config file names a URL)."""
+
+REDIS_NAMESPACE = ""
+"""Key prefix of redis-namespace (Mastodon ≤ 4.3 with ``REDIS_NAMESPACE``); empty: none."""
+
+REDIS_SOCKET_TIMEOUT = 5.0
+"""Seconds to wait for Redis to connect or answer before the reading counts as failed."""
+
+MASTODON_QUEUES = ("default", "push", "ingress", "mailers", "pull", "scheduler", "fasp")
+"""Mastodon's Sidekiq queues (``config/sidekiq.yml``, ``fasp`` from 4.4), in order of importance."""
+
+PROCESS_STALE_AFTER = 0.0
+"""Seconds without a heartbeat after which a Sidekiq process counts as stale.
+0 means automatic: three heartbeats, 15 s for Sidekiq 6 and 30 s for 7 and later."""
+
+BEAT_INTERVAL_SIDEKIQ6 = 5.0
+"""Seconds between heartbeats of Sidekiq ≤ 6.5 (launcher.rb BEAT_PAUSE)."""
+
+BEAT_INTERVAL_SIDEKIQ7 = 10.0
+"""Seconds between heartbeats of Sidekiq ≥ 7.0 (launcher.rb BEAT_PAUSE)."""
+
+MISSED_BEATS_STALE = 3
+"""How many missed heartbeats make a process stale when ``stale_after`` is automatic."""
+
+MAX_ANOMALY_EXAMPLES = 20
+"""How many examples of malformed Redis data a snapshot keeps (all are counted)."""
+
+DISK_PATHS = ("/",)
+"""Filesystems whose usage the host reading reports."""
+
+CPU_SAMPLE_MIN = 0.25
+"""Seconds a one-off reading waits after priming psutil's CPU counter, so that the
+first CPU percentage means something."""
+
+MILLISECONDS_THRESHOLD = 1e11
+"""An epoch timestamp above this is in milliseconds (Sidekiq 8), below it in seconds."""

@@ -1,0 +1,170 @@
+"""Real servers for the integration tests: redis-server and Sidekiq on loopback.
+
+Sidekiq 6.4 is Debian 12's ``ruby-sidekiq`` on this machine; Sidekiq 7.3 is
+Debian 13's, run inside the chroot that ``scripts/sidekiq7-chroot.sh`` builds
+(or directly, on a Debian 13 machine). Everything listens on 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+
+RUBY_DIR = Path(__file__).parent / "ruby"
+SIDEKIQ7_ROOT = Path(os.environ.get("STATUSBOT_SIDEKIQ7_ROOT", "/var/cache/statusbot/trixie"))
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
+             interval: float = 0.1) -> None:
+    """Poll ``predicate`` until it is true; fail the test with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout:.0f} s waiting for {what}")
+
+
+class RedisServer:
+    """A throwaway redis-server on a free loopback port, without persistence."""
+
+    def __init__(self, workdir: Path, extra: Sequence[str] = ()) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.log = workdir / f"redis-{self.port}.log"
+        self.process = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+             "--save", "", "--appendonly", "no", "--dir", str(workdir),
+             "--logfile", str(self.log), *extra],
+        )
+        wait_for(self._pings, 10, f"redis-server on port {self.port}")
+
+    @property
+    def url(self) -> str:
+        """The redis:// URL of database 0."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def client(self, **kwargs: Any) -> redis.Redis:
+        """Return an admin client (the test's own; the bot never writes)."""
+        return redis.Redis(host="127.0.0.1", port=self.port, decode_responses=True, **kwargs)
+
+    def _pings(self) -> bool:
+        try:
+            return bool(self.client(socket_timeout=1).ping())
+        except redis.ConnectionError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+class Sidekiq:
+    """One Sidekiq installation: runs its Ruby API scripts and workers.
+
+    ``root`` is a chroot holding Sidekiq (None: the host's). The Ruby files are
+    copied into a directory visible inside that root.
+    """
+
+    def __init__(self, root: Path | None, redis_url: str, namespace: str = "") -> None:
+        self.root = root
+        if root is not None and not (root / "proc/self").exists():
+            # Sidekiq reads /proc/<pid>/status for its heartbeat's RSS.
+            subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
+        base = (root / "tmp") if root is not None else Path(tempfile.gettempdir())
+        self.host_dir = base / f"statusbot-{uuid.uuid4().hex[:12]}"
+        shutil.copytree(RUBY_DIR, self.host_dir)
+        self.dir = Path("/tmp") / self.host_dir.name if root is not None else self.host_dir
+        self.env = {**os.environ, "REDIS_URL": redis_url, "SIDEKIQ_NS": namespace}
+        self.workers: list[subprocess.Popen[bytes]] = []
+
+    def _argv(self, argv: Sequence[str]) -> list[str]:
+        return ["chroot", str(self.root), *argv] if self.root is not None else list(argv)
+
+    def ruby(self, script: str, stdin: str = "") -> str:
+        """Run one of the Ruby scripts and return what it printed."""
+        result = subprocess.run(
+            self._argv(["ruby", str(self.dir / script)]), input=stdin.encode(),
+            env=self.env, capture_output=True, timeout=120, check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"{script} failed ({result.returncode}): "
+                               f"{result.stderr.decode(errors='replace')[-2000:]}")
+        return result.stdout.decode()
+
+    def enqueue(self, plan: list[dict[str, Any]]) -> None:
+        """Push jobs as Sidekiq's own client does (see ruby/enqueue.rb)."""
+        self.ruby("enqueue.rb", json.dumps(plan))
+
+    def api(self) -> dict[str, Any]:
+        """Return what Sidekiq's Ruby API (Stats, Queue, ProcessSet) reports."""
+        # Sidekiq 7 logs its connection to stdout first; the JSON is the last line.
+        result: dict[str, Any] = json.loads(self.ruby("api.rb").strip().splitlines()[-1])
+        return result
+
+    def start_worker(self, queues: Sequence[str], concurrency: int,
+                     tag: str = "mastodon") -> subprocess.Popen[bytes]:
+        """Start a real Sidekiq process serving ``queues``."""
+        argv = ["sidekiq", "-r", str(self.dir / "jobs.rb"), "-c", str(concurrency), "-g", tag]
+        for queue in queues:
+            argv += ["-q", queue]
+        log = open(self.host_dir / f"worker-{len(self.workers)}.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(self._argv(argv), env=self.env, stdout=log,
+                                  stderr=subprocess.STDOUT)
+        log.close()
+        self.workers.append(worker)
+        return worker
+
+    def log_tail(self) -> str:
+        """Return the end of every worker's log, for failure messages."""
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-3000:]}"
+            for path in sorted(self.host_dir.glob("worker-*.log"))
+        )
+
+    def stop(self) -> None:
+        """Stop every worker still running and remove the copied files."""
+        for worker in self.workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in self.workers:
+            try:
+                worker.wait(15)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()
+        shutil.rmtree(self.host_dir, ignore_errors=True)
+
+
+def sidekiq7_available() -> str | None:
+    """Return why Sidekiq 7 cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "the Sidekiq 7 chroot needs root"
+    if not (SIDEKIQ7_ROOT / "usr/bin/sidekiq").exists():
+        return f"no Sidekiq 7 chroot at {SIDEKIQ7_ROOT} (run scripts/sidekiq7-chroot.sh)"
+    return None
