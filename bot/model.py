@@ -159,8 +159,11 @@ class HostStats:
 
 @dataclass(frozen=True, slots=True)
 class Snapshot:
-    """Everything one tick collected. ``sidekiq`` is None when Redis could not be read;
-    ``host`` is None when the host reading failed (``host_error`` says why)."""
+    """Everything one tick collected.
+
+    ``sidekiq`` is None when Redis could not be read; ``host`` is None when
+    the host reading failed (``host_error`` says why).
+    """
 
     collected_at: float
     redis: RedisStats

@@ -49,12 +49,14 @@ class Collector:
         self.host = HostReader(config.host.disk_paths)
 
     def collect(self) -> Snapshot:
-        """Take one snapshot. Redis trouble shows in ``snapshot.redis``; host trouble in
-        ``snapshot.host_error``; neither raises."""
+        """Take one snapshot; never raises.
+
+        Redis trouble shows in ``snapshot.redis``, host trouble in ``snapshot.host_error``.
+        """
         host_error = None
         try:
             host = self.host.read()
-        except Exception as exc:  # noqa: BLE001 - a host reading must never stop the bot
+        except Exception as exc:  # a host reading must never stop the bot
             host, host_error = None, f"{type(exc).__name__}: {exc}"
         # Sidekiq last, so that collected_at is the moment its latencies refer to.
         redis_stats, sidekiq_stats = self.sidekiq.read()

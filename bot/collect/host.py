@@ -102,14 +102,17 @@ def disk_usage(path: str) -> DiskStats:
     try:
         usage = psutil.disk_usage(path)
     except OSError as exc:
-        return DiskStats(path, None, None, None, None, f"{type(exc).__name__}: {exc.strerror or exc}")
+        error = f"{type(exc).__name__}: {exc.strerror or exc}"
+        return DiskStats(path, None, None, None, None, error)
     return DiskStats(path, usage.total, usage.used, usage.free, usage.percent)
 
 
 class HostReader:
-    """Take readings of this host. Construct once and reuse: the constructor primes
-    psutil's CPU counter, so each reading's CPU percentage covers the time since
-    the previous one."""
+    """Take readings of this host.
+
+    Construct once and reuse: the constructor primes psutil's CPU counter, so
+    each reading's CPU percentage covers the time since the previous one.
+    """
 
     def __init__(
         self,
@@ -127,8 +130,11 @@ class HostReader:
         self._primed_at = timer()
 
     def read(self) -> HostStats:
-        """Take one reading. A first reading right after construction waits until
-        ``cpu_sample_min`` seconds have passed since priming."""
+        """Take one reading.
+
+        A first reading right after construction waits until ``cpu_sample_min``
+        seconds have passed since priming.
+        """
         waited = self._timer() - self._primed_at
         if 0 <= waited < self._cpu_sample_min:
             self._sleep(self._cpu_sample_min - waited)

@@ -134,9 +134,10 @@ def _process_concurrency(hash_value: object, info: dict[str, Any]) -> int | None
         return int(info["concurrency"])
     capsules = info.get("capsules")
     if isinstance(capsules, dict):
-        total = [c.get("concurrency") for c in capsules.values() if isinstance(c, dict)]
-        if total and all(isinstance(n, int) for n in total):
-            return sum(int(n) for n in total)  # type: ignore[arg-type]
+        counts = [c.get("concurrency") for c in capsules.values() if isinstance(c, dict)]
+        numbers = [n for n in counts if isinstance(n, int) and not isinstance(n, bool)]
+        if numbers and len(numbers) == len(counts):
+            return sum(numbers)
     return None
 
 
@@ -267,8 +268,11 @@ class SidekiqReader:
         return f"{self._namespace}:{name}" if self._namespace else name
 
     def read(self) -> tuple[RedisStats, SidekiqStats | None]:
-        """Take one snapshot. Never raises for Redis trouble: an unreachable or
-        refusing Redis gives ``reachable=False`` with the error and no Sidekiq stats."""
+        """Take one snapshot; never raises for Redis trouble.
+
+        An unreachable or refusing Redis gives ``reachable=False`` with the
+        error, and no Sidekiq stats.
+        """
         try:
             if not self._connected:
                 # Connect outside the timed PING, so round trip means round trip.
@@ -318,7 +322,7 @@ class SidekiqReader:
             sets.append({str(v) for v in value})
         names = ("stat:processed", "stat:failed", "stat:processed:today", "stat:failed:today")
         counters: list[int] = []
-        for name, value in zip(names + ("schedule", "retry", "dead"), numbers):
+        for name, value in zip((*names, "schedule", "retry", "dead"), numbers, strict=True):
             if isinstance(value, Exception):
                 anomalies.append(Anomaly(self.key(name), _error_text(value)))
                 value = 0
@@ -351,7 +355,7 @@ class SidekiqReader:
     ) -> SidekiqStats:
         processes: list[ProcessStats] = []
         offset = 2 * len(pending.queues)
-        for identity, fields in zip(pending.processes, results[offset:]):
+        for identity, fields in zip(pending.processes, results[offset:], strict=True):
             if isinstance(fields, Exception):
                 anomalies.append(Anomaly(self.key(identity), _error_text(fields)))
                 fields = [None] * len(PROCESS_FIELDS)

@@ -10,8 +10,8 @@ reading must then equal what Sidekiq's own Ruby API reports on the same Redis.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -83,10 +83,11 @@ def identity_of(server: RedisServer, namespace: str, pid: int) -> str | None:
     """Return the identity a Sidekiq process with ``pid`` registered, once it has."""
     client = server.client()
     prefix = f"{namespace}:" if namespace else ""
-    for identity in client.smembers(f"{prefix}processes"):
+    for member in client.smembers(f"{prefix}processes"):
+        identity = str(member)
         info = client.hget(f"{prefix}{identity}", "info")
         if info and json.loads(info).get("pid") == pid:
-            return str(identity)
+            return identity
     return None
 
 
@@ -190,7 +191,7 @@ def test_check_json_equals_sidekiq_api(scenario: Scenario) -> None:
 
     assert [q["name"] for q in sk["queues"]] == [q["name"] for q in theirs["queues"]]
     offset = ours["collected_at"] - theirs["now"]
-    for mine, their in zip(sk["queues"], theirs["queues"]):
+    for mine, their in zip(sk["queues"], theirs["queues"], strict=True):
         assert (mine["name"], mine["size"], mine["paused"]) == (
             their["name"], their["size"], their["paused"])
         assert mine["latency_s"] == pytest.approx(their["latency"] + offset, abs=1.0), mine

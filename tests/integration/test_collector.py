@@ -1,0 +1,259 @@
+"""The Sidekiq reader against a real redis-server, with keys the test writes itself.
+
+Covers what Debian cannot produce (Sidekiq 8's layout), data of the wrong
+shape, the round-trip bound, and Redis being unreachable.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import pytest
+import redis
+from redis.connection import Connection
+
+from bot.collect import redis_client
+from bot.collect.sidekiq import SidekiqReader
+from bot.config import RedisConfig
+from bot.model import Anomaly
+from tests.integration.servers import RedisServer, free_port
+
+pytestmark = pytest.mark.integration
+
+QUEUES = ("default", "push", "ingress", "mailers", "pull", "scheduler", "fasp")
+
+
+def sidekiq8_job(queue: str, enqueued_ms: int, n: int) -> str:
+    """A job as Sidekiq 8 writes it: integer-millisecond timestamps."""
+    return json.dumps({
+        "retry": True, "queue": queue, "class": "Sidekiq::ActiveJob::Wrapper",
+        "wrapped": "ActionMailer::MailDeliveryJob", "args": [{"n": n}],
+        "jid": f"{n:024x}", "created_at": enqueued_ms - 5, "enqueued_at": enqueued_ms,
+    })
+
+
+def write_sidekiq8(client: redis.Redis, now: float, jobs_per_queue: int = 2,
+                   prefix: str = "") -> dict[str, str]:
+    """Write the Sidekiq 8.1 layout (reference §2, §3) and return the identities."""
+    pipe = client.pipeline(transaction=False)
+    for index, queue in enumerate(QUEUES[:5]):
+        pipe.sadd(f"{prefix}queues", queue)
+        # LPUSH: oldest job at the tail. The oldest is 10 s * (index + 1) old.
+        for n in range(jobs_per_queue):
+            age = 10.0 * (index + 1) - n * 0.001
+            pipe.lpush(f"{prefix}queue:{queue}", sidekiq8_job(queue, int((now - age) * 1000), n))
+    pipe.sadd(f"{prefix}queues", "fasp")  # registered but empty: the list key is gone
+    pipe.sadd(f"{prefix}paused", "pull")
+    for name, count in (("schedule", 3), ("retry", 2), ("dead", 1)):
+        for n in range(count):
+            pipe.zadd(f"{prefix}{name}", {sidekiq8_job("default", int(now * 1000), n): now + n})
+    today = time.strftime("%Y-%m-%d", time.gmtime(now))
+    pipe.mset({f"{prefix}stat:processed": 1000, f"{prefix}stat:failed": 10,
+               f"{prefix}stat:processed:{today}": 100, f"{prefix}stat:failed:{today}": 1})
+    identities = {"live": "web1:101:0123456789ab", "old": "web2:202:ba9876543210"}
+    ages_and_busy = ((3.0, 4), (45.0, 2))
+    for identity, (beat_age, busy) in zip(identities.values(), ages_and_busy, strict=True):
+        info = {
+            "hostname": identity.split(":")[0], "started_at": now - 600, "pid": int(
+                identity.split(":")[1]), "tag": "mastodon", "labels": [], "identity": identity,
+            "queues": ["default", "push", "ingress", "mailers"], "version": "8.1.6",
+            "embedded": False, "weights": [{"default": 8, "push": 6, "ingress": 4, "mailers": 2}],
+            "capsules": {"default": {"concurrency": 10, "mode": "weighted",
+                                     "weights": {"default": 8, "push": 6, "ingress": 4,
+                                                 "mailers": 2}}},
+        }
+        pipe.sadd(f"{prefix}processes", identity)
+        pipe.hset(f"{prefix}{identity}", mapping={
+            "info": json.dumps(info), "busy": busy, "beat": now - beat_age, "quiet": "false",
+            "rss": 512000, "rtt_us": 120, "concurrency": 10})
+        pipe.hset(f"{prefix}{identity}:work", "abc", json.dumps({
+            "queue": "default", "payload": sidekiq8_job("default", int(now * 1000), 0),
+            "run_at": int(now)}))
+    pipe.execute()
+    return identities
+
+
+def reader_for(server: RedisServer, **kwargs: Any) -> SidekiqReader:
+    client = redis_client(RedisConfig(url=server.url))
+    return SidekiqReader(client, url=server.url, **kwargs)
+
+
+@pytest.mark.parametrize("namespace", ["", "mastodon"])
+def test_sidekiq8_layout(redis_server: RedisServer, namespace: str) -> None:
+    """Integer-ms timestamps, the concurrency hash field, capsules, paused queues."""
+    now = time.time()
+    prefix = f"{namespace}:" if namespace else ""
+    ids = write_sidekiq8(redis_server.client(), now, prefix=prefix)
+    redis_stats, stats = reader_for(redis_server, namespace=namespace).read()
+    assert redis_stats.reachable and stats is not None
+    assert redis_stats.version and redis_stats.rtt_ms is not None
+    assert (stats.processed, stats.failed, stats.processed_today, stats.failed_today) == (
+        1000, 10, 100, 1)
+    assert (stats.scheduled, stats.retries, stats.dead, stats.enqueued) == (3, 2, 1, 10)
+    latency = {q.name: q.latency_s for q in stats.queues}
+    assert sorted(latency) == sorted((*QUEUES[:5], "fasp"))
+    for index, queue in enumerate(QUEUES[:5]):
+        assert latency[queue] == pytest.approx(10.0 * (index + 1), abs=0.5)
+    assert latency["fasp"] == 0.0
+    by_name = {q.name: q for q in stats.queues}
+    assert (by_name["pull"].paused, by_name["pull"].served) == (True, False)
+    assert (by_name["push"].paused, by_name["push"].served) == (False, True)
+    assert by_name["fasp"].size == 0
+    process = {p.identity: p for p in stats.processes}
+    assert process[ids["live"]].alive and process[ids["live"]].concurrency == 10
+    assert process[ids["old"]].stale_reason == "no heartbeat for 45 s"
+    assert (stats.live_processes, stats.stale_processes, stats.busy, stats.concurrency) == (
+        1, 1, 4, 10)
+    assert stats.utilisation == pytest.approx(0.4)
+    assert stats.anomaly_count == 0
+
+
+def test_malformed_data_is_counted_not_fatal(redis_server: RedisServer) -> None:
+    """Wrong key types, bad JSON and junk counters become anomalies, never a crash."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    client.rpush("queue:push", "{truncated")  # the oldest job
+    client.delete("queue:ingress")
+    client.set("queue:ingress", "not a list")
+    client.delete("dead")
+    client.set("dead", "not a zset")
+    client.set("stat:failed", "lots")
+    client.sadd("processes", "broken:1:000000000000")
+    client.hset("broken:1:000000000000", mapping={"info": "{", "beat": "x"})
+    client.sadd("processes", "wrongtype:1:000000000000")
+    client.set("wrongtype:1:000000000000", "a string")
+    redis_stats, stats = reader_for(redis_server).read()
+    assert redis_stats.reachable and stats is not None
+    problems = {(a.key, a.problem.split(":")[0]) for a in stats.anomalies}
+    assert problems == {
+        ("queue:push", "oldest job is not valid JSON"),
+        ("queue:ingress", "ResponseError"),
+        ("dead", "ResponseError"),
+        ("stat:failed", "not a number"),
+        ("broken:1:000000000000", "heartbeat info is not a JSON object"),
+        ("broken:1:000000000000", "malformed beat"),
+        ("wrongtype:1:000000000000", "ResponseError"),
+    }
+    assert stats.anomaly_count == 7
+    queue = {q.name: q for q in stats.queues}
+    assert (queue["push"].size, queue["push"].latency_s) == (3, None)
+    assert (queue["ingress"].size, queue["ingress"].latency_s) == (0, None)
+    assert (stats.dead, stats.failed, stats.processed) == (0, 0, 1000)
+    assert stats.live_processes == 1
+
+
+def test_anomaly_examples_are_capped(redis_server: RedisServer) -> None:
+    """All anomalies are counted, a bounded number kept as examples."""
+    client = redis_server.client()
+    for n in range(30):
+        client.sadd("queues", f"q{n}")
+        client.lpush(f"queue:q{n}", "garbage")
+    _, stats = reader_for(redis_server, max_anomaly_examples=5).read()
+    assert stats is not None
+    assert (stats.anomaly_count, len(stats.anomalies)) == (30, 5)
+    assert stats.anomalies[0] == Anomaly("queue:q0", "oldest job is not valid JSON")
+
+
+class CountingConnection(Connection):
+    """A redis-py connection that counts what it sends: one write is one round trip."""
+
+    sends = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        type(self).sends += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def commandstats(client: redis.Redis) -> dict[str, int]:
+    stats = client.info("commandstats")
+    return {name: int(value["calls"]) for name, value in stats.items()}
+
+
+@pytest.mark.parametrize("jobs", [10, 10_000])
+def test_round_trips_are_bounded(redis_server: RedisServer, jobs: int) -> None:
+    """Three round trips and the same commands per snapshot at 10 and 10,000 jobs."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    pipe = client.pipeline(transaction=False)
+    for n in range(jobs):
+        queue = QUEUES[n % len(QUEUES)]
+        pipe.sadd("queues", queue)
+        pipe.lpush(f"queue:{queue}", sidekiq8_job(queue, int(now * 1000), n))
+    pipe.execute()
+
+    pool = redis.ConnectionPool(connection_class=CountingConnection, host="127.0.0.1",
+                                port=redis_server.port, decode_responses=True)
+    reader = SidekiqReader(redis.Redis(connection_pool=pool), url=redis_server.url)
+    reader.read()  # connects: handshake and an untimed PING
+    CountingConnection.sends = 0
+    before = commandstats(client)
+    _, stats = reader.read()
+    after = commandstats(client)
+    sent = {k.removeprefix("cmdstat_"): after[k] - before.get(k, 0) for k in after
+            if after[k] != before.get(k, 0)}
+    sent["info"] -= 1  # the test's own INFO commandstats
+    assert stats is not None and stats.enqueued == jobs + 10
+    assert CountingConnection.sends == 3
+    queues, processes = len(stats.queues), len(stats.processes)
+    assert sent == {"ping": 1, "info": 1, "smembers": 3, "get": 4, "zcard": 3,
+                    "llen": queues, "lindex": queues, "hmget": processes}
+    assert set(sent) <= {"ping", "info", "smembers", "get", "zcard", "llen", "lindex", "hmget"}
+
+
+def test_unreachable_redis(tmp_path: Any) -> None:
+    """A Redis that refuses connections gives reachable=False with the error, no stats."""
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    reader = SidekiqReader(redis_client(RedisConfig(url=url, socket_timeout=1)), url=url)
+    redis_stats, stats = reader.read()
+    assert stats is None
+    assert not redis_stats.reachable
+    assert redis_stats.error is not None and "Connection refused" in redis_stats.error
+
+
+def test_silent_server_times_out() -> None:
+    """A server that accepts but never answers costs one socket timeout, not a hang."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        url = f"redis://127.0.0.1:{listener.getsockname()[1]}/0"
+        reader = SidekiqReader(redis_client(RedisConfig(url=url, socket_timeout=0.5)), url=url)
+        started = time.monotonic()
+        redis_stats, stats = reader.read()
+    assert stats is None and not redis_stats.reachable
+    assert "Timeout" in (redis_stats.error or "")
+    assert time.monotonic() - started < 5
+
+
+def check(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot", "check", *args], capture_output=True,
+                          text=True, timeout=60, check=False, env=env)
+
+
+def test_check_exit_status(redis_server: RedisServer, tmp_path: Any) -> None:
+    """0 when Redis was read, 1 with a one-line reason when not, 2 for a config error."""
+    write_sidekiq8(redis_server.client(), time.time())
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_server.url}
+    ok = check(env=env)
+    assert ok.returncode == 0, ok.stderr
+    assert "default" in ok.stdout and "web1:101:0123456789ab" in ok.stdout
+    as_json = check("--json", env=env)
+    assert json.loads(as_json.stdout)["sidekiq"]["enqueued"] == 10
+
+    down = check(env={**env, "REDIS_URL": f"redis://:hunter2@127.0.0.1:{free_port()}/0"})
+    assert down.returncode == 1
+    assert down.stderr.count("\n") == 1 and "cannot read Redis at redis://127.0.0.1:" in down.stderr
+    assert "hunter2" not in down.stdout + down.stderr
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[redis]\nurl = 5\n")
+    broken = check("--config", str(bad), env=env)
+    assert broken.returncode == 2
+    assert f"{bad}: redis.url: must be a redis:// URL, got int 5" in broken.stderr

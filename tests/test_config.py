@@ -1,0 +1,215 @@
+"""Configuration: validation messages, Mastodon's .env.production, secrets."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import Config, ConfigError, RedisConfig, Secret, load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "messages"),
+    [
+        pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
+        pytest.param("[redsi]\n", ["redsi: unknown section (known: redis, sidekiq, host)"],
+                     id="typo-section"),
+        pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
+        pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
+                     id="url-wrong-type"),
+        pytest.param("[redis]\nurl = 'http://x'\n",
+                     ["redis.url: must start with redis://, rediss:// or unix://, got 'http'"],
+                     id="url-wrong-scheme"),
+        pytest.param("[redis]\nurl = 'redis://h:99999/0'\n",
+                     ["redis.url: not a valid URL: Port out of range 0-65535"], id="url-bad-port"),
+        pytest.param("[redis]\nurl = 'redis://:pw@h:6379/0'\n",
+                     ["redis.url: holds a password; put it in password_file or password_env, "
+                      "not in the config file"], id="password-in-toml"),
+        pytest.param("[redis]\nsocket_timeout = 0\n",
+                     ["redis.socket_timeout: must be greater than 0 seconds, got 0.0"],
+                     id="timeout-zero"),
+        pytest.param("[redis]\nsocket_timeout = 'fast'\n",
+                     ["redis.socket_timeout: must be a number of seconds, got str 'fast'"],
+                     id="timeout-string"),
+        pytest.param("[redis]\nsocket_timeout = inf\n",
+                     ["redis.socket_timeout: must be greater than 0 seconds, got inf"],
+                     id="timeout-infinite"),
+        pytest.param("[redis]\nnamespace = 'mastodon:'\n",
+                     ["redis.namespace: give the prefix without the trailing ':'"],
+                     id="namespace-colon"),
+        pytest.param("[redis]\nmastodon_env_file = 'missing.env'\n",
+                     ["redis.mastodon_env_file: no such file: {dir}/missing.env"],
+                     id="env-file-missing"),
+        pytest.param("[redis]\npassword_file = 'nope'\n",
+                     ["redis.password_file: cannot read nope: No such file or directory"],
+                     id="password-file-missing"),
+        pytest.param("[redis]\npassword_env = 'STATUSBOT_UNSET_FOR_TEST'\n",
+                     ["redis.password_env: the environment variable STATUSBOT_UNSET_FOR_TEST "
+                      "is not set"], id="password-env-unset"),
+        pytest.param("[sidekiq]\nstale_after = -1\n",
+                     ["sidekiq.stale_after: must be at least 0 seconds, got -1.0"],
+                     id="negative-stale"),
+        pytest.param("[sidekiq]\nstale_after = true\n",
+                     ["sidekiq.stale_after: must be a number of seconds, got bool True"],
+                     id="bool-is-not-a-number"),
+        pytest.param("[host]\ndisk_paths = ['relative', 3]\n",
+                     ["host.disk_paths: every entry must be an absolute path, got 'relative'",
+                      "host.disk_paths: every entry must be an absolute path, got 3"],
+                     id="disk-paths"),
+        pytest.param("[host]\ndisk_paths = '/'\n",
+                     ["host.disk_paths: must be a list of paths, got str '/'"],
+                     id="disk-paths-not-list"),
+        pytest.param("[redis]\nurl = 1\n[sidekiq]\nextra = 2\n",
+                     ["redis.url: must be a redis:// URL, got int 1", "sidekiq.extra: unknown key"],
+                     id="all-problems-at-once"),
+        pytest.param("[redis\n", ["not valid TOML: Expected ']' at the end of a table "
+                                  "declaration (at line 1, column 7)"], id="bad-toml"),
+    ],
+)
+def test_bad_configs(tmp_path: Path, text: str, messages: list[str]) -> None:
+    """Every problem names the file, the key and what is wrong."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, environ={})
+    expected = [m.format(dir=tmp_path) for m in messages]
+    assert caught.value.problems == expected
+    assert str(caught.value).splitlines() == [f"{path}: {m}" for m in expected]
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A config path that does not exist is an error, not the defaults."""
+    with pytest.raises(ConfigError, match="no such file"):
+        load_config(tmp_path / "nope.toml", environ={})
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        pytest.param({}, RedisConfig(), id="embedded-default"),
+        pytest.param({"REDIS_URL": "redis://redis.internal:6380/2"},
+                     RedisConfig(url="redis://redis.internal:6380/2",
+                                 source="environment variable REDIS_URL"), id="env-url"),
+        pytest.param({"REDIS_URL": "redis://u:p%40ss@h:1/0"},
+                     RedisConfig(url="redis://u@h:1/0", password=Secret("p@ss"),
+                                 source="environment variable REDIS_URL"),
+                     id="env-url-password-split-off"),
+    ],
+)
+def test_no_config_file(environ: dict[str, str], expected: RedisConfig) -> None:
+    """Without a file: REDIS_URL from the environment, else the embedded default."""
+    assert load_config(None, environ=environ) == Config(redis=expected)
+
+
+def test_bad_redis_url_in_environment() -> None:
+    """A bad REDIS_URL is a configuration error too."""
+    with pytest.raises(ConfigError, match="environment: REDIS_URL: must start with redis://"):
+        load_config(None, environ={"REDIS_URL": "localhost:6379"})
+
+
+MASTODON_ENV = [
+    pytest.param("REDIS_HOST=localhost\nREDIS_PORT=6379\n",
+                 ("redis://localhost:6379/0", None, "", "(REDIS_HOST/PORT)"),
+                 id="mastodon-defaults"),
+    pytest.param("REDIS_URL=redis://:s3cret@redis:6379/1\nREDIS_NAMESPACE=mastodon\n",
+                 ("redis://redis:6379/1", "s3cret", "mastodon", "(REDIS_URL)"),
+                 id="redis-url-and-namespace"),
+    pytest.param("REDIS_URL=redis://main:6379/0\nSIDEKIQ_REDIS_URL=redis://jobs:6380/3\n",
+                 ("redis://jobs:6380/3", None, "", "(SIDEKIQ_REDIS_URL)"),
+                 id="sidekiq-url-wins"),
+    pytest.param("REDIS_URL=redis://main:6379/0\nSIDEKIQ_REDIS_HOST=jobs\n"
+                 "SIDEKIQ_REDIS_PASSWORD='quoted pw'\n",
+                 ("redis://jobs:6379/0", "quoted pw", "", "(SIDEKIQ_REDIS_HOST/PASSWORD)"),
+                 id="sidekiq-parts-win-over-redis-url"),
+    pytest.param("REDIS_HOST=main\nREDIS_PORT=6390\nREDIS_PASSWORD=pw\nSIDEKIQ_REDIS_DB=4\n",
+                 ("redis://main:6390/4", "pw", "", "(SIDEKIQ_REDIS_DB)"),
+                 id="sidekiq-parts-fall-back-to-redis-parts"),
+    pytest.param("REDIS_HOST=main\nREDIS_USER=mastodon\nREDIS_PASSWORD=pw\n",
+                 ("redis://mastodon@main:6379/0", "pw", "", "(REDIS_HOST/PASSWORD/USER)"),
+                 id="redis-user"),
+    pytest.param("# comment\nexport REDIS_HOST=h\nLOCAL_DOMAIN=example.social\n",
+                 ("redis://h:6379/0", None, "", "(REDIS_HOST)"), id="export-and-comments"),
+    pytest.param("LOCAL_DOMAIN=example.social\n",
+                 ("redis://localhost:6379/0", None, "", "(REDIS_defaults)"), id="nothing-set"),
+]
+
+
+@pytest.mark.parametrize(("env_text", "expected"), MASTODON_ENV)
+def test_mastodon_env_file(tmp_path: Path,
+                           env_text: str, expected: tuple[str, str | None, str, str]) -> None:
+    """Mastodon's own precedence: SIDEKIQ_REDIS_URL, SIDEKIQ_REDIS_*, REDIS_URL, REDIS_*."""
+    write(tmp_path, env_text, ".env.production")
+    path = write(tmp_path, "[redis]\nmastodon_env_file = '.env.production'\n")
+    config = load_config(path, environ={"REDIS_URL": "redis://ignored:1/0"})
+    url, password, namespace, source = expected
+    assert (config.redis.url, config.redis.password, config.redis.namespace) == (
+        url, Secret(password) if password else None, namespace)
+    assert config.redis.source == f"{tmp_path / '.env.production'} {source}"
+
+
+def test_explicit_url_and_namespace_win_over_env_file(tmp_path: Path) -> None:
+    """An explicit url or namespace in the TOML wins over Mastodon's settings."""
+    write(tmp_path, "REDIS_URL=redis://main:6379/0\nREDIS_NAMESPACE=mastodon\n", "m.env")
+    path = write(tmp_path, "[redis]\nmastodon_env_file = 'm.env'\nnamespace = ''\n")
+    assert load_config(path, environ={}).redis.namespace == ""
+    path = write(tmp_path, "[redis]\nmastodon_env_file = 'm.env'\nurl = 'redis://x:1/0'\n")
+    config = load_config(path, environ={})
+    assert (config.redis.url, config.redis.source) == ("redis://x:1/0", "config")
+
+
+def test_password_sources(tmp_path: Path) -> None:
+    """password_file and password_env override a password from the URL's source."""
+    (tmp_path / "pw").write_text("from-file\n")
+    path = write(tmp_path, "[redis]\nurl = 'redis://h:1/0'\npassword_file = 'pw'\n")
+    assert load_config(path, environ={}).redis.password == Secret("from-file")
+    path = write(tmp_path, "[redis]\nurl = 'redis://h:1/0'\npassword_env = 'PW'\n")
+    assert load_config(path, environ={"PW": "from-env"}).redis.password == Secret("from-env")
+
+
+def test_secrets_never_show(tmp_path: Path) -> None:
+    """The password is not in repr or str of the config, nor in config-check's output."""
+    write(tmp_path, "REDIS_URL=redis://:hunter2@redis:6379/1\n", ".env.production")
+    path = write(tmp_path, "[redis]\nmastodon_env_file = '.env.production'\n")
+    config = load_config(path, environ={})
+    assert config.redis.password is not None and config.redis.password.reveal() == "hunter2"
+    assert "hunter2" not in repr(config) + str(config)
+    assert "<secret>" in repr(config)
+    result = subprocess.run([sys.executable, "-m", "bot", "config-check", str(path)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "redis://redis:6379/1" in result.stdout
+
+
+def test_config_check_exit_status(tmp_path: Path) -> None:
+    """config-check exits 0 for a good file and 2 for a bad one."""
+    good = write(tmp_path, "[sidekiq]\nstale_after = 60\n", "good.toml")
+    bad = write(tmp_path, "[sidekiq]\nstale_afte = 60\n", "bad.toml")
+    run = [sys.executable, "-m", "bot", "config-check"]
+    assert subprocess.run([*run, str(good)], capture_output=True, check=False).returncode == 0
+    result = subprocess.run([*run, str(bad)], capture_output=True, text=True, check=False)
+    assert (result.returncode, result.stderr.strip()) == (
+        2, f"{bad}: sidekiq.stale_afte: unknown key")
+
+
+def test_example_config_is_valid_and_documents_the_defaults(tmp_path: Path) -> None:
+    """config.toml.example parses, every key is in it, and its values are the defaults."""
+    text = (ROOT / "config.toml.example").read_text()
+    key_line = re.compile(r"^# ([a-z_]+ = .*)$")
+    uncommented = "\n".join(key_line.sub(r"\1", line) for line in text.splitlines())
+    config = load_config(write(tmp_path, uncommented), environ={})
+    assert config == Config(path=str(tmp_path / "config.toml"), redis=RedisConfig(source="config"))
+    for key in ("url", "namespace", "mastodon_env_file", "password_file", "password_env",
+                "socket_timeout", "stale_after", "disk_paths"):
+        assert re.search(rf"^# {key} = ", text, re.MULTILINE), key

@@ -1,0 +1,152 @@
+"""The pure parts of the Sidekiq reader: timestamps, latency and liveness."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bot.collect.sidekiq import epoch_seconds, job_latency, parse_process, stale_limit
+from bot.model import Anomaly
+
+NOW = 1_800_000_000.0
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param(1_799_999_990.25, 1_799_999_990.25, id="float-seconds-sidekiq7"),
+        pytest.param(1_799_999_990_250, 1_799_999_990.25, id="int-ms-sidekiq8"),
+        pytest.param(1_799_999_990, 1_799_999_990.0, id="int-seconds-other-client"),
+        pytest.param(1_799_999_990_250.0, 1_799_999_990.25, id="float-ms"),
+        pytest.param("1799999990.5", 1_799_999_990.5, id="hash-field-string"),
+        pytest.param("1799999990500", 1_799_999_990.5, id="hash-field-string-ms"),
+        pytest.param("soon", None, id="not-a-number"),
+        pytest.param(None, None, id="missing"),
+        pytest.param(True, None, id="bool"),
+        pytest.param(-5, None, id="negative"),
+        pytest.param(float("nan"), None, id="nan"),
+        pytest.param([1], None, id="list"),
+    ],
+)
+def test_epoch_seconds(value: object, expected: float | None) -> None:
+    """Seconds and milliseconds are told apart by magnitude; junk is None."""
+    assert epoch_seconds(value) == expected
+
+
+def job(**fields: Any) -> str:
+    return json.dumps({"class": "X", "queue": "default", "args": [], **fields})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(None, (0.0, None), id="empty-queue"),
+        pytest.param(job(enqueued_at=NOW - 42.5), (42.5, None), id="sidekiq6-7-float-seconds"),
+        pytest.param(job(enqueued_at=int((NOW - 42.5) * 1000)), (42.5, None), id="sidekiq8-ms"),
+        pytest.param(job(created_at=NOW - 7), (7.0, None), id="created-at-fallback"),
+        pytest.param(job(enqueued_at=NOW - 3, created_at=NOW - 100), (3.0, None),
+                     id="enqueued-wins"),
+        pytest.param(job(enqueued_at=NOW + 30), (0.0, None), id="clock-skew-future"),
+        pytest.param(job(), (0.0, "oldest job has neither enqueued_at nor created_at"),
+                     id="no-timestamps"),
+        pytest.param("{not json", (None, "oldest job is not valid JSON"), id="bad-json"),
+        pytest.param("[1, 2]", (None, "oldest job is not a JSON object"), id="json-list"),
+        pytest.param(job(enqueued_at="yesterday"),
+                     (None, "oldest job has a malformed enqueued_at: 'yesterday'"),
+                     id="bad-enqueued-at"),
+    ],
+)
+def test_job_latency(raw: str | None, expected: tuple[float | None, str | None]) -> None:
+    """Latency is the age of the oldest job, like Sidekiq's Queue#latency."""
+    latency, problem = job_latency(raw, NOW)
+    assert (latency if latency is None else round(latency, 3), problem) == expected
+
+
+def info(**fields: Any) -> str:
+    base: dict[str, Any] = {"hostname": "worker1", "pid": 42, "tag": "mastodon",
+                            "started_at": NOW - 3600, "identity": "worker1:42:abc",
+                            "queues": ["default", "push"], "labels": []}
+    return json.dumps({**base, **fields})
+
+
+def fields(raw_info: str | None, *, busy: str | None = "1", beat: str | None = None,
+           quiet: str | None = "false", rss: str | None = "204800",
+           concurrency: str | None = None) -> list[str | None]:
+    return [raw_info, busy, beat if beat is not None else str(NOW - 2), quiet, rss, concurrency]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(fields(info(concurrency=5)),
+                     {"alive": True, "stale_reason": None, "concurrency": 5, "busy": 1,
+                      "queues": ("default", "push"), "version": None},
+                     id="sidekiq6-fresh"),
+        pytest.param(fields(info(concurrency=5), beat=str(NOW - 16)),
+                     {"alive": False, "stale_reason": "no heartbeat for 16 s"},
+                     id="sidekiq6-three-missed-beats"),
+        pytest.param(fields(info(concurrency=5, version="7.3.2"), beat=str(NOW - 16)),
+                     {"alive": True, "stale_reason": None, "version": "7.3.2"},
+                     id="sidekiq7-beats-every-10s"),
+        pytest.param(fields(info(concurrency=5, version="7.3.2"), beat=str(NOW - 31)),
+                     {"alive": False, "stale_reason": "no heartbeat for 31 s"},
+                     id="sidekiq7-stale"),
+        pytest.param(fields(None, busy=None, beat="", quiet=None, rss=None),
+                     {"alive": False, "stale_reason": "heartbeat expired", "hostname": None,
+                      "busy": None, "queues": ()},
+                     id="hash-expired-after-kill"),
+        pytest.param(fields(info(version="8.1.6", capsules={"default": {"concurrency": 7}}),
+                            concurrency="12"),
+                     {"alive": True, "concurrency": 12},
+                     id="sidekiq8.1.2-concurrency-hash-field"),
+        pytest.param(fields(info(version="8.0.9", queues=None,
+                                 capsules={"default": {"concurrency": 3,
+                                                       "weights": {"default": 8, "push": 6}},
+                                           "single": {"concurrency": 1,
+                                                      "weights": {"scheduler": 0}}})),
+                     {"concurrency": 4, "queues": ("default", "push", "scheduler")},
+                     id="sidekiq8-capsules-without-queues"),
+        pytest.param(fields(info(concurrency=5, queues=["default", "default", "push"])),
+                     {"queues": ("default", "push")}, id="weighted-duplicates"),
+        pytest.param(fields(info(concurrency=5), quiet="true"),
+                     {"alive": True, "quiet": True}, id="quiet-is-still-alive"),
+        pytest.param(fields(info(concurrency=5), beat=str(int((NOW - 2) * 1000))),
+                     {"alive": True, "beat_age_s": pytest.approx(2.0)}, id="beat-in-ms"),
+    ],
+)
+def test_parse_process(raw: list[str | None], expected: dict[str, Any]) -> None:
+    """Liveness, concurrency and queues come out right for each Sidekiq layout."""
+    process, anomalies = parse_process("worker1:42:abc", raw, NOW)
+    actual = {name: getattr(process, name) for name in expected}
+    assert (actual, anomalies) == (expected, [])
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        pytest.param(fields("{oops"), "heartbeat info is not a JSON object", id="bad-info"),
+        pytest.param(fields(info(), beat="later"), "malformed beat: 'later'", id="bad-beat"),
+    ],
+)
+def test_parse_process_counts_malformed_data(raw: list[str | None], problem: str) -> None:
+    """Malformed heartbeat data becomes an anomaly and a process that is not alive."""
+    process, anomalies = parse_process("w:1:x", raw, NOW)
+    assert anomalies == [Anomaly("w:1:x", problem)]
+    assert process.alive is (problem == "heartbeat info is not a JSON object")
+
+
+@pytest.mark.parametrize(
+    ("parsed_info", "configured", "expected"),
+    [
+        pytest.param({}, 0.0, 15.0, id="sidekiq6"),
+        pytest.param({"version": "7.0.2"}, 0.0, 30.0, id="sidekiq7"),
+        pytest.param({"version": "8.1.6"}, 0.0, 30.0, id="sidekiq8"),
+        pytest.param({"version": "garbage"}, 0.0, 15.0, id="unknown-version"),
+        pytest.param({"version": "8.1.6"}, 90.0, 90.0, id="configured"),
+    ],
+)
+def test_stale_limit(parsed_info: dict[str, Any], configured: float, expected: float) -> None:
+    """Three beats of the process's Sidekiq version, unless configured."""
+    assert stale_limit(parsed_info, configured) == expected
