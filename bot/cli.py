@@ -59,7 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"statusbot: configuration error\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
-    return _check(config, as_json=args.json)
+    try:
+        return _check(config, as_json=args.json)
+    except BrokenPipeError:  # e.g. `statusbot check --json | head`
+        # As the Python docs advise: point stdout at devnull so the exit flush is quiet.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 def _config_check(path: str) -> int:

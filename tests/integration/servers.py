@@ -161,8 +161,25 @@ class Sidekiq:
         shutil.rmtree(self.host_dir, ignore_errors=True)
 
 
+def host_sidekiq_version() -> str | None:
+    """Return the version of Debian's ruby-sidekiq installed on this host, if any."""
+    result = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "ruby-sidekiq"],
+                            capture_output=True, text=True, check=False)
+    return result.stdout.strip() or None if result.returncode == 0 else None
+
+
+def sidekiq_root(major: int) -> tuple[Path | None, str | None]:
+    """Return where Sidekiq ``major`` runs (None: on the host) and why it cannot, if so."""
+    version = host_sidekiq_version()
+    if version is not None and version.startswith(f"{major}."):
+        return None, None
+    if major == 6:
+        return None, f"Sidekiq 6 is Debian 12's ruby-sidekiq; this host has {version}"
+    return SIDEKIQ7_ROOT, sidekiq7_available()
+
+
 def sidekiq7_available() -> str | None:
-    """Return why Sidekiq 7 cannot run here, or None when it can."""
+    """Return why the Sidekiq 7 chroot cannot run here, or None when it can."""
     if os.geteuid() != 0:
         return "the Sidekiq 7 chroot needs root"
     if not (SIDEKIQ7_ROOT / "usr/bin/sidekiq").exists():

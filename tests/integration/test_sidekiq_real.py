@@ -26,13 +26,7 @@ import pytest
 import redis
 
 from tests.integration.conftest import need
-from tests.integration.servers import (
-    SIDEKIQ7_ROOT,
-    RedisServer,
-    Sidekiq,
-    sidekiq7_available,
-    wait_for,
-)
+from tests.integration.servers import RedisServer, Sidekiq, sidekiq_root, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -91,23 +85,20 @@ def identity_of(server: RedisServer, namespace: str, pid: int) -> str | None:
     return None
 
 
-FLAVOURS = {
-    "sidekiq6": (None, ""),
-    "sidekiq6-namespace": (None, "mastodon"),
-    "sidekiq7": (SIDEKIQ7_ROOT, ""),
-}
+FLAVOURS = {"sidekiq6": (6, ""), "sidekiq6-namespace": (6, "mastodon"), "sidekiq7": (7, "")}
+NAMESPACE_GEM = Path("/usr/lib/ruby/vendor_ruby/redis/namespace.rb")
 
 
 @pytest.fixture(scope="module", params=sorted(FLAVOURS))
 def scenario(request: pytest.FixtureRequest,
              tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
     """Fill a fresh Redis with real Sidekiq and leave it in a steady state."""
-    root, namespace = FLAVOURS[request.param]
+    major, namespace = FLAVOURS[request.param]
     need(None if shutil.which("redis-server") else "redis-server is not installed")
-    if root is None:
-        need(None if shutil.which("sidekiq") else "ruby-sidekiq is not installed")
-    else:
-        need(sidekiq7_available())
+    root, missing = sidekiq_root(major)
+    need(missing)
+    if namespace:
+        need(None if NAMESPACE_GEM.exists() else "ruby-redis-namespace is not installed")
     workdir = tmp_path_factory.mktemp(request.param)
     server = RedisServer(workdir)
     sidekiq = Sidekiq(root, server.url, namespace)

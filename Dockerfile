@@ -1,0 +1,27 @@
+# statusbot: a Mastodon bot that watches its own instance's health.
+# Build: docker build -t statusbot .
+# Run:   docker run --rm --network host \
+#          -v /etc/statusbot/config.toml:/etc/statusbot/config.toml:ro statusbot
+FROM python:3.12-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/statusbot \
+        --create-home --shell /usr/sbin/nologin statusbot \
+    && mkdir -p /etc/statusbot
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY bot ./bot
+RUN pip install . && rm -rf /src
+
+WORKDIR /var/lib/statusbot
+USER statusbot
+VOLUME ["/var/lib/statusbot"]
+
+# Mount the configuration here (see config.toml.example).
+ENTRYPOINT ["statusbot"]
+CMD ["check", "--config", "/etc/statusbot/config.toml"]

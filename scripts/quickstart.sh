@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Set statusbot up on this machine and run its main job once on the embedded
+# defaults: `statusbot check` against REDIS_URL or redis://127.0.0.1:6379/0.
+# On a fresh machine with no Redis there, it starts a throwaway redis-server on
+# that address for the duration of the check (installing it first when run as
+# root on Debian/Ubuntu), so there is something to read.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+python=${PYTHON:-python3}
+apt_install() {
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "$@"
+  else
+    echo "please install: $*" >&2
+    exit 1
+  fi
+}
+"$python" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
+[ -x .venv/bin/python ] || "$python" -m venv .venv
+.venv/bin/pip install -q --disable-pip-version-check .
+
+url=${REDIS_URL:-redis://127.0.0.1:6379/0}
+if ! .venv/bin/python - "$url" <<'PY' 2>/dev/null
+import sys, redis
+redis.Redis.from_url(sys.argv[1], socket_connect_timeout=1, socket_timeout=1).ping()
+PY
+then
+  if [ "$url" != "redis://127.0.0.1:6379/0" ]; then
+    echo "no Redis answers at REDIS_URL; running the check anyway" >&2
+  else
+    command -v redis-server >/dev/null || apt_install redis-server
+    echo "no Redis at $url: starting a throwaway redis-server there for this check" >&2
+    redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+      --dir "$(mktemp -d)" --logfile "" >/dev/null &
+    trap 'kill $! 2>/dev/null' EXIT
+    for _ in $(seq 50); do
+      .venv/bin/python -c 'import redis; redis.Redis(socket_timeout=0.2).ping()' 2>/dev/null && break
+      sleep 0.1
+    done
+  fi
+fi
+.venv/bin/statusbot check
