@@ -68,14 +68,14 @@ class RedisStats:
     url: str
     namespace: str
     reachable: bool
-    error: str | None
-    rtt_ms: float | None
-    version: str | None
-    used_memory_bytes: int | None
-    maxmemory_bytes: int | None
-    maxmemory_policy: str | None
-    connected_clients: int | None
-    uptime_s: int | None
+    error: str | None = None
+    rtt_ms: float | None = None
+    version: str | None = None
+    used_memory_bytes: int | None = None
+    maxmemory_bytes: int | None = None
+    maxmemory_policy: str | None = None
+    connected_clients: int | None = None
+    uptime_s: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -219,13 +219,6 @@ def parse_process(
     return process, anomalies
 
 
-def parse_info(info: object) -> dict[str, Any]:
-    """Return the INFO fields the snapshot reports (missing ones are absent)."""
-    if not isinstance(info, dict):
-        return {}
-    return info
-
-
 @dataclass
 class _Pending:
     """What the second round trip found, needed to build the third."""
@@ -309,11 +302,9 @@ class SidekiqReader:
     ) -> tuple[_Pending, dict[str, Any], list[int], list[Anomaly]]:
         anomalies: list[Anomaly] = []
         info_raw, queues, processes, paused, *numbers = results
-        info: dict[str, Any] = {}
+        info: dict[str, Any] = info_raw if isinstance(info_raw, dict) else {}
         if isinstance(info_raw, Exception):
             anomalies.append(Anomaly("INFO", _error_text(info_raw)))
-        else:
-            info = parse_info(info_raw)
         sets: list[set[str]] = []
         for name, value in (("queues", queues), ("processes", processes), ("paused", paused)):
             if isinstance(value, Exception):
@@ -426,19 +417,7 @@ class SidekiqReader:
         )
 
     def _unreachable(self, exc: redis.RedisError) -> RedisStats:
-        return RedisStats(
-            url=self._url,
-            namespace=self._namespace,
-            reachable=False,
-            error=_error_text(exc),
-            rtt_ms=None,
-            version=None,
-            used_memory_bytes=None,
-            maxmemory_bytes=None,
-            maxmemory_policy=None,
-            connected_clients=None,
-            uptime_s=None,
-        )
+        return RedisStats(self._url, self._namespace, reachable=False, error=_error_text(exc))
 
 
 def _error_text(exc: BaseException) -> str:
