@@ -7,6 +7,7 @@ The field names here are the JSON schema of ``statusbot check --json``
 from __future__ import annotations
 
 import dataclasses
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -175,3 +176,45 @@ class Snapshot:
     def to_dict(self) -> dict[str, Any]:
         """Return the snapshot as plain JSON-ready data (the ``check --json`` schema)."""
         return dataclasses.asdict(self)
+
+
+class Severity(enum.IntEnum):
+    """How bad a component is, in the order glances uses: higher is worse."""
+
+    OK = 0
+    WARNING = 1
+    CRITICAL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceHealth:
+    """The instance's own health endpoints, probed over HTTP.
+
+    ``web_ok`` is /health (200 with ``OK`` or ``{"status":"UP"}``), ``streaming_ok``
+    /api/v1/streaming/health; None when not probed. ``error`` says what failed.
+    """
+
+    web_ok: bool | None = None
+    streaming_ok: bool | None = None
+    web_error: str | None = None
+    streaming_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One component's judged state at one tick (the output of ``health.evaluate``).
+
+    ``component`` is one of: ``queue:<name>`` (latency of a queue),
+    ``unserved:<name>`` (no live process serves a queue), ``memory``, ``swap``,
+    ``redis`` (unreachable), ``dead`` (dead-set growth), ``web`` (the
+    instance's /health), ``streaming``. ``reason`` is the technical one-liner
+    for admins and logs; ``muted`` says why it is not announced (a root cause,
+    a maintenance window, a silence), None when it is.
+    """
+
+    component: str
+    severity: Severity
+    reason: str
+    value: float | None = None
+    since: float | None = None
+    muted: str | None = None
