@@ -218,3 +218,103 @@ class Finding:
     value: float | None = None
     since: float | None = None
     muted: str | None = None
+    eta_s: float | None = None
+    """For a queue whose backlog is shrinking: estimated seconds until it has caught up."""
+
+
+class EventKind(enum.Enum):
+    """What happened to the open incident in one step."""
+
+    OPENED = "opened"
+    WORSENED = "worsened"
+    IMPROVED = "improved"
+    COMPONENT_ADDED = "component_added"
+    COMPONENT_CLEARED = "component_cleared"
+    REMINDER = "reminder"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class Affected:
+    """One component that is not OK within an incident."""
+
+    component: str
+    severity: Severity
+    since: float
+    peak: Severity
+    reason: str
+    value: float | None = None
+    peak_value: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """The one open incident: every component that is not OK, grouped.
+
+    ``id`` is stable for the incident's life and goes into every idempotency
+    key of its posts. ``sequence`` counts the events announced so far (the
+    opening is 0), so ``f"{id}:{sequence}"`` names each post of the thread.
+    """
+
+    id: str
+    opened_at: float
+    affected: tuple[Affected, ...]
+    cleared: tuple[str, ...] = ()
+    severity: Severity = Severity.WARNING
+    peak: Severity = Severity.WARNING
+    sequence: int = 0
+    reminders: int = 0
+    last_announced_at: float = 0.0
+    acknowledged: bool = False
+    resolved_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One thing to tell people about an incident (the output of ``incidents.step``).
+
+    ``incident`` is the incident as it is after the event; ``reason`` says why
+    the event was raised (logged, and shown by ``--dry-run``); ``changes``
+    lists every component change folded into this event.
+    """
+
+    kind: EventKind
+    incident: Incident
+    at: float
+    reason: str
+    changes: tuple[str, ...] = ()
+
+
+class PostKind(enum.Enum):
+    """What a post is for; decides its visibility and its place in a thread."""
+
+    NOTICE = "notice"
+    UPDATE = "update"
+    RESOLUTION = "resolution"
+    ADMIN = "admin"
+    STATUS = "status"
+    CATCHUP = "catchup"
+    REPLY = "reply"
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """One status to publish, as composed; the outbox stores and delivers it.
+
+    ``key`` is the stable idempotency key: composing the same event again
+    gives the same key, so a post is never published twice. ``parent_key``
+    makes it a reply to the post with that key (sent first). ``pin`` pins it
+    once sent; ``unpin_key`` unpins the post with that key once this one is sent.
+    """
+
+    key: str
+    kind: PostKind
+    text: str
+    visibility: str
+    created_at: float
+    spoiler_text: str = ""
+    language: str = "en"
+    parent_key: str | None = None
+    pin: bool = False
+    unpin_key: str | None = None
