@@ -44,3 +44,9 @@ first CPU percentage means something."""
 
 MILLISECONDS_THRESHOLD = 1e11
 """An epoch timestamp above this is in milliseconds (Sidekiq 8), below it in seconds."""
+
+USER_AGENT = "statusbot (Mastodon instance health bot)"
+"""User-Agent of every HTTP request the bot makes."""
+
+HEALTH_TIMEOUT = 10.0
+"""Seconds to wait for the instance's /health and streaming health endpoints."""
