@@ -17,7 +17,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import re
 import sys
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,13 +100,65 @@ class HostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class BotConfig:
+    """The tick loop and where state lives."""
+
+    interval: float = defaults.INTERVAL
+    state_dir: str = defaults.STATE_DIR
+
+
+@dataclass(frozen=True, slots=True)
+class MastodonConfig:
+    """The instance the bot posts to. ``api_base_url`` empty: print posts instead."""
+
+    api_base_url: str = ""
+    access_token: Secret | None = None
+    request_timeout: float = defaults.REQUEST_TIMEOUT
+    admins: tuple[str, ...] = ()
+    language: str = defaults.LANGUAGE
+    timezone: str = defaults.TIMEZONE
+    member_visibility: str = defaults.MEMBER_VISIBILITY
+    status_visibility: str = defaults.STATUS_VISIBILITY
+    streaming_url: str = ""
+    probe_health: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class PostsConfig:
+    """What the bot posts besides incidents, and how often it reminds."""
+
+    status_every: float = defaults.STATUS_EVERY
+    reminder_every: float = defaults.REMINDER_EVERY
+    max_reminders: int = defaults.MAX_REMINDERS
+    profile_field: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``path`` is None for the embedded defaults."""
 
     redis: RedisConfig = field(default_factory=RedisConfig)
     sidekiq: SidekiqConfig = field(default_factory=SidekiqConfig)
     host: HostConfig = field(default_factory=HostConfig)
+    bot: BotConfig = field(default_factory=BotConfig)
+    mastodon: MastodonConfig = field(default_factory=MastodonConfig)
+    posts: PostsConfig = field(default_factory=PostsConfig)
     path: str | None = None
+
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Return the seconds in ``30s``, ``30m``, ``2h``, ``1d``, ``1w`` or ``1h30m``.
+
+    Raises ``ValueError`` with a message fit to show a person.
+    """
+    match = re.fullmatch(r"\s*((?:[0-9]+(?:\.[0-9]+)?\s*[smhdw]\s*)+)", text.lower())
+    if not match:
+        raise ValueError(f"not a duration: {text!r} (write e.g. 30m, 2h, 1d)")
+    parts = re.findall(r"([0-9]+(?:\.[0-9]+)?)\s*([smhdw])", match.group(1))
+    return sum(float(n) * DURATION_UNITS[unit] for n, unit in parts)
 
 
 class _Table:
@@ -138,6 +192,35 @@ class _Table:
         if not math.isfinite(value) or bad:
             relation = "greater than" if strictly else "at least"
             self.problem(key, f"must be {relation} {minimum:g} {unit}, got {value!r}")
+            return default
+        return value
+
+    def duration(self, key: str, default: float, *, allow_zero: bool = True) -> float:
+        """Read a duration: a number of seconds or a string such as ``30m`` or ``2h``."""
+        self.used.add(key)
+        value = self.data.get(key, default)
+        if isinstance(value, str):
+            try:
+                seconds = parse_duration(value)
+            except ValueError as exc:
+                self.problem(key, str(exc))
+                return default
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        else:
+            self.problem(key, f"must be seconds or a duration like \"30m\", got "
+                              f"{type(value).__name__} {value!r:.60}")
+            return default
+        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
+            self.problem(key, f"must be {'at least 0' if allow_zero else 'more than 0'} "
+                              f"seconds, got {value!r}")
+            return default
+        return seconds
+
+    def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
+        value = self.get(key, str, default, f"one of {', '.join(choices)}")
+        if value not in choices:
+            self.problem(key, f"must be one of {', '.join(choices)}, got {value!r}")
             return default
         return value
 
@@ -175,7 +258,7 @@ def load_config(path: str | os.PathLike[str] | None,
     config = _parse(data, Path(source).parent, env, problems)
     if problems:
         raise ConfigError(source, problems)
-    return Config(redis=config.redis, sidekiq=config.sidekiq, host=config.host, path=source)
+    return dataclasses.replace(config, path=source)
 
 
 def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
@@ -184,6 +267,9 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "redis": lambda t: _redis(t, base, env),
         "sidekiq": _sidekiq,
         "host": _host,
+        "bot": _bot,
+        "mastodon": lambda t: _mastodon(t, base, env),
+        "posts": _posts,
     }
     built: dict[str, Any] = {}
     for name, value in data.items():
@@ -197,6 +283,83 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         built[name] = build(table)
         table.finish()
     return Config(**built)
+
+
+def _bot(table: _Table) -> BotConfig:
+    return BotConfig(
+        interval=table.duration("interval", defaults.INTERVAL, allow_zero=False),
+        state_dir=table.get("state_dir", str, defaults.STATE_DIR, "a path") or defaults.STATE_DIR,
+    )
+
+
+def _posts(table: _Table) -> PostsConfig:
+    reminders = table.get("max_reminders", int, defaults.MAX_REMINDERS, "a whole number")
+    if reminders < 0:
+        table.problem("max_reminders", f"must be at least 0, got {reminders}")
+        reminders = defaults.MAX_REMINDERS
+    return PostsConfig(
+        status_every=table.duration("status_every", defaults.STATUS_EVERY),
+        reminder_every=table.duration("reminder_every", defaults.REMINDER_EVERY,
+                                      allow_zero=False),
+        max_reminders=reminders,
+        profile_field=table.get("profile_field", bool, True, "true or false"),
+    )
+
+
+ACCT = re.compile(r"@?([A-Za-z0-9_]+)(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?")
+
+
+def _mastodon(table: _Table, base: Path, env: Mapping[str, str]) -> MastodonConfig:
+    url = table.get("api_base_url", str, "", "an https:// URL").rstrip("/")
+    token_file = table.get("access_token_file", str, "", "a path")
+    token_env = table.get("access_token_env", str, defaults.ACCESS_TOKEN_ENV,
+                          "an environment variable name")
+    streaming = table.get("streaming_url", str, "", "a URL").rstrip("/")
+    admins_raw = table.get("admins", list, [], "a list of accounts")
+    admins: list[str] = []
+    for item in admins_raw:
+        match = ACCT.fullmatch(item) if isinstance(item, str) else None
+        if match is None:
+            table.problem("admins", f"every entry must be an account like \"alice\" or "
+                                    f"\"bob@other.example\", got {item!r:.60}")
+        else:
+            admins.append(match.group(1) + (match.group(2) or ""))
+    token: Secret | None = None
+    if url:
+        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).netloc:
+            table.problem("api_base_url", f"must be an https:// URL, got {url!r}")
+        if token_file:
+            try:
+                token = Secret(_resolve(base, token_file).read_text(encoding="utf-8").strip())
+            except OSError as exc:
+                table.problem("access_token_file",
+                              f"cannot read {token_file}: {exc.strerror or exc}")
+        elif env.get(token_env):
+            token = Secret(env[token_env])
+        else:
+            table.problem("api_base_url", f"needs an access token: set access_token_file, or "
+                                          f"the environment variable {token_env}")
+    timezone_name = table.get("timezone", str, defaults.TIMEZONE, "a time zone name")
+    try:
+        zoneinfo.ZoneInfo(timezone_name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        table.problem("timezone", f"unknown time zone {timezone_name!r} (e.g. \"Europe/Berlin\")")
+        timezone_name = defaults.TIMEZONE
+    return MastodonConfig(
+        api_base_url=url,
+        access_token=token,
+        request_timeout=table.number("request_timeout", defaults.REQUEST_TIMEOUT, minimum=0,
+                                     unit="seconds", strictly=True),
+        admins=tuple(admins),
+        language=table.get("language", str, defaults.LANGUAGE, "a language code"),
+        timezone=timezone_name,
+        member_visibility=table.choice("member_visibility", defaults.MEMBER_VISIBILITY,
+                                       ("public", "unlisted")),
+        status_visibility=table.choice("status_visibility", defaults.STATUS_VISIBILITY,
+                                       ("public", "unlisted", "private")),
+        streaming_url=streaming,
+        probe_health=table.get("probe_health", bool, True, "true or false"),
+    )
 
 
 def _sidekiq(table: _Table) -> SidekiqConfig:

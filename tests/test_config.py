@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import Config, ConfigError, RedisConfig, Secret, load_config
+from bot.config import Config, ConfigError, RedisConfig, Secret, load_config, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -24,7 +25,8 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     ("text", "messages"),
     [
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
-        pytest.param("[redsi]\n", ["redsi: unknown section (known: redis, sidekiq, host)"],
+        pytest.param("[redsi]\n",
+                     ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts)"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
@@ -74,6 +76,32 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurl = 1\n[sidekiq]\nextra = 2\n",
                      ["redis.url: must be a redis:// URL, got int 1", "sidekiq.extra: unknown key"],
                      id="all-problems-at-once"),
+        pytest.param("[bot]\ninterval = 0\n", ["bot.interval: must be more than 0 seconds, got 0"],
+                     id="interval-zero"),
+        pytest.param("[bot]\ninterval = '5 minutes'\n",
+                     ["bot.interval: not a duration: '5 minutes' (write e.g. 30m, 2h, 1d)"],
+                     id="interval-prose"),
+        pytest.param("[posts]\nmax_reminders = -1\nstatus_every = []\n",
+                     ["posts.max_reminders: must be at least 0, got -1",
+                      'posts.status_every: must be seconds or a duration like "30m", got list []'],
+                     id="posts"),
+        pytest.param("[mastodon]\napi_base_url = 'https://example.social'\n",
+                     ["mastodon.api_base_url: needs an access token: set access_token_file, or "
+                      "the environment variable STATUSBOT_ACCESS_TOKEN"], id="no-token"),
+        pytest.param("[mastodon]\napi_base_url = 'example.social'\naccess_token_env = 'T'\n",
+                     ["mastodon.api_base_url: must be an https:// URL, got 'example.social'",
+                      "mastodon.api_base_url: needs an access token: set access_token_file, or "
+                      "the environment variable T"], id="url-without-scheme"),
+        pytest.param("[mastodon]\nadmins = ['alice', '@bob@other.example', 'Eve Admin', 3]\n",
+                     ['mastodon.admins: every entry must be an account like "alice" or '
+                      '"bob@other.example", got \'Eve Admin\'',
+                      'mastodon.admins: every entry must be an account like "alice" or '
+                      '"bob@other.example", got 3'], id="admins"),
+        pytest.param("[mastodon]\nmember_visibility = 'direct'\ntimezone = 'Mars/Olympus'\n",
+                     ['mastodon.timezone: unknown time zone \'Mars/Olympus\' '
+                      '(e.g. "Europe/Berlin")',
+                      "mastodon.member_visibility: must be one of public, unlisted, got 'direct'"],
+                     id="visibility-and-timezone"),
         pytest.param("[redis\n", ["not valid TOML: Expected ']' at the end of a table "
                                   "declaration (at line 1, column 7)"], id="bad-toml"),
     ],
@@ -210,6 +238,50 @@ def test_example_config_is_valid_and_documents_the_defaults(tmp_path: Path) -> N
     uncommented = "\n".join(key_line.sub(r"\1", line) for line in text.splitlines())
     config = load_config(write(tmp_path, uncommented), environ={})
     assert config == Config(path=str(tmp_path / "config.toml"), redis=RedisConfig(source="config"))
-    for key in ("url", "namespace", "mastodon_env_file", "password_file", "password_env",
-                "socket_timeout", "stale_after", "disk_paths"):
+    keys = [f.name for section in (config.redis, config.sidekiq, config.host, config.bot,
+                                   config.mastodon, config.posts)
+            for f in dataclasses.fields(section)]
+    renamed = {"password": ("password_file", "password_env"), "source": (),
+               "access_token": ("access_token_file", "access_token_env")}
+    for key in [k for name in keys for k in renamed.get(name, (name,))]:
         assert re.search(rf"^# {key} = ", text, re.MULTILINE), key
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        pytest.param("30s", 30.0, id="seconds"),
+        pytest.param("30m", 1800.0, id="minutes"),
+        pytest.param("2h", 7200.0, id="hours"),
+        pytest.param("1d", 86400.0, id="days"),
+        pytest.param("1w", 604800.0, id="weeks"),
+        pytest.param("1h30m", 5400.0, id="combined"),
+        pytest.param(" 1.5H ", 5400.0, id="fraction-case-space"),
+    ],
+)
+def test_parse_duration(text: str, seconds: float) -> None:
+    """Durations read like 30m, 2h, 1d."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "30", "m", "2 hours", "-5m", "1h-2m", "\u0662h"])
+def test_parse_duration_rejects(text: str) -> None:
+    """Anything else is a ValueError with a readable message."""
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_mastodon_section(tmp_path: Path) -> None:
+    """Admins are normalised without a leading @; the token comes from a file or the env."""
+    (tmp_path / "token").write_text("tok-123\n")
+    path = write(tmp_path, "[mastodon]\napi_base_url = 'https://example.social/'\n"
+                           "access_token_file = 'token'\n"
+                           "admins = ['@alice', 'bob@other.example']\n")
+    config = load_config(path, environ={})
+    assert config.mastodon.api_base_url == "https://example.social"
+    assert config.mastodon.access_token == Secret("tok-123")
+    assert config.mastodon.admins == ("alice", "bob@other.example")
+    assert "tok-123" not in repr(config)
+    path = write(tmp_path, "[mastodon]\napi_base_url = 'https://example.social'\n")
+    config = load_config(path, environ={"STATUSBOT_ACCESS_TOKEN": "from-env"})
+    assert config.mastodon.access_token == Secret("from-env")
