@@ -50,3 +50,36 @@ USER_AGENT = "statusbot (Mastodon instance health bot)"
 
 HEALTH_TIMEOUT = 10.0
 """Seconds to wait for the instance's /health and streaming health endpoints."""
+
+INTERVAL = 30.0
+"""Seconds between ticks of ``statusbot run`` (collect, evaluate, post)."""
+
+STATE_DIR = "statusbot-state"
+"""Where the SQLite state file lives; relative paths are relative to the working directory."""
+
+REQUEST_TIMEOUT = 15.0
+"""Seconds to wait for the Mastodon API before a request counts as failed (and is retried)."""
+
+ACCESS_TOKEN_ENV = "STATUSBOT_ACCESS_TOKEN"
+"""Environment variable holding the bot account's access token, unless a file is named."""
+
+LANGUAGE = "en"
+"""ISO 639 language code of the bot's posts."""
+
+TIMEZONE = "UTC"
+"""Time zone of the times in member posts ("since 14:05")."""
+
+MEMBER_VISIBILITY = "public"
+"""Visibility of incident notices, updates and resolutions: public or unlisted."""
+
+STATUS_VISIBILITY = "unlisted"
+"""Visibility of the periodic all-is-well status post."""
+
+STATUS_EVERY = 86400.0
+"""Seconds between all-is-well status posts (0: never); skipped while an incident is open."""
+
+REMINDER_EVERY = 7200.0
+"""Seconds without news after which an open incident gets a reminder post."""
+
+MAX_REMINDERS = 3
+"""At most this many reminders per incident."""
