@@ -60,7 +60,7 @@ STATE_DIR = "statusbot-state"
 REQUEST_TIMEOUT = 15.0
 """Seconds to wait for the Mastodon API before a request counts as failed (and is retried)."""
 
-ACCESS_TOKEN_ENV = "STATUSBOT_ACCESS_TOKEN"
+ACCESS_TOKEN_ENV = "STATUSBOT_ACCESS_TOKEN"  # noqa: S105 - a variable name, not a secret
 """Environment variable holding the bot account's access token, unless a file is named."""
 
 LANGUAGE = "en"
@@ -83,3 +83,177 @@ REMINDER_EVERY = 7200.0
 
 MAX_REMINDERS = 3
 """At most this many reminders per incident."""
+
+# --- Delivery ---
+
+STATE_FILE = "statusbot.sqlite3"
+"""Name of the SQLite state file (WAL) inside the state directory."""
+
+IDEMPOTENCY_WINDOW = 3000.0
+"""Seconds during which re-sending a post with the same Idempotency-Key is safe.
+Mastodon keeps a key for 3600 s; the 600 s margin covers request timeouts and clock skew.
+A member notice still unsent after this long is folded into one catch-up post."""
+
+BACKOFF_BASE = 30.0
+"""Seconds to wait before the first retry after a network error, timeout or 5xx."""
+
+BACKOFF_CAP = 900.0
+"""Upper bound in seconds of the exponential backoff (30, 60, 120, ... 900 s)."""
+
+BACKOFF_JITTER = 0.0
+"""Fraction of random spread added to each backoff delay (0.1: up to +10 %); 0: none."""
+
+RATELIMIT_FALLBACK_WAIT = 300.0
+"""Seconds to wait after a 429 whose X-RateLimit-Reset is missing or unreadable."""
+
+RATELIMIT_MAX_WAIT = 10800.0
+"""Longest wait in seconds a 429 may impose (Mastodon's longest window, statuses per 3 h)."""
+
+DELIVERY_BUDGET = 10
+"""At most this many API calls per delivery pass (one tick); the rest waits for the next."""
+
+OUTBOX_RETENTION = 35 * 86400.0
+"""Seconds a sent, failed or folded outbox row is kept (thread ids of old incidents)."""
+
+INSTANCE_MAX_CHARACTERS = 500
+"""Status length limit when the instance does not say (``configuration.statuses``)."""
+
+INSTANCE_DESCRIPTION_LIMIT = 1500
+"""Alt-text length limit when the instance does not say (``configuration.media_attachments``)."""
+
+INSTANCE_MAX_PINNED = 5
+"""Pinned-post limit when the instance does not say (``configuration.accounts``)."""
+
+INSTANCE_MAX_PROFILE_FIELDS = 4
+"""Profile field limit when the instance does not say (``configuration.accounts``)."""
+
+INSTANCE_CHARACTERS_PER_URL = 23
+"""Characters a link counts for when the instance does not say (``configuration.statuses``)."""
+
+# --- Detection rules (bot/health.py) ---
+
+QUEUE_LATENCY = (
+    ("default", 60.0, 300.0),
+    ("push", 300.0, 1800.0),
+    ("ingress", 300.0, 1800.0),
+    ("mailers", 300.0, 1800.0),
+    ("pull", 1800.0, 7200.0),
+    ("scheduler", 300.0, 1800.0),
+    ("fasp", 600.0, 3600.0),
+    ("*", 600.0, 3600.0),
+)
+"""Per queue: (name, warning, critical) in seconds of latency (age of the oldest job).
+``*`` is any queue not listed. ``default`` carries home feeds and notifications, so
+members notice a minute; ``pull`` (link previews, imports, remote fetches) is slow by nature."""
+
+QUEUE_LATENCY_FOR = 120.0
+"""Seconds a queue's latency must stay at a level before its finding fires at that level."""
+
+QUEUE_LATENCY_CLEAR_FRACTION = 0.5
+"""A queue's finding clears below this fraction of its warning latency (0.5: half)."""
+
+QUEUE_LATENCY_CLEAR_FOR = 300.0
+"""Seconds a queue's latency must stay below its clear level before the finding clears."""
+
+UNSERVED_WARNING = 30.0
+"""Seconds a queue has had jobs and no live process serving it before a warning
+(also: seconds with no live Sidekiq process at all). Rides out a Sidekiq restart."""
+
+UNSERVED_CRITICAL = 60.0
+"""Seconds a queue has had jobs and no live process serving it before it is critical."""
+
+UNSERVED_CLEAR_FOR = 60.0
+"""Seconds a queue must be served again before its unserved finding clears."""
+
+MEMORY_AVAILABLE_WARNING = 10.0
+"""Percent of memory available (MemAvailable / total) at or below which memory is a warning."""
+
+MEMORY_AVAILABLE_CRITICAL = 5.0
+"""Percent of memory available at or below which memory is critical (the OOM killer is near)."""
+
+MEMORY_AVAILABLE_CLEAR = 15.0
+"""Percent of memory available above which a memory finding clears."""
+
+MEMORY_AVAILABLE_FOR = 60.0
+"""Seconds memory must stay low before its finding fires (media conversions spike briefly)."""
+
+MEMORY_AVAILABLE_CLEAR_FOR = 300.0
+"""Seconds memory must stay above its clear level before the finding clears."""
+
+SWAP_USED_WARNING = 50.0
+"""Percent of swap used at or above which swap is a warning (0 % when there is no swap)."""
+
+SWAP_USED_CRITICAL = 80.0
+"""Percent of swap used at or above which swap is critical."""
+
+SWAP_USED_CLEAR = 40.0
+"""Percent of swap used below which a swap finding clears. Linux leaves pages in swap
+until they are touched, so swap use falls slowly even after the pressure is over."""
+
+SWAP_USED_FOR = 300.0
+"""Seconds swap use must stay high before its finding fires."""
+
+SWAP_USED_CLEAR_FOR = 600.0
+"""Seconds swap use must stay below its clear level before the finding clears."""
+
+DEAD_GROWTH_WARNING = 50.0
+"""Jobs added to Sidekiq's dead set within the last hour at which dead growth is a warning."""
+
+DEAD_GROWTH_CRITICAL = 500.0
+"""Jobs added to the dead set within the last hour at which dead growth is critical."""
+
+DEAD_GROWTH_CLEAR = 25.0
+"""Jobs added to the dead set within the last hour below which the finding clears."""
+
+DEAD_GROWTH_CLEAR_FOR = 600.0
+"""Seconds dead growth must stay below its clear level before the finding clears."""
+
+DEAD_SAMPLE_SPACING = 300.0
+"""Seconds between the dead-set samples kept for the last hour (at most 13 of them)."""
+
+REDIS_UNREACHABLE_WARNING = 15.0
+"""Seconds Redis has been unreachable before a warning."""
+
+REDIS_UNREACHABLE_CRITICAL = 30.0
+"""Seconds Redis has been unreachable before it is critical (all background work stops)."""
+
+REDIS_UNREACHABLE_CLEAR_FOR = 60.0
+"""Seconds Redis must be reachable again before its finding clears."""
+
+WEB_DOWN_WARNING = 60.0
+"""Seconds the instance's /health has failed before a warning (a restart takes less)."""
+
+WEB_DOWN_CRITICAL = 90.0
+"""Seconds the instance's /health has failed before it is critical."""
+
+WEB_DOWN_CLEAR_FOR = 120.0
+"""Seconds /health must answer again before its finding clears."""
+
+STREAMING_DOWN_WARNING = 120.0
+"""Seconds the streaming health endpoint has failed before a warning (apps fall back to polling)."""
+
+STREAMING_DOWN_CRITICAL = 900.0
+"""Seconds the streaming health endpoint has failed before it is critical."""
+
+STREAMING_DOWN_CLEAR_FOR = 120.0
+"""Seconds the streaming health endpoint must answer again before its finding clears."""
+
+FLAP_WINDOW = 3600.0
+"""Seconds over which a component's severity changes are counted for flap holding (0: off)."""
+
+FLAP_CHANGES = 4
+"""More severity changes than this within the flap window hold a component as flapping."""
+
+QUEUE_RATE_SAMPLES = 4
+"""(time, size) samples kept per queue to estimate how fast a backlog shrinks."""
+
+QUEUE_RATE_SPACING = 60.0
+"""Seconds between a queue's size samples: the catch-up estimate spans about 3 to 4 min."""
+
+# --- Incidents and posts ---
+
+INSTANCE_NAME = "this server"
+"""How member posts name the instance when no name is configured ("parts of this server …")."""
+
+PROFILE_FIELD_MAX = 255
+"""Characters allowed in a profile field's name and in its value."""
