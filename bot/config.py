@@ -22,11 +22,13 @@ import sys
 import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from bot import defaults
+from bot.health import Mute, Rules, default_rules, rules_from_config
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -143,6 +145,8 @@ class Config:
     bot: BotConfig = field(default_factory=BotConfig)
     mastodon: MastodonConfig = field(default_factory=MastodonConfig)
     posts: PostsConfig = field(default_factory=PostsConfig)
+    health: Rules = field(default_factory=default_rules)
+    mutes: tuple[Mute, ...] = ()
     path: str | None = None
 
 
@@ -270,19 +274,100 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "bot": _bot,
         "mastodon": lambda t: _mastodon(t, base, env),
         "posts": _posts,
+        "health": _health,
     }
+    lists = ("maintenance", "silence")
     built: dict[str, Any] = {}
     for name, value in data.items():
-        if name not in sections:
-            problems.append(f"{name}: unknown section (known: {', '.join(sections)})")
-        elif not isinstance(value, dict):
+        if name not in sections and name not in lists:
+            known = ", ".join((*sections, *(f"[[{n}]]" for n in lists)))
+            problems.append(f"{name}: unknown section (known: {known})")
+        elif name in sections and not isinstance(value, dict):
             problems.append(f"{name}: must be a table ([{name}])")
+        elif name in lists and not (isinstance(value, list)
+                                    and all(isinstance(v, dict) for v in value)):
+            problems.append(f"{name}: must be a list of tables ([[{name}]])")
     for name, build in sections.items():
         value = data.get(name, {})
         table = _Table(name, value if isinstance(value, dict) else {}, problems)
         built[name] = build(table)
         table.finish()
-    return Config(**built)
+    mutes: list[Mute] = []
+    for name in lists:
+        entries = data.get(name, [])
+        for index, entry in enumerate(entries if isinstance(entries, list) else []):
+            if isinstance(entry, dict):
+                table = _Table(f"{name}[{index}]", entry, problems)
+                mute = _mute(table, maintenance=name == "maintenance")
+                table.finish()
+                if mute is not None:
+                    mutes.append(mute)
+    return Config(**built, mutes=tuple(mutes))
+
+
+def _health(table: _Table) -> Rules:
+    rules, problems = rules_from_config(table.data, duration=parse_duration)
+    table.used.update(table.data)  # rules_from_config reports unknown keys itself
+    for problem in problems:
+        table.problems.append(f"health.{problem}")
+    return rules if not problems else default_rules()
+
+
+def _moment(table: _Table, key: str) -> float | None:
+    """Read a TOML date-time with its offset (``2026-12-01T02:00:00Z``) as epoch seconds."""
+    table.used.add(key)
+    value = table.data.get(key)
+    if value is None:
+        table.problem(key, "is required")
+        return None
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            table.problem(key, f"must be a date and time like 2026-12-01T02:00:00Z, got {value!r}")
+            return None
+    if not isinstance(value, datetime):
+        table.problem(key, f"must be a date and time like 2026-12-01T02:00:00Z, "
+                           f"got {type(value).__name__} {value!r:.60}")
+        return None
+    if value.tzinfo is None:
+        table.problem(key, f"needs a time zone offset, e.g. {value.isoformat()}Z or +01:00")
+        return None
+    return value.timestamp()
+
+
+def _mute(table: _Table, *, maintenance: bool) -> Mute | None:
+    """Read a ``[[maintenance]]`` window (start, duration or end, text) or a ``[[silence]]``."""
+    components = table.get("components", list, [], "a list of component patterns")
+    patterns = tuple(c for c in components if isinstance(c, str))
+    if len(patterns) != len(components):
+        table.problem("components", "every entry must be a pattern like \"queue:*\"")
+    if maintenance:
+        start = _moment(table, "start")
+        if "end" in table.data:
+            end = _moment(table, "end")
+            if "duration" in table.data:
+                table.problem("duration", "give duration or end, not both")
+        else:
+            end = None
+            if "duration" not in table.data:
+                table.problem("duration", "is required (or give end)")
+            else:
+                length = table.duration("duration", 0.0, allow_zero=False)
+                end = None if start is None or length <= 0 else start + length
+        text = table.get("text", str, "", "the text members see")
+        reason = f"maintenance: {text}" if text else "maintenance"
+    else:
+        start = _moment(table, "start") if "start" in table.data else 0.0
+        end = _moment(table, "until")
+        reason = table.get("reason", str, "", "a reason")
+        reason = f"silenced: {reason}" if reason else "silenced"
+    if start is None or end is None:
+        return None
+    mute = Mute(start=start, end=end, components=patterns, reason=reason)
+    for problem in mute.validate():
+        table.problem("end" if maintenance else "until", problem)
+    return mute
 
 
 def _bot(table: _Table) -> BotConfig:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bot import health
 from bot.config import Config, ConfigError, RedisConfig, Secret, load_config, parse_duration
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,7 +27,8 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
     [
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
-                     ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts)"],
+                     ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
+                      "health, [[maintenance]], [[silence]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
@@ -102,6 +104,22 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
                       '(e.g. "Europe/Berlin")',
                       "mastodon.member_visibility: must be one of public, unlisted, got 'direct'"],
                      id="visibility-and-timezone"),
+        pytest.param("[health.queue_latency.push]\nwarning = 900\ncritical = 600\n",
+                     ["health.queue_latency.push: warning (900) must be below critical (600)"],
+                     id="health-warning-above-critical"),
+        pytest.param("[health]\nflap_windw = 5\n", ["health.flap_windw: unknown key"],
+                     id="health-typo"),
+        pytest.param("[[maintenance]]\nstart = 2026-12-01T02:00:00\nduration = '1h'\n",
+                     ["maintenance[0].start: needs a time zone offset, e.g. "
+                      "2026-12-01T02:00:00Z or +01:00"], id="maintenance-naive-time"),
+        pytest.param("[[maintenance]]\nstart = 2026-12-01T02:00:00Z\n",
+                     ["maintenance[0].duration: is required (or give end)"],
+                     id="maintenance-no-duration"),
+        pytest.param("[[silence]]\ncomponents = ['queue:pull']\nuntil = 'tomorrow'\n",
+                     ["silence[0].until: must be a date and time like 2026-12-01T02:00:00Z, "
+                      "got 'tomorrow'"], id="silence-bad-until"),
+        pytest.param("maintenance = 3\n", ["maintenance: must be a list of tables "
+                                             "([[maintenance]])"], id="maintenance-not-list"),
         pytest.param("[redis\n", ["not valid TOML: Expected ']' at the end of a table "
                                   "declaration (at line 1, column 7)"], id="bad-toml"),
     ],
@@ -285,3 +303,32 @@ def test_mastodon_section(tmp_path: Path) -> None:
     path = write(tmp_path, "[mastodon]\napi_base_url = 'https://example.social'\n")
     config = load_config(path, environ={"STATUSBOT_ACCESS_TOKEN": "from-env"})
     assert config.mastodon.access_token == Secret("from-env")
+
+
+def test_health_mutes_and_rules(tmp_path: Path) -> None:
+    """[health] overrides a queue's rule; maintenance windows and silences become mutes."""
+    path = write(tmp_path, """
+[health.queue_latency.pull]
+warning = "1h"
+critical = "4h"
+
+[[maintenance]]
+start = 2026-12-01T02:00:00Z
+duration = "90m"
+text = "database upgrade"
+
+[[silence]]
+components = ["queue:pull", "unserved:pull"]
+until = 2026-12-02T00:00:00+01:00
+reason = "imports being reprocessed"
+""")
+    config = load_config(path, environ={})
+    pull = config.health.queue_latency["pull"]
+    assert (pull.warning, pull.critical) == (3600.0, 14400.0)
+    assert config.health.queue_latency["push"] == health.default_rules().queue_latency["push"]
+    start = 1_796_090_400.0  # 2026-12-01T02:00:00Z
+    assert config.mutes == (
+        health.Mute(start, start + 5400, (), "maintenance: database upgrade"),
+        health.Mute(0.0, 1_796_166_000.0, ("queue:pull", "unserved:pull"),
+                    "silenced: imports being reprocessed"),
+    )
