@@ -1,0 +1,375 @@
+"""Every text the bot posts, in one place, so that an admin can adapt or translate it.
+
+``Wording`` holds the templates; ``DEFAULT_WORDING`` is the English text the bot
+ships with. ``bot.compose`` is the only reader, and it never writes a word of
+its own: everything a member or an admin reads comes from here.
+
+How to adapt it: build a changed copy and pass it in ``compose.Settings``::
+
+    wording = dataclasses.replace(DEFAULT_WORDING, notice_footer="Follow #status for news.")
+    settings = compose.Settings(instance="example.social", wording=wording)
+
+Call ``wording.problems()`` first (start-up, ``config-check``): it names every
+template that uses a placeholder the composer does not fill in. Placeholders
+are written ``{name}``; each field's docstring lists the ones it may use.
+
+Member texts (everything except the ``admin_*`` fields) must speak of impact,
+not internals: never "Sidekiq", "Redis", "queue", a queue's name, "latency",
+"RSS" or "swap". ``tests/test_compose.py`` checks the defaults for such words.
+Remember that the content warning counts towards the instance's character
+limit, so keep the ``cw_*`` texts short. A translation also sets
+``compose.Settings.language`` so that posts carry the right language code.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """How members experience trouble in one component, in three lengths.
+
+    ``sentence`` is a whole sentence for notices ("Emails … are delayed.");
+    ``noun`` names the thing in a sentence ("Back to normal: emails …",
+    "Nothing is processing emails …"); ``short`` is a few words for the
+    profile field ("Emails delayed").
+    """
+
+    sentence: str
+    noun: str
+    short: str
+
+
+def _impacts() -> dict[str, Impact]:
+    return {
+        "queue:default": Impact(
+            "Home timelines, notifications and some actions are delayed.",
+            "home timelines, notifications and some actions",
+            "Timelines and notifications delayed"),
+        "queue:push": Impact(
+            "Your posts reach people on other servers late.",
+            "delivery of your posts to other servers",
+            "Posts to other servers delayed"),
+        "queue:ingress": Impact(
+            "Posts from other servers arrive late.",
+            "posts arriving from other servers",
+            "Posts from other servers delayed"),
+        "queue:pull": Impact(
+            "Imports, exports, link previews and fetching remote content are slow.",
+            "imports, exports, link previews and fetching remote content",
+            "Imports and link previews slow"),
+        "queue:mailers": Impact(
+            "Emails (sign-up confirmations, password resets) are delayed.",
+            "emails (sign-up confirmations, password resets)",
+            "Emails delayed"),
+        "queue:scheduler": Impact(
+            "Scheduled posts and routine clean-up run late.",
+            "scheduled posts and routine clean-up",
+            "Scheduled posts delayed"),
+        "queue:fasp": Impact(
+            "Sharing with fediverse search and discovery services is delayed.",
+            "sharing with fediverse search and discovery services",
+            "Discovery services delayed"),
+        "queue:*": Impact(
+            "Some background tasks are delayed.",
+            "some background tasks",
+            "Background tasks delayed"),
+        "unserved:*": Impact(
+            "Background work has stopped; new posts, notifications and emails wait until it "
+            "runs again.",
+            "background work",
+            "Background work stopped"),
+        "memory": Impact(
+            "The server is short on memory; pages may be slow or fail.",
+            "the server's memory",
+            "Server short on memory"),
+        "swap": Impact(
+            "The server is short on memory; pages may be slow or fail.",
+            "the server's memory",
+            "Server short on memory"),
+        "redis": Impact(
+            "Background work has stopped; posting and notifications are affected.",
+            "background work",
+            "Background work stopped"),
+        "dead": Impact(
+            "Some background tasks keep failing; a few actions may not have gone through.",
+            "background tasks that kept failing",
+            "Some actions failing"),
+        "web": Impact(
+            "The website and apps may not load.",
+            "the website and apps",
+            "Website and apps may not load"),
+        "streaming": Impact(
+            "Live updates in apps may be delayed; refresh to see new posts.",
+            "live updates in apps",
+            "Live updates delayed"),
+        "*": Impact(
+            "Part of the service is not working normally.",
+            "part of the service",
+            "Some features affected"),
+    }
+
+
+def _months() -> tuple[str, ...]:
+    return ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
+            "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+@dataclass(frozen=True, slots=True)
+class Wording:
+    """All templates of member posts, admin messages and the profile field."""
+
+    impacts: Mapping[str, Impact] = field(default_factory=_impacts)
+    """Member wording per component: ``queue:<name>``, ``unserved:*`` (no live process at
+    all), ``memory``, ``swap``, ``redis``, ``dead``, ``web``, ``streaming``; ``queue:*`` for a
+    queue not listed, ``*`` for a component not listed. ``unserved:<name>`` is built from
+    the queue's ``noun`` unless listed itself."""
+
+    unserved_sentence: str = "Nothing is processing {noun} right now."
+    """No process serves a queue. Placeholders: {noun} (the queue's impact noun)."""
+
+    unserved_short: str = "On hold: {noun}"
+    """Profile field wording for a queue no process serves. Placeholders: {noun}."""
+
+    # --- content warnings (they count towards the character limit) ---
+    cw_notice_warning: str = "Service notice: some delays"
+    """CW of the opening notice when the incident is at warning level."""
+    cw_notice_critical: str = "Service notice: disruption"
+    """CW of the opening notice when the incident is critical."""
+    cw_update: str = "Service update"
+    """CW of updates (worse, better, something added or back to normal)."""
+    cw_reminder: str = "Service notice: still ongoing"
+    """CW of reminders."""
+    cw_resolution: str = "Service notice: resolved"
+    """CW of the resolution."""
+    cw_resolution_muted: str = "Service notice: closed"
+    """CW of a resolution that only ends the thread (``resolution_muted``)."""
+    cw_catchup: str = "Service notices: catch-up"
+    """CW of the catch-up post that folds notices the bot could not send in time."""
+
+    # --- the opening notice ---
+    notice_lead_warning: str = "Since {time}, parts of {instance} are slower than usual."
+    """First line of a warning-level notice. Placeholders: {time}, {instance}."""
+    notice_lead_critical: str = "Since {time}, parts of {instance} are not working properly."
+    """First line of a critical notice. Placeholders: {time}, {instance}."""
+    with_eta: str = "{sentence} Expected to catch up in about {duration}."
+    """An impact sentence whose backlog is shrinking. Placeholders: {sentence}, {duration}."""
+    notice_footer: str = "We will post updates in this thread."
+    """Last line of the notice (dropped first when space is short)."""
+
+    # --- updates ---
+    update_worsened: str = "Update: the problem has got worse."
+    """First line of an update when a component got worse."""
+    update_improved: str = "Update: things are getting better."
+    """First line of an update when a component got better."""
+    update_added: str = "Update: something else is affected now."
+    """First line of an update when another component joined the incident."""
+    update_cleared: str = "Update: part of it is back to normal."
+    """First line of an update when a component is fine again."""
+    back_to_normal: str = "Back to normal: {nouns}."
+    """Names what recovered in this update. Placeholders: {nouns}."""
+    reminder: str = "Still ongoing since {time}. We have not forgotten it."
+    """First line of a reminder. Placeholders: {time}."""
+
+    # --- the resolution ---
+    resolution: str = "Resolved after {duration}: {instance} works normally again."
+    """First line of the resolution. Placeholders: {duration}, {instance}."""
+    resolution_muted: str = (
+        "The admins are taking care of this; there will be no further updates here.")
+    """First line of the resolution when the incident ends only because what is left was
+    silenced or is under maintenance. Placeholders: {duration}, {instance}."""
+    resolution_affected: str = "What was affected: {nouns}."
+    """Second line of the resolution. Placeholders: {nouns}."""
+    resolution_worst_delay: str = "At worst, things ran about {duration} late."
+    """Told when the longest delay is known. Placeholders: {duration}."""
+    resolution_footer: str = "Thank you for your patience."
+    """Last line of the resolution (dropped first when space is short)."""
+
+    noun_separator: str = "; "
+    """Between nouns in a list ("emails (…); the website and apps")."""
+
+    # --- the periodic all-is-well post ---
+    status: str = "✅ All normal on {instance}."
+    """First line of the all-is-well post. Placeholders: {instance}."""
+    status_processed: str = "{count} background tasks done today"
+    """Placeholders: {count}."""
+    status_wait: str = "longest wait {duration}"
+    """Placeholders: {duration}."""
+    status_memory: str = "memory {percent}% in use"
+    """Placeholders: {percent}."""
+    status_separator: str = " · "
+    """Between the numbers of the all-is-well post."""
+
+    # --- the profile field (at most 255 characters) ---
+    profile_name: str = "Status"
+    """Name of the profile field."""
+    profile_ok: str = "✅ All normal · {time}"
+    """Value when no incident is open. Placeholders: {time} (when it was checked)."""
+    profile_trouble: str = "⚠️ {summary} · since {time}"
+    """Value during an incident. Placeholders: {summary}, {time}."""
+    profile_more: str = "{summary} (+{count} more)"
+    """A summary with more components than it names. Placeholders: {summary}, {count}."""
+
+    # --- the catch-up post ---
+    catchup_lead: str = "Between {start} and {end}, this account could not post. What happened:"
+    """First line of the catch-up. Placeholders: {start}, {end}."""
+    catchup_entry: str = "{time}: {text}"
+    """One folded notice. Placeholders: {time}, {text}."""
+    catchup_omitted: str = "({count} earlier notices left out)"
+    """Stands for the oldest notices when not all fit. Placeholders: {count}."""
+    catchup_nothing: str = "No notices were missed."
+    """When nothing was folded."""
+
+    # --- admin messages (technical; jargon is welcome here) ---
+    admin_header: str = "{instance}: incident {id} {kind}, {severity} (peak {peak})."
+    """Placeholders: {instance}, {id}, {kind}, {severity}, {peak}."""
+    admin_resolved: str = "{instance}: incident {id} resolved after {duration} (peak {peak})."
+    """Placeholders: {instance}, {id}, {duration}, {peak}."""
+    admin_reason: str = "Why: {reason}"
+    """The event's reason: its kind and every change folded into it. Placeholders: {reason}."""
+    admin_reminder: str = "Acknowledge the incident to stop the reminders."
+    """Added to reminders."""
+    admin_component: str = "{component} {severity} since {time}: {reason}{details}"
+    """One affected component. Placeholders: {component}, {severity}, {time}, {reason},
+    {details} (value, peak, eta; empty when none)."""
+    admin_component_cleared: str = "{component} was {peak} from {time}: {reason}{details}"
+    """A component that is fine again (in the resolution). Placeholders: {component}, {peak},
+    {time}, {reason} (its last reason), {details}."""
+    admin_queues: str = "Queues: {queues}"
+    """Placeholders: {queues}."""
+    admin_processes: str = (
+        "Sidekiq: {live} live, {stale} stale processes; busy {busy}/{concurrency}; "
+        "enqueued {enqueued}; retries {retries}; dead {dead}")
+    """Placeholders: {live}, {stale}, {busy}, {concurrency}, {enqueued}, {retries}, {dead}."""
+    admin_memory: str = "Memory: {available}% available ({free} of {total}); swap {swap}"
+    """Placeholders: {available}, {free}, {total}, {swap}."""
+    admin_host_error: str = "Host: not read ({error})"
+    """Placeholders: {error}."""
+    admin_redis_up: str = "Redis: reachable{rtt}"
+    """Placeholders: {rtt} (", 2.1 ms" or empty)."""
+    admin_redis_down: str = "Redis: unreachable ({error})"
+    """Placeholders: {error}."""
+
+    # --- times, durations, numbers ---
+    time_today: str = "{clock} {zone}"
+    """A time on the same day. Placeholders: {clock} ("14:05"), {zone} ("UTC", "CET")."""
+    time_yesterday: str = "yesterday {clock} {zone}"
+    """A time on the previous day. Placeholders: {clock}, {zone}."""
+    time_other_day: str = "{day} {month} {clock} {zone}"
+    """Any other day. Placeholders: {day}, {month}, {clock}, {zone}."""
+    months: tuple[str, ...] = field(default_factory=_months)
+    """Month names for ``time_other_day``, January first."""
+    under_a_minute: str = "less than a minute"
+    """A duration below one minute."""
+    unit_day: str = "d"
+    """Unit after a number of days."""
+    unit_hour: str = "h"
+    """Unit after a number of hours."""
+    unit_minute: str = "min"
+    """Unit after a number of minutes."""
+    thousands_separator: str = ","
+    """Groups digits in counts: 12,345."""
+
+    def impact(self, component: str) -> Impact:
+        """Return the member wording of ``component`` (a Finding's component name)."""
+        if component in self.impacts:
+            return self.impacts[component]
+        if component.startswith("unserved:"):
+            queue = self.impact("queue:" + component.removeprefix("unserved:"))
+            return Impact(fill(self.unserved_sentence, noun=queue.noun),
+                          queue.noun,
+                          fill(self.unserved_short, noun=queue.noun))
+        if component.startswith("queue:") and "queue:*" in self.impacts:
+            return self.impacts["queue:*"]
+        return self.impacts.get("*", _impacts()["*"])
+
+    def problems(self) -> list[str]:
+        """Return one message per template that uses a placeholder nobody fills in."""
+        found: list[str] = []
+        for spec in fields(self):
+            value = getattr(self, spec.name)
+            if isinstance(value, str):
+                found += _unknown(spec.name, value, PLACEHOLDERS.get(spec.name, ()))
+        for name, impact in self.impacts.items():
+            for part in ("sentence", "noun", "short"):
+                found += _unknown(f"impacts[{name!r}].{part}", getattr(impact, part), ())
+        if len(self.months) != 12:
+            found.append(f"months: needs 12 names, got {len(self.months)}")
+        return found
+
+
+PLACEHOLDERS: dict[str, tuple[str, ...]] = {
+    "unserved_sentence": ("noun",),
+    "unserved_short": ("noun",),
+    "notice_lead_warning": ("time", "instance"),
+    "notice_lead_critical": ("time", "instance"),
+    "with_eta": ("sentence", "duration"),
+    "back_to_normal": ("nouns",),
+    "reminder": ("time",),
+    "resolution": ("duration", "instance"),
+    "resolution_muted": ("duration", "instance"),
+    "resolution_affected": ("nouns",),
+    "resolution_worst_delay": ("duration",),
+    "status": ("instance",),
+    "status_processed": ("count",),
+    "status_wait": ("duration",),
+    "status_memory": ("percent",),
+    "profile_ok": ("time",),
+    "profile_trouble": ("summary", "time"),
+    "profile_more": ("summary", "count"),
+    "catchup_lead": ("start", "end"),
+    "catchup_entry": ("time", "text"),
+    "catchup_omitted": ("count",),
+    "admin_header": ("instance", "id", "kind", "severity", "peak"),
+    "admin_resolved": ("instance", "id", "duration", "peak"),
+    "admin_reason": ("reason",),
+    "admin_component": ("component", "severity", "time", "reason", "details"),
+    "admin_component_cleared": ("component", "peak", "time", "reason", "details"),
+    "admin_queues": ("queues",),
+    "admin_processes": ("live", "stale", "busy", "concurrency", "enqueued", "retries", "dead"),
+    "admin_memory": ("available", "free", "total", "swap"),
+    "admin_host_error": ("error",),
+    "admin_redis_up": ("rtt",),
+    "admin_redis_down": ("error",),
+    "time_today": ("clock", "zone"),
+    "time_yesterday": ("clock", "zone"),
+    "time_other_day": ("day", "month", "clock", "zone"),
+}
+"""The placeholders each template may use; a template not listed takes none."""
+
+
+def _unknown(name: str, template: str, allowed: tuple[str, ...]) -> list[str]:
+    try:
+        used = [part[1] for part in string.Formatter().parse(template) if part[1] is not None]
+    except ValueError as exc:
+        return [f"{name}: {exc}"]
+    return [f"{name}: unknown placeholder {{{placeholder}}}"
+            + (f" (use {', '.join('{' + a + '}' for a in allowed)})" if allowed else
+               " (this text takes none; write {{ and }} for braces)")
+            for placeholder in used if placeholder not in allowed]
+
+
+class _Keep(dict[str, str]):
+    """Leaves a placeholder it does not know as it was, instead of raising."""
+
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+def fill(template: str, **values: str) -> str:
+    """Fill in a template: ``fill(wording.reminder, time="14:05 UTC")``.
+
+    Never raises: a placeholder nobody fills in stays visible as it was
+    (``Wording.problems`` reports it), and a malformed template is returned as is.
+    """
+    try:
+        return template.format_map(_Keep(values))
+    except (ValueError, IndexError, AttributeError, KeyError, TypeError):
+        return template
+
+
+DEFAULT_WORDING = Wording()
+"""The English wording the bot ships with."""
