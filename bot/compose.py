@@ -324,12 +324,33 @@ def _by_importance(affected: Iterable[Affected]) -> list[Affected]:
 # --- admin messages -----------------------------------------------------------------------
 
 
+def failure_notice(post: Post, error: str, now: float, settings: Settings) -> Post | None:
+    """Return the admin message about a post the instance refused for good (None: no admins).
+
+    Its key derives from the refused post's, so it is queued once however often
+    the outbox reports the failure.
+    """
+    if not settings.admin_accts or post.kind is PostKind.ADMIN:
+        return None  # an admin message about a refused admin message could loop
+    mentions = _mentions(settings)
+    measure = _measure(settings)
+    text = fill(settings.wording.admin_delivery_failed, instance=settings.instance,
+                error=error, key=post.key, text=post.text)
+    return Post(key=f"{post.key}:refused", kind=PostKind.ADMIN,
+                text=mentions + _fit([text], settings.max_characters - measure(mentions), measure),
+                visibility="direct", created_at=now, language=settings.language)
+
+
+def _mentions(settings: Settings) -> str:
+    return " ".join("@" + acct.lstrip("@") for acct in settings.admin_accts) + " "
+
+
 def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings) -> Post | None:
     if not settings.admin_accts:
         return None
     words = settings.wording
     incident = event.incident
-    mentions = " ".join("@" + acct.lstrip("@") for acct in settings.admin_accts) + " "
+    mentions = _mentions(settings)
     if event.kind is EventKind.RESOLVED:
         resolved_at = event.at if incident.resolved_at is None else incident.resolved_at
         header = fill(words.admin_resolved, instance=settings.instance, id=incident.id,

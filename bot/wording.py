@@ -252,6 +252,10 @@ class Wording:
     """Placeholders: {rtt} (", 2.1 ms" or empty)."""
     admin_redis_down: str = "Redis: unreachable ({error})"
     """Placeholders: {error}."""
+    admin_delivery_failed: str = (
+        "{instance}: the instance refused a post for good ({error}); it was not published. "
+        "Post {key}: {text}")
+    """Sent once per refused post. Placeholders: {instance}, {error}, {key}, {text}."""
 
     # --- times, durations, numbers ---
     time_today: str = "{clock} {zone}"
@@ -334,6 +338,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_host_error": ("error",),
     "admin_redis_up": ("rtt",),
     "admin_redis_down": ("error",),
+    "admin_delivery_failed": ("instance", "error", "key", "text"),
     "time_today": ("clock", "zone"),
     "time_yesterday": ("clock", "zone"),
     "time_other_day": ("day", "month", "clock", "zone"),

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bot import defaults
+from bot import compose, defaults
 from bot.compose import (
     MEMBER_KINDS,
     Settings,
@@ -701,3 +701,21 @@ def test_catchup_merges_an_unsent_catchup() -> None:
         "fail. Your posts reach people on other servers late. Expected to catch up in about "
         "20 min.",
     ]
+
+
+def test_failure_notice_tells_admins_once_per_post() -> None:
+    """A refused post gives one direct admin message keyed on it, within the limit."""
+    settings = compose.Settings(instance="example.social", admin_accts=("alice",),
+                                max_characters=200)
+    refused = Post(key="inc-1:0", kind=PostKind.NOTICE, text="x" * 400, visibility="public",
+                   created_at=1.0)
+    notice = compose.failure_notice(refused, "HTTP 422: Validation failed", 5.0, settings)
+    assert notice is not None
+    assert (notice.key, notice.kind, notice.visibility) == ("inc-1:0:refused", PostKind.ADMIN,
+                                                            "direct")
+    assert notice.text.startswith("@alice example.social: the instance refused a post")
+    assert "HTTP 422" in notice.text
+    assert compose.mastodon_length(notice.text) <= 200
+    admin = Post(key="a", kind=PostKind.ADMIN, text="t", visibility="direct", created_at=1.0)
+    assert compose.failure_notice(admin, "e", 5.0, settings) is None
+    assert compose.failure_notice(refused, "e", 5.0, compose.Settings()) is None
