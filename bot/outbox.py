@@ -1,0 +1,604 @@
+"""Delivery of queued posts: in order, exactly once, politely, whatever fails and whenever we die.
+
+Every post is in the outbox (``Store``) before any network call. One delivery
+pass (``Outbox.deliver``, once per tick) does, in this order:
+
+1. Nothing at all while delivery is paused (after a retryable error, until
+   its backoff or the 429's ``X-RateLimit-Reset`` has passed).
+2. Fold stale member notices into one catch-up post, expire unsafe others
+   (see ``Outbox``).
+3. Finish the pins and unpins of posts already sent (after a crash, or when
+   the budget ran out).
+4. Send due posts in creation order; a reply waits for its parent.
+
+Exactly once: ``first_attempt_at`` is committed before a request leaves and
+the status id right after the answer, and Mastodon returns the original
+status for a repeated ``Idempotency-Key`` (the post's key) for an hour. A post
+whose answer was lost (timeout, SIGKILL) is re-sent with the same key, which
+is safe while its first attempt is younger than ``idempotency_window_s``.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot import defaults
+from bot.gateway import Gateway, PermanentError, RetryableError
+from bot.model import Post, PostKind
+from bot.store import ItemState, OutboxItem, StepState, Store
+
+log = logging.getLogger(__name__)
+
+GATE_STATE = "outbox.gate"
+"""Name of the store state that pauses delivery: ``{"until", "failures", "reason", "since"}``."""
+
+EXTERNAL_PARENT = "status:"
+"""A ``parent_key`` with this prefix names a status id directly (a reply to a mention)."""
+
+_SWEEPS = 3
+_DUE_LIMIT = 1000
+
+FOLDABLE = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION, PostKind.CATCHUP})
+"""Member notices: folded into a catch-up post when stale."""
+
+Catchup = Callable[[Sequence[Post], float, float], Post]
+"""Compose one catch-up post from the stale posts, the start and the end of the gap."""
+
+FailureNotice = Callable[[OutboxItem], Post | None]
+"""Compose the admin message about a post the instance refused (None: none)."""
+
+
+class Reason(enum.Enum):
+    """Why delivery did what it did with one item (logged, and shown by ``--dry-run``)."""
+
+    SENT = "sent"
+    SENT_WITHOUT_PARENT = "sent_without_parent"
+    PINNED = "pinned"
+    UNPINNED = "unpinned"
+    NOTHING_TO_UNPIN = "nothing_to_unpin"
+    WAITING_FOR_PARENT = "waiting_for_parent"
+    WAITING_FOR_CATCHUP = "waiting_for_catchup"
+    RETRY = "retry"
+    RATE_LIMITED = "rate_limited"
+    CREDENTIALS_REJECTED = "credentials_rejected"
+    FAILED = "failed"
+    PIN_FAILED = "pin_failed"
+    UNPIN_FAILED = "unpin_failed"
+    FOLDED = "folded"
+    EXPIRED = "expired"
+    PAUSED = "paused"
+    OUT_OF_BUDGET = "out_of_budget"
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What happened to one item in one pass, and why."""
+
+    key: str
+    reason: Reason
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryReport:
+    """The outcome of one delivery pass.
+
+    ``failures`` lists the items the instance refused for good *in this pass*
+    (each appears in exactly one report), so the loop can tell admins once.
+    ``expired`` lists non-member posts dropped unsent because re-sending them
+    could publish them twice. ``paused_until`` is set while delivery waits
+    for a backoff or a rate-limit reset.
+    """
+
+    decisions: tuple[Decision, ...] = ()
+    sent: tuple[str, ...] = ()
+    failures: tuple[OutboxItem, ...] = ()
+    folded: tuple[str, ...] = ()
+    catchup_key: str | None = None
+    expired: tuple[str, ...] = ()
+    calls: int = 0
+    paused_until: float | None = None
+    pending: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Parent:
+    status_id: str | None = None
+    wait: bool = False
+    note: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Gate:
+    until: float = 0.0
+    failures: int = 0
+    reason: str = ""
+    since: float | None = None
+
+
+def backoff_delay(failures: int, base: float, cap: float) -> float:
+    """Return the wait after ``failures`` consecutive retryable failures: base·2^(n-1), capped."""
+    if failures <= 0:
+        return 0.0
+    return float(min(cap, base * 2.0 ** min(failures - 1, 62)))
+
+
+class _Pass:
+    """The mutable bookkeeping of one ``deliver`` call."""
+
+    def __init__(self, gateway: Gateway, budget: int) -> None:
+        self.gateway = gateway
+        self.start_calls = gateway.calls
+        self.budget = budget
+        self.decisions: list[Decision] = []
+        self.sent: list[str] = []
+        self.failures: list[OutboxItem] = []
+        self.folded: list[str] = []
+        self.expired: list[str] = []
+        self.catchup_key: str | None = None
+        self.held: set[str] = set()
+        self.stopped = False
+
+    def decide(self, key: str, reason: Reason, detail: str = "") -> None:
+        self.decisions.append(Decision(key, reason, detail))
+        log.debug("outbox %s: %s %s", key, reason.value, detail)
+
+    def halted(self) -> bool:
+        return self.stopped
+
+    def can_call(self) -> bool:
+        return self.gateway.calls - self.start_calls < self.budget
+
+
+class Outbox:
+    """Sends what the store holds through a gateway, with retries, backoff and catch-up.
+
+    Decisions, documented:
+
+    * **Retryable errors** (network, timeout, 5xx) pause *all* delivery with a
+      capped exponential backoff (``backoff_base`` · 2^(n-1), at most
+      ``backoff_cap``; optional ``jitter`` fraction). A 429 pauses until its
+      ``X-RateLimit-Reset``. The pause is kept in the store, so a restart
+      honours it, and order is kept: the oldest due post goes first again.
+    * **401** pauses delivery like a retryable error (the token was revoked or
+      mistyped; failing every queued post would lose them all) and is logged
+      as an error once.
+    * **Other 4xx**: the post is marked failed, logged once and listed once in
+      ``DeliveryReport.failures``; with ``failure_notice`` the admin message
+      is enqueued in the same transaction (crash-safe). A 404 on a reply
+      means the parent was deleted: the post is sent again as a new thread.
+    * **Replies** wait for their parent. When the parent failed for good or
+      expired, the reply is sent as a new thread (better late context than no
+      notice); when it was folded, the reply goes under the catch-up post.
+    * **Stale member notices** (notice, update, resolution, catch-up) older
+      than ``idempotency_window_s`` (since created or first attempted) are
+      folded into one catch-up post made by ``catchup``. An unsent catch-up
+      that was never attempted is merged into the next one, so an outage
+      yields one catch-up, not several.
+    * **Admin messages, status posts and command replies** are never folded
+      into the public catch-up: they are sent late when that is safe, and
+      expired (dropped, listed in ``DeliveryReport.expired``) only when their
+      first attempt is older than the window, because a re-send could then
+      publish them twice.
+    * Pins follow their post; the unpin named by ``unpin_key`` runs before the
+      pin, so a full set of pins never blocks a new one.
+    """
+
+    def __init__(self, store: Store, gateway: Gateway, *,
+                 clock: Callable[[], float],
+                 backoff_base: float = defaults.BACKOFF_BASE,
+                 backoff_cap: float = defaults.BACKOFF_CAP,
+                 jitter: float = defaults.BACKOFF_JITTER,
+                 rng: random.Random | None = None,
+                 idempotency_window_s: float = defaults.IDEMPOTENCY_WINDOW,
+                 ratelimit_fallback_s: float = defaults.RATELIMIT_FALLBACK_WAIT,
+                 catchup: Catchup | None = None,
+                 failure_notice: FailureNotice | None = None) -> None:
+        if backoff_base <= 0 or backoff_cap < backoff_base:
+            raise ValueError("need 0 < backoff_base <= backoff_cap")
+        self.store = store
+        self.gateway = gateway
+        self.clock = clock
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.jitter = jitter
+        self.rng = rng or random.Random()
+        self.idempotency_window_s = idempotency_window_s
+        self.ratelimit_fallback_s = ratelimit_fallback_s
+        self.catchup = catchup
+        self.failure_notice = failure_notice
+
+    def enqueue(self, posts: Iterable[Post]) -> int:
+        """Queue posts (idempotent by key); return how many were new."""
+        return self.store.enqueue(posts)
+
+    # --- the pass -----------------------------------------------------------------
+
+    def deliver(self, now: float, budget: int = defaults.DELIVERY_BUDGET) -> DeliveryReport:
+        """Send what is due at ``now``, making at most ``budget`` API calls."""
+        run = _Pass(self.gateway, budget)
+        gate = self._gate()
+        if gate.until > now:
+            run.decide("*", Reason.PAUSED, f"until {gate.until:.0f} ({gate.reason})")
+            return self._report(run, gate.until)
+        self._fold_stale(now, run, gate)
+        for item in self.store.followups():
+            if run.halted():
+                break
+            self._followups(item, run)
+        waiting: set[str] = set()
+        for _ in range(_SWEEPS):
+            # Another sweep only when a reply waited and its parent may have gone out since
+            # (a catch-up is queued after the replies that will hang under it).
+            sent_before = len(run.sent)
+            for item in self.store.due(now, limit=_DUE_LIMIT):
+                if run.halted():
+                    break
+                if item.key in run.held:
+                    if item.key not in waiting:
+                        run.decide(item.key, Reason.WAITING_FOR_CATCHUP)
+                    waiting.add(item.key)
+                elif not self._send(item, run, quiet=item.key in waiting):
+                    waiting.add(item.key)
+            if run.halted() or not waiting or len(run.sent) == sent_before:
+                break
+        gate = self._gate()
+        return self._report(run, gate.until if gate.until > now else None)
+
+    def _report(self, run: _Pass, paused_until: float | None) -> DeliveryReport:
+        return DeliveryReport(
+            decisions=tuple(run.decisions), sent=tuple(run.sent), failures=tuple(run.failures),
+            folded=tuple(run.folded), catchup_key=run.catchup_key, expired=tuple(run.expired),
+            calls=self.gateway.calls - run.start_calls, paused_until=paused_until,
+            pending=self.store.counts()[ItemState.PENDING.value],
+        )
+
+    # --- sending ------------------------------------------------------------------
+
+    def _send(self, item: OutboxItem, run: _Pass, quiet: bool = False) -> bool:
+        """Try to publish ``item``; return False when it waits for its parent."""
+        parent = self._parent(item)
+        if parent.wait:
+            if not quiet:
+                run.decide(item.key, Reason.WAITING_FOR_PARENT, item.post.parent_key or "")
+            return False
+        if not run.can_call():
+            run.decide(item.key, Reason.OUT_OF_BUDGET)
+            run.stopped = True
+            return True
+        in_reply_to = parent.status_id
+        self.store.mark_attempt(item.key, self.clock())
+        try:
+            try:
+                status_id = self.gateway.post(item.post, in_reply_to)
+            except PermanentError as exc:
+                if exc.status != 404 or in_reply_to is None:
+                    raise
+                # The parent status was deleted: publish as a new thread instead.
+                log.warning("outbox %s: parent %s is gone (%s); sending as a new thread",
+                            item.key, in_reply_to, exc)
+                in_reply_to = None
+                parent = _Parent(note=f"parent status {parent.status_id} was deleted")
+                status_id = self.gateway.post(item.post, None)
+        except RetryableError as exc:
+            self._pause(item, exc, run)
+            return True
+        except PermanentError as exc:
+            if exc.status == 401:
+                self._pause(item, exc, run)
+                return True
+            self._fail(item, exc, run)
+            return True
+        except Exception as exc:  # a bug or a surprise in the client: retry, never crash
+            log.exception("outbox %s: unexpected error from the gateway", item.key)
+            self._pause(item, RetryableError(f"unexpected: {exc!r}"), run)
+            return True
+        self.store.mark_sent(item.key, status_id, self.clock(), in_reply_to)
+        self._recovered()
+        run.sent.append(item.key)
+        if parent.note:
+            run.decide(item.key, Reason.SENT_WITHOUT_PARENT, parent.note)
+            log.warning("outbox %s: sent as a new thread: %s", item.key, parent.note)
+        else:
+            run.decide(item.key, Reason.SENT, f"status {status_id}")
+        log.info("outbox %s: sent as status %s", item.key, status_id)
+        sent = self.store.get(item.key)
+        if sent is not None:
+            self._followups(sent, run)
+        if item.post.kind is PostKind.CATCHUP:
+            for folded in self._folded_unpins(item.key):
+                if not run.halted():
+                    self._followups(folded, run)
+        return True
+
+    def _folded_unpins(self, key: str) -> list[OutboxItem]:
+        """Return the items folded into catch-up ``key`` (at any depth) that owe an unpin."""
+        owed: list[OutboxItem] = []
+        for folded in self.store.folded_into(key):
+            if folded.unpin_state is StepState.PENDING:
+                owed.append(folded)
+            if folded.post.kind is PostKind.CATCHUP:
+                owed.extend(self._folded_unpins(folded.key))
+        return owed
+
+    def _parent(self, item: OutboxItem) -> _Parent:
+        key = item.post.parent_key
+        if key is None:
+            return _Parent()
+        if key.startswith(EXTERNAL_PARENT):
+            return _Parent(status_id=key[len(EXTERNAL_PARENT):])
+        seen: set[str] = set()
+        while True:
+            parent = self.store.get(key)
+            if parent is None:
+                return _Parent(note=f"parent {key} is not in the outbox")
+            if parent.state is ItemState.SENT:
+                return _Parent(status_id=parent.status_id)
+            if parent.state is ItemState.PENDING:
+                return _Parent(wait=True)
+            if parent.state is ItemState.FAILED:
+                return _Parent(note=f"parent {key} was refused by the instance")
+            seen.add(key)
+            if parent.folded_into is None or parent.folded_into in seen:
+                return _Parent(note=f"parent {key} expired unsent")
+            key = parent.folded_into
+
+    def _followups(self, item: OutboxItem, run: _Pass) -> None:
+        """Unpin what ``item`` replaces, then pin ``item``.
+
+        A folded item's unpin runs once its catch-up post is out, so the
+        incident keeps its pinned post until the summary is there.
+        """
+        if item.state is ItemState.FOLDED and item.folded_into is not None:
+            catchup = self._final(item.folded_into)
+            if catchup is not None and catchup.state is ItemState.PENDING:
+                return
+        if item.unpin_state is StepState.PENDING and item.post.unpin_key is not None:
+            target = self._unpin_target(item.post.unpin_key)
+            if target is None:
+                self.store.mark_unpin(item.key, StepState.DONE)
+                run.decide(item.key, Reason.NOTHING_TO_UNPIN, item.post.unpin_key)
+            elif target.state is ItemState.PENDING or target.pin_state is StepState.PENDING:
+                return  # its own pin or post is still to come; unpin afterwards
+            elif not self._step(item, run, "unpin", target.status_id or ""):
+                return
+        if item.pin_state is StepState.PENDING and item.status_id is not None:
+            self._step(item, run, "pin", item.status_id)
+
+    def _final(self, key: str) -> OutboxItem | None:
+        """Return the item ``key`` stands for now: itself, or the catch-up it was folded into."""
+        seen: set[str] = set()
+        item = self.store.get(key)
+        while (item is not None and item.state is ItemState.FOLDED
+               and item.folded_into is not None and item.key not in seen):
+            seen.add(item.key)
+            item = self.store.get(item.folded_into)
+        return item
+
+    def _unpin_target(self, key: str) -> OutboxItem | None:
+        """Return the item whose status to unpin (following catch-ups), None if nothing is."""
+        target = self._final(key)
+        if target is None or target.state is ItemState.PENDING:
+            return target
+        if (target.state is not ItemState.SENT or not target.post.pin
+                or target.pin_state is StepState.FAILED):
+            return None
+        return target
+
+    def _step(self, item: OutboxItem, run: _Pass, what: str, status_id: str) -> bool:
+        """Pin or unpin ``status_id`` for ``item``; return False when the pass must stop."""
+        mark = self.store.mark_pin if what == "pin" else self.store.mark_unpin
+        if not run.can_call():
+            run.decide(item.key, Reason.OUT_OF_BUDGET, what)
+            run.stopped = True
+            return False
+        try:
+            if what == "pin":
+                self.gateway.pin(status_id)
+            else:
+                self.gateway.unpin(status_id)
+        except RetryableError as exc:
+            self._pause(item, exc, run, what)
+            return False
+        except PermanentError as exc:
+            if exc.status == 401:
+                self._pause(item, exc, run, what)
+                return False
+            mark(item.key, StepState.FAILED, str(exc))
+            reason = Reason.PIN_FAILED if what == "pin" else Reason.UNPIN_FAILED
+            run.decide(item.key, reason, str(exc))
+            log.warning("outbox %s: could not %s status %s: %s", item.key, what, status_id, exc)
+            return True
+        except Exception as exc:
+            log.exception("outbox %s: unexpected error from the gateway (%s)", item.key, what)
+            self._pause(item, RetryableError(f"unexpected: {exc!r}"), run, what)
+            return False
+        mark(item.key, StepState.DONE)
+        self._recovered()
+        run.decide(item.key, Reason.PINNED if what == "pin" else Reason.UNPINNED,
+                   f"status {status_id}")
+        return True
+
+    def _fail(self, item: OutboxItem, exc: PermanentError, run: _Pass) -> None:
+        notices: list[Post] = []
+        if self.failure_notice is not None and item.post.kind is not PostKind.ADMIN:
+            failed = replace(item, state=ItemState.FAILED, last_error=str(exc),
+                             error_status=exc.status)
+            try:
+                notice = self.failure_notice(failed)
+            except Exception:
+                log.exception("outbox %s: composing the failure notice failed", item.key)
+                notice = None
+            if notice is not None:
+                notices.append(notice)
+        if self.store.mark_failed(item.key, str(exc), exc.status, self.clock(), notices):
+            log.error("outbox %s: the instance refused this %s post for good: %s",
+                      item.key, item.post.kind.value, exc)
+            after = self.store.get(item.key)
+            run.failures.append(after if after is not None else item)
+        self._recovered()  # the instance answered: it is up
+        run.decide(item.key, Reason.FAILED, str(exc))
+
+    # --- pausing ----------------------------------------------------------------------
+
+    def _gate(self) -> _Gate:
+        value = self.store.get_state(GATE_STATE)
+        if not value:
+            return _Gate()
+        return _Gate(until=float(value.get("until", 0.0)), failures=int(value.get("failures", 0)),
+                     reason=str(value.get("reason", "")), since=value.get("since"))
+
+    def _pause(self, item: OutboxItem | None, exc: RetryableError | PermanentError, run: _Pass,
+               what: str = "post") -> None:
+        """Pause all delivery after a retryable error (or a 401) and reschedule ``item``."""
+        at = self.clock()
+        gate = self._gate()
+        failures = gate.failures + 1
+        if isinstance(exc, RetryableError) and exc.status == 429:
+            reason = Reason.RATE_LIMITED
+            until = exc.retry_at if exc.retry_at is not None else at + self.ratelimit_fallback_s
+            until = max(until, at)
+        else:
+            reason = (Reason.CREDENTIALS_REJECTED if isinstance(exc, PermanentError)
+                      else Reason.RETRY)
+            delay = backoff_delay(failures, self.backoff_base, self.backoff_cap)
+            if self.jitter > 0:
+                delay = min(self.backoff_cap, delay * (1.0 + self.jitter * self.rng.random()))
+            until = at + delay
+        self.store.put_state(GATE_STATE, {
+            "until": until, "failures": failures, "reason": f"{reason.value}: {exc}",
+            "since": gate.since if gate.since is not None else at,
+        })
+        key = item.key if item is not None else "*"
+        if item is not None and what == "post":
+            self.store.mark_retry(item.key, str(exc), until, exc.status)
+        run.decide(key, reason, f"{what}: {exc}; paused until {until:.0f}")
+        run.stopped = True
+        message = "outbox %s: %s failed (%s); delivery paused for %.0f s"
+        args = (key, what, exc, until - at)
+        if reason is Reason.CREDENTIALS_REJECTED and not gate.reason.startswith(reason.value):
+            log.error(message + "; check the access token", *args)
+        elif failures == 1:
+            log.warning(message, *args)
+        else:
+            log.debug(message, *args)
+
+    def _recovered(self) -> None:
+        gate = self._gate()
+        if gate.failures == 0 and gate.until == 0.0:
+            return
+        since = gate.since if gate.since is not None else self.clock()
+        log.warning("outbox: delivery works again after %d failed attempts over %.0f s",
+                    gate.failures, self.clock() - since)
+        self.store.delete_state(GATE_STATE)
+
+    # --- stale posts ------------------------------------------------------------------
+
+    def _probe(self, run: _Pass) -> bool:
+        """Check that the instance is back before summing an outage up; False: it is not."""
+        if not run.can_call():
+            run.decide("*", Reason.OUT_OF_BUDGET, "probe")
+            run.stopped = True
+            return False
+        try:
+            self.gateway.probe()
+        except (RetryableError, PermanentError) as exc:
+            if isinstance(exc, PermanentError) and exc.status != 401:
+                return True  # it answered: it is up, whatever it thinks of this call
+            self._pause(None, exc, run, "probe")
+            return False
+        except Exception as exc:
+            log.exception("outbox: unexpected error from the gateway (probe)")
+            self._pause(None, RetryableError(f"unexpected: {exc!r}"), run, "probe")
+            return False
+        self._recovered()
+        return True
+
+    def _fold_stale(self, now: float, run: _Pass, gate: _Gate) -> None:
+        window = self.idempotency_window_s
+        stale: list[OutboxItem] = []
+        unsafe: list[OutboxItem] = []
+        fresh_catchups: list[OutboxItem] = []
+        for item in self.store.pending():
+            attempted = item.first_attempt_at
+            anchor = item.post.created_at if attempted is None else min(attempted,
+                                                                        item.post.created_at)
+            if item.post.kind in FOLDABLE:
+                if now - anchor > window:
+                    stale.append(item)
+                elif item.post.kind is PostKind.CATCHUP and attempted is None:
+                    fresh_catchups.append(item)
+            elif attempted is not None and now - attempted > window:
+                unsafe.append(item)
+        if unsafe:
+            self._expire(unsafe, now, run)
+        if not stale:
+            return
+        if gate.failures > 0 and not self._probe(run):
+            # Still down: sum up later, when the catch-up can say when the gap ended.
+            run.held.update(item.key for item in stale)
+            return
+        group = sorted([*stale, *fresh_catchups], key=lambda i: i.seq)
+        if self.catchup is None:
+            log.warning("outbox: %d stale member notices and no catch-up composer; expiring them",
+                        len(group))
+            self._expire(group, now, run)
+            return
+        posts = self._constituents(group)
+        start = min(post.created_at for post in posts)
+        try:
+            catchup = self.catchup(posts, start, now)
+        except Exception:
+            log.exception("outbox: composing the catch-up post failed; holding %d stale notices",
+                          len(group))
+            run.held.update(item.key for item in group)
+            return
+        keys = [item.key for item in group]
+        catchup = self._unique(catchup, keys)
+        folded = self.store.fold(keys, catchup, now, f"folded into catch-up {catchup.key}")
+        log.warning("outbox: %d stale notices (from %.0f) folded into catch-up %s",
+                    folded, start, catchup.key)
+        run.catchup_key = catchup.key
+        for key in keys:
+            run.folded.append(key)
+            run.decide(key, Reason.FOLDED, catchup.key)
+
+    def _constituents(self, group: Sequence[OutboxItem]) -> list[Post]:
+        """Return the posts behind ``group``: a catch-up stands for what it folded."""
+        posts: list[Post] = []
+        for item in group:
+            if item.post.kind is PostKind.CATCHUP:
+                inner = self.store.folded_into(item.key)
+                if inner:
+                    posts.extend(self._constituents(inner))
+                    continue
+            posts.append(item.post)
+        return sorted(posts, key=lambda post: post.created_at)
+
+    def _unique(self, catchup: Post, folded: Sequence[str]) -> Post:
+        """Make the catch-up post safe to insert: a new key, no parent among what it folds."""
+        changes: dict[str, Any] = {}
+        if catchup.parent_key in folded:
+            changes["parent_key"] = None
+        if catchup.unpin_key in folded:
+            changes["unpin_key"] = None
+        if self.store.get(catchup.key) is not None:
+            digest = hashlib.sha256("\n".join(folded).encode()).hexdigest()[:12]
+            changes["key"] = f"{catchup.key}~{digest}"
+        return replace(catchup, **changes) if changes else catchup
+
+    def _expire(self, items: Sequence[OutboxItem], now: float, run: _Pass) -> None:
+        keys = [item.key for item in items]
+        self.store.fold(keys, None, now, "expired: unsent after the idempotency window")
+        for item in items:
+            log.warning("outbox %s: %s post expired unsent (first attempt %s, created %.0f)",
+                        item.key, item.post.kind.value, item.first_attempt_at,
+                        item.post.created_at)
+            run.expired.append(item.key)
+            run.decide(item.key, Reason.EXPIRED, "older than the idempotency window")

@@ -1,0 +1,453 @@
+"""The bot's durable state in one SQLite file (WAL): the outbox, named JSON state, thread ids.
+
+This is the only module that touches SQLite. Every method is one committed
+transaction, so a crash (even SIGKILL) between two calls leaves a consistent
+file: a post is in the outbox before any network call, its first attempt is
+recorded before the request, and its status id right after the answer.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bot.model import Post, PostKind
+
+SCHEMA_VERSION = 1
+"""Version of the tables below; a file written by a newer bot is refused."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS state (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    key TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    visibility TEXT NOT NULL,
+    spoiler_text TEXT NOT NULL DEFAULT '',
+    language TEXT NOT NULL DEFAULT '',
+    parent_key TEXT,
+    pin INTEGER NOT NULL DEFAULT 0,
+    unpin_key TEXT,
+    created_at REAL NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+        CHECK (state IN ('pending', 'sent', 'failed', 'folded')),
+    status_id TEXT,
+    in_reply_to_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL DEFAULT 0,
+    first_attempt_at REAL,
+    last_attempt_at REAL,
+    last_error TEXT,
+    error_status INTEGER,
+    sent_at REAL,
+    finished_at REAL,
+    folded_into TEXT,
+    pin_state TEXT CHECK (pin_state IN ('pending', 'done', 'failed')),
+    unpin_state TEXT CHECK (unpin_state IN ('pending', 'done', 'failed'))
+);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at, seq);
+CREATE INDEX IF NOT EXISTS outbox_folded_into ON outbox (folded_into);
+"""
+
+
+class StoreError(Exception):
+    """The state file cannot be used (written by a newer version, or corrupt)."""
+
+
+class ItemState(enum.Enum):
+    """Where an outbox row is in its life."""
+
+    PENDING = "pending"
+    """Not yet published; delivery will (re)try it."""
+    SENT = "sent"
+    """Published: ``status_id`` is set (a pin or unpin may still be due)."""
+    FAILED = "failed"
+    """The instance refused it for good (a 4xx); reported once."""
+    FOLDED = "folded"
+    """Replaced by a catch-up post (``folded_into``), or expired unsent when that is None."""
+
+
+class StepState(enum.Enum):
+    """State of the pin or unpin that follows a sent post."""
+
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxItem:
+    """One outbox row: the post as composed, and how its delivery went.
+
+    ``first_attempt_at`` is written before the first request leaves, so an
+    item that has it but no ``status_id`` may or may not exist on the server
+    (the process died, or the answer was lost); re-sending it with the same
+    idempotency key is safe only within the idempotency window.
+    """
+
+    seq: int
+    post: Post
+    state: ItemState
+    status_id: str | None = None
+    in_reply_to_id: str | None = None
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    first_attempt_at: float | None = None
+    last_attempt_at: float | None = None
+    last_error: str | None = None
+    error_status: int | None = None
+    sent_at: float | None = None
+    finished_at: float | None = None
+    folded_into: str | None = None
+    pin_state: StepState | None = None
+    unpin_state: StepState | None = None
+
+    @property
+    def key(self) -> str:
+        """The post's idempotency key (the row's identity)."""
+        return self.post.key
+
+    @property
+    def error(self) -> str:
+        """The last error, or an empty string (for log lines and admin messages)."""
+        return self.last_error or ""
+
+
+_COLUMNS = (
+    "seq, key, kind, text, visibility, spoiler_text, language, parent_key, pin, unpin_key, "
+    "created_at, state, status_id, in_reply_to_id, attempts, next_attempt_at, "
+    "first_attempt_at, last_attempt_at, last_error, error_status, sent_at, finished_at, "
+    "folded_into, pin_state, unpin_state"
+)
+
+
+def _item(row: sqlite3.Row) -> OutboxItem:
+    post = Post(
+        key=row["key"], kind=PostKind(row["kind"]), text=row["text"],
+        visibility=row["visibility"], created_at=row["created_at"],
+        spoiler_text=row["spoiler_text"], language=row["language"],
+        parent_key=row["parent_key"], pin=bool(row["pin"]), unpin_key=row["unpin_key"],
+    )
+    return OutboxItem(
+        seq=row["seq"], post=post, state=ItemState(row["state"]), status_id=row["status_id"],
+        in_reply_to_id=row["in_reply_to_id"], attempts=row["attempts"],
+        next_attempt_at=row["next_attempt_at"], first_attempt_at=row["first_attempt_at"],
+        last_attempt_at=row["last_attempt_at"], last_error=row["last_error"],
+        error_status=row["error_status"], sent_at=row["sent_at"],
+        finished_at=row["finished_at"], folded_into=row["folded_into"],
+        pin_state=StepState(row["pin_state"]) if row["pin_state"] else None,
+        unpin_state=StepState(row["unpin_state"]) if row["unpin_state"] else None,
+    )
+
+
+class Store:
+    """The SQLite state file: outbox rows, named JSON state, thread ids.
+
+    ``path`` may be ``":memory:"`` for tests. Directories are created, WAL is
+    switched on for files, and the schema version is checked. One connection,
+    guarded by a lock, so the tick loop and a stream thread may share it.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                   timeout=10.0)
+        self._db.row_factory = sqlite3.Row
+        try:
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            if self.path != ":memory:":
+                mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if str(mode).lower() != "wal":
+                    raise StoreError(f"{self.path}: cannot switch to WAL (journal_mode={mode})")
+            # FULL: a committed "attempted" or "sent" survives power loss too; writes are rare.
+            self._db.execute("PRAGMA synchronous = FULL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: {exc}") from exc
+        except StoreError:
+            self._db.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({self.path!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._transaction() as db:
+            # One statement at a time: executescript() would commit the transaction first.
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            row = db.execute("SELECT max(version) FROM schema_version").fetchone()
+            version = row[0]
+            if version is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise StoreError(f"{self.path} has schema version {version}; this statusbot "
+                                 f"understands up to {SCHEMA_VERSION} (upgrade statusbot)")
+
+    def close(self) -> None:
+        """Close the file (a WAL checkpoint happens on the last close)."""
+        with self._lock:
+            self._db.close()
+
+    # --- named JSON state ---------------------------------------------------
+
+    def get_state(self, name: str) -> dict[str, Any] | None:
+        """Return the JSON object stored under ``name``, or None."""
+        with self._lock:
+            row = self._db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            return None
+        value: dict[str, Any] = json.loads(row[0])
+        return value
+
+    def put_state(self, name: str, value: dict[str, Any]) -> None:
+        """Store ``value`` (a JSON object) under ``name``, replacing what was there."""
+        with self._transaction() as db:
+            self._put(db, name, value)
+
+    @staticmethod
+    def _put(db: sqlite3.Connection, name: str, value: dict[str, Any]) -> None:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        db.execute(
+            "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) "
+            "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at", (name, text, time.time()))
+
+    def delete_state(self, name: str) -> None:
+        """Forget the state stored under ``name`` (no error when there is none)."""
+        with self._transaction() as db:
+            db.execute("DELETE FROM state WHERE name = ?", (name,))
+
+    # --- outbox: writing ------------------------------------------------------
+
+    @staticmethod
+    def _insert(db: sqlite3.Connection, posts: Iterable[Post]) -> int:
+        new = 0
+        for post in posts:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO outbox (key, kind, text, visibility, spoiler_text, "
+                "language, parent_key, pin, unpin_key, created_at, pin_state, unpin_state) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (post.key, post.kind.value, post.text, post.visibility, post.spoiler_text,
+                 post.language, post.parent_key, int(post.pin), post.unpin_key, post.created_at,
+                 StepState.PENDING.value if post.pin else None,
+                 StepState.PENDING.value if post.unpin_key else None))
+            new += cursor.rowcount
+        return new
+
+    def enqueue(self, posts: Iterable[Post]) -> int:
+        """Add posts to the outbox; a key already there is left as it is.
+
+        One transaction for all of them. Returns how many were new.
+        """
+        with self._transaction() as db:
+            return self._insert(db, posts)
+
+    def commit_tick(self, posts: Iterable[Post], states: dict[str, dict[str, Any]]) -> int:
+        """Queue ``posts`` and store the named ``states`` in one transaction.
+
+        What a tick decided (incident state) and what it will say about it
+        (posts) are committed together, so a crash never keeps one without
+        the other. Returns how many posts were new.
+        """
+        with self._transaction() as db:
+            for name, value in states.items():
+                self._put(db, name, value)
+            return self._insert(db, posts)
+
+    def mark_attempt(self, key: str, at: float) -> None:
+        """Record that a request for ``key`` is about to leave (before it does)."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?, "
+                "first_attempt_at = coalesce(first_attempt_at, ?) WHERE key = ?", (at, at, key))
+
+    def mark_sent(self, key: str, status_id: str, at: float,
+                  in_reply_to_id: str | None = None) -> None:
+        """Record that ``key`` was published as ``status_id``."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'sent', status_id = ?, in_reply_to_id = ?, "
+                "sent_at = ?, finished_at = ?, last_error = NULL, error_status = NULL "
+                "WHERE key = ?", (status_id, in_reply_to_id, at, at, key))
+
+    def mark_retry(self, key: str, error: str, next_attempt_at: float,
+                   status: int | None = None) -> None:
+        """Record a retryable failure of ``key``; it is due again at ``next_attempt_at``."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE outbox SET last_error = ?, error_status = ?, next_attempt_at = ? "
+                "WHERE key = ?", (error, status, next_attempt_at, key))
+
+    def mark_failed(self, key: str, error: str, status: int | None, at: float,
+                    notices: Sequence[Post] = ()) -> bool:
+        """Record that the instance refused ``key`` for good; enqueue ``notices`` with it.
+
+        Returns True when this call made the item fail (False: it was not pending),
+        so a failure is reported once even if this is called twice.
+        """
+        with self._transaction() as db:
+            cursor = db.execute(
+                "UPDATE outbox SET state = 'failed', last_error = ?, error_status = ?, "
+                "finished_at = ?, pin_state = CASE WHEN pin_state IS NULL THEN NULL "
+                "ELSE 'failed' END, unpin_state = CASE WHEN unpin_state IS NULL THEN NULL "
+                "ELSE 'failed' END WHERE key = ? AND state = 'pending'",
+                (error, status, at, key))
+            if cursor.rowcount == 0:
+                return False
+            self._insert(db, notices)
+            return True
+
+    def fold(self, keys: Sequence[str], into: Post | None, at: float, reason: str) -> int:
+        """Replace the pending items ``keys`` by the post ``into`` (None: expire them).
+
+        The catch-up post is inserted and the items marked 'folded' in one
+        transaction. A folded item's unpin stays due (a folded resolution still
+        unpins its opening notice). Returns how many items were folded.
+        """
+        with self._transaction() as db:
+            if into is not None:
+                self._insert(db, [into])
+            folded = 0
+            for key in keys:
+                folded += db.execute(
+                    "UPDATE outbox SET state = 'folded', folded_into = ?, last_error = ?, "
+                    "finished_at = ?, pin_state = CASE WHEN pin_state IS NULL THEN NULL "
+                    "ELSE 'failed' END WHERE key = ? AND state = 'pending'",
+                    (into.key if into is not None else None, reason, at, key)).rowcount
+            return folded
+
+    def mark_pin(self, key: str, state: StepState, error: str | None = None) -> None:
+        """Record the outcome of pinning the status of ``key``."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET pin_state = ?, last_error = coalesce(?, last_error) "
+                       "WHERE key = ?", (state.value, error, key))
+
+    def mark_unpin(self, key: str, state: StepState, error: str | None = None) -> None:
+        """Record the outcome of the unpin that follows ``key`` (of its ``unpin_key``)."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET unpin_state = ?, last_error = coalesce(?, last_error) "
+                       "WHERE key = ?", (state.value, error, key))
+
+    def prune(self, before: float) -> int:
+        """Delete sent, failed and folded rows finished before ``before``; return how many.
+
+        Rows that a kept row still refers to (as parent, unpin target or
+        catch-up) are kept, so thread ids stay resolvable.
+        """
+        with self._transaction() as db:
+            return db.execute(
+                "DELETE FROM outbox WHERE state != 'pending' AND finished_at < ? "
+                "AND (pin_state IS NULL OR pin_state != 'pending') "
+                "AND (unpin_state IS NULL OR unpin_state != 'pending') "
+                "AND key NOT IN (SELECT parent_key FROM outbox WHERE parent_key IS NOT NULL "
+                "AND (state = 'pending' OR finished_at >= ?)) "
+                "AND key NOT IN (SELECT unpin_key FROM outbox WHERE unpin_key IS NOT NULL "
+                "AND (state = 'pending' OR finished_at >= ?)) "
+                "AND key NOT IN (SELECT folded_into FROM outbox WHERE folded_into IS NOT NULL "
+                "AND finished_at >= ?)",
+                (before, before, before, before)).rowcount
+
+    # --- outbox: reading ------------------------------------------------------
+
+    def _select(self, where: str, args: Sequence[Any] = (), limit: int | None = None,
+                ) -> list[OutboxItem]:
+        sql = f"SELECT {_COLUMNS} FROM outbox WHERE {where} ORDER BY seq"  # noqa: S608
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, tuple(args)).fetchall()
+        return [_item(row) for row in rows]
+
+    def get(self, key: str) -> OutboxItem | None:
+        """Return the outbox row of ``key``, or None."""
+        items = self._select("key = ?", (key,))
+        return items[0] if items else None
+
+    def due(self, now: float, limit: int) -> list[OutboxItem]:
+        """Return up to ``limit`` pending items due at ``now``, in creation order."""
+        return self._select("state = 'pending' AND next_attempt_at <= ?", (now,), limit)
+
+    def pending(self) -> list[OutboxItem]:
+        """Return every pending item, in creation order."""
+        return self._select("state = 'pending'")
+
+    def followups(self) -> list[OutboxItem]:
+        """Return items whose pin or unpin is still to be done, in creation order.
+
+        Sent items with a pin or unpin to do, and folded or expired items that
+        still owe an unpin.
+        """
+        return self._select("(state = 'sent' AND (pin_state = 'pending' "
+                            "OR unpin_state = 'pending')) "
+                            "OR (state = 'folded' AND unpin_state = 'pending')")
+
+    def folded_into(self, key: str) -> list[OutboxItem]:
+        """Return the items that were folded into the catch-up post ``key``."""
+        return self._select("state = 'folded' AND folded_into = ?", (key,))
+
+    def items(self, states: Iterable[ItemState] = tuple(ItemState)) -> list[OutboxItem]:
+        """Return every row in one of ``states``, in creation order (for tests and reports)."""
+        names = [state.value for state in states]
+        marks = ", ".join("?" for _ in names)
+        return self._select(f"state IN ({marks})", names)
+
+    def status_id(self, key: str) -> str | None:
+        """Return the status id of the sent post ``key`` (a thread's parent), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT status_id FROM outbox WHERE key = ? AND state = 'sent'",
+                                   (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def last_created(self, kind: PostKind) -> float | None:
+        """Return when the newest queued post of ``kind`` was composed (any state), or None."""
+        with self._lock:
+            row = self._db.execute("SELECT max(created_at) FROM outbox WHERE kind = ?",
+                                   (kind.value,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def counts(self) -> dict[str, int]:
+        """Return how many rows are in each state (every state present, 0 included)."""
+        counts = {state.value: 0 for state in ItemState}
+        with self._lock:
+            for row in self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
+                counts[row[0]] = row[1]
+        return counts

@@ -1,0 +1,796 @@
+"""The outbox with the RecordingGateway: order, threads, retries, catch-up, crashes.
+
+The last section covers the gateway helpers the outbox relies on (reading
+X-RateLimit-Reset, mapping Mastodon.py's errors, hiding the token) without a
+server; tests/integration/test_gateway_mock.py covers them against one.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.gateway import (
+    ConsoleGateway,
+    Gateway,
+    InstanceLimits,
+    Lost,
+    MastodonGateway,
+    PermanentError,
+    RecordingGateway,
+    RetryableError,
+    limits_from_instance,
+    merge_profile_field,
+    parse_http_time,
+    ratelimit_retry_at,
+)
+from bot.model import Post, PostKind
+from bot.outbox import GATE_STATE, Outbox, Reason, backoff_delay
+from bot.store import ItemState, OutboxItem, StepState, Store
+
+T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
+WINDOW = 3000.0
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        self.now += seconds
+        return self.now
+
+
+class Crash(BaseException):
+    """The process dies (SIGKILL) at this point: nothing after it runs."""
+
+
+def post(key: str, kind: PostKind = PostKind.NOTICE, *, at: float = T0,
+         parent: str | None = None, pin: bool = False, unpin: str | None = None,
+         visibility: str = "public") -> Post:
+    return Post(key=key, kind=kind, text=f"text of {key}", visibility=visibility,
+                created_at=at, parent_key=parent, pin=pin, unpin_key=unpin)
+
+
+def catchup(posts: Sequence[Post], start: float, end: float) -> Post:
+    """A stand-in for compose.catchup: lists what it folds."""
+    keys = ",".join(p.key for p in posts)
+    return Post(key=f"catchup:{posts[0].key}", kind=PostKind.CATCHUP,
+                text=f"between {start:.0f} and {end:.0f} the server could not post: {keys}",
+                visibility="public", created_at=end)
+
+
+def refused(item: OutboxItem) -> Post:
+    """A stand-in for the admin failure message."""
+    return Post(key=f"refused:{item.key}", kind=PostKind.ADMIN,
+                text=f"@admin {item.key} was refused: {item.last_error}",
+                visibility="direct", created_at=T0)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    s = Store(":memory:")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def gateway(clock: Clock) -> RecordingGateway:
+    return RecordingGateway(clock=clock, idempotency_window=3600.0)
+
+
+def make_outbox(store: Store, gateway: RecordingGateway, clock: Clock, **kwargs: Any) -> Outbox:
+    options: dict[str, Any] = {"backoff_base": 30.0, "backoff_cap": 900.0, "jitter": 0.0,
+                               "idempotency_window_s": WINDOW, "catchup": catchup}
+    options.update(kwargs)
+    return Outbox(store, gateway, clock=clock, **options)
+
+
+@pytest.fixture
+def outbox(store: Store, gateway: RecordingGateway, clock: Clock) -> Outbox:
+    return make_outbox(store, gateway, clock)
+
+
+def posted(gateway: RecordingGateway) -> list[tuple[str, str | None]]:
+    """(key, in_reply_to_id) of every post call, in order."""
+    result: list[tuple[str, str | None]] = []
+    for call in gateway.calls_to("post"):
+        sent, reply_to = call.args
+        assert isinstance(sent, Post)
+        assert reply_to is None or isinstance(reply_to, str)
+        result.append((sent.key, reply_to))
+    return result
+
+
+def state(store: Store, key: str) -> ItemState:
+    item = store.get(key)
+    assert item is not None
+    return item.state
+
+
+# --- order, idempotency, threads ------------------------------------------------------
+
+
+def test_sends_in_creation_order_once(outbox: Outbox, gateway: RecordingGateway,
+                                      clock: Clock) -> None:
+    """Posts go out in queue order; queueing or delivering again sends nothing more."""
+    assert outbox.enqueue([post("a"), post("b"), post("c")]) == 3
+    report = outbox.deliver(clock())
+    assert report.sent == ("a", "b", "c")
+    assert outbox.enqueue([post("a"), post("b")]) == 0
+    assert outbox.deliver(clock.advance(30)).sent == ()
+    assert posted(gateway) == [("a", None), ("b", None), ("c", None)]
+    assert len(gateway.statuses) == 3
+
+
+def test_reply_waits_for_its_parent(outbox: Outbox, store: Store, gateway: RecordingGateway,
+                                    clock: Clock) -> None:
+    """A reply is not sent before its parent, then goes under the parent's status id."""
+    outbox.enqueue([post("open"), post("update", parent="open")])
+    gateway.script("post", RetryableError("HTTP 503", status=503))
+    report = outbox.deliver(clock())
+    assert report.sent == ()
+    assert state(store, "update") == ItemState.PENDING
+    report = outbox.deliver(clock.advance(30))
+    assert report.sent == ("open", "update")
+    parent_id = store.status_id("open")
+    assert [("open", None), ("open", None), ("update", parent_id)] == posted(gateway)
+
+
+def test_reply_waits_while_parent_is_in_backoff(outbox: Outbox, store: Store,
+                                                gateway: RecordingGateway, clock: Clock) -> None:
+    """A reply queued after its parent, while the parent waits, does not overtake it."""
+    outbox.enqueue([post("open")])
+    store.mark_retry("open", "HTTP 502", T0 + 100)  # the parent is not due yet
+    outbox.enqueue([post("update", parent="open")])
+    report = outbox.deliver(clock())
+    assert posted(gateway) == []
+    assert Reason.WAITING_FOR_PARENT in {d.reason for d in report.decisions}
+
+
+def test_reply_to_failed_parent_goes_out_as_new_thread(outbox: Outbox, store: Store,
+                                                       gateway: RecordingGateway,
+                                                       clock: Clock) -> None:
+    """When the parent was refused for good, the reply is still published, unthreaded."""
+    outbox.enqueue([post("open"), post("update", parent="open")])
+    gateway.script("post", PermanentError("HTTP 422: text too long", status=422))
+    report = outbox.deliver(clock())
+    assert report.sent == ("update",)
+    assert posted(gateway) == [("open", None), ("update", None)]
+    assert Reason.SENT_WITHOUT_PARENT in {d.reason for d in report.decisions}
+
+
+def test_reply_to_a_mention_names_the_status(outbox: Outbox, gateway: RecordingGateway,
+                                             clock: Clock) -> None:
+    """parent_key "status:<id>" replies to a status the bot did not post."""
+    outbox.enqueue([post("answer", PostKind.REPLY, parent="status:555", visibility="direct")])
+    outbox.deliver(clock())
+    assert posted(gateway) == [("answer", "555")]
+
+
+def test_reply_to_deleted_parent_is_resent_unthreaded(outbox: Outbox, store: Store,
+                                                      gateway: RecordingGateway,
+                                                      clock: Clock) -> None:
+    """A 404 for a reply (the parent was deleted) publishes it as a new thread."""
+    outbox.enqueue([post("open"), post("update", parent="open")])
+    outbox.deliver(clock())
+    outbox.enqueue([post("resolved", PostKind.RESOLUTION, parent="update")])
+    gateway.script("post", PermanentError("HTTP 404: Record not found", status=404))
+    report = outbox.deliver(clock.advance(60))
+    assert report.sent == ("resolved",)
+    assert [("resolved", store.status_id("update")), ("resolved", None)] == posted(gateway)[2:]
+    assert len(gateway.statuses) == 3
+
+
+# --- retries and pauses -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("failures", "delay"), [
+    pytest.param(0, 0.0, id="none"),
+    pytest.param(1, 30.0, id="1st"),
+    pytest.param(2, 60.0, id="2nd"),
+    pytest.param(3, 120.0, id="3rd"),
+    pytest.param(4, 240.0, id="4th"),
+    pytest.param(5, 480.0, id="5th"),
+    pytest.param(6, 900.0, id="6th-capped"),
+    pytest.param(60, 900.0, id="60th-capped"),
+    pytest.param(5000, 900.0, id="huge-no-overflow"),
+])
+def test_backoff_schedule(failures: int, delay: float) -> None:
+    """Capped exponential backoff: 30 s doubling up to 15 min."""
+    assert delay == backoff_delay(failures, 30.0, 900.0)
+
+
+def test_retryable_errors_pause_everything_with_backoff(outbox: Outbox, store: Store,
+                                                        gateway: RecordingGateway,
+                                                        clock: Clock) -> None:
+    """5xx, timeouts and network errors pause all delivery; the pauses follow the schedule."""
+    outbox.enqueue([post("a"), post("b"), post("c")])
+    gateway.script("post", RetryableError("HTTP 503", status=503),
+                   RetryableError("read timed out"), RetryableError("HTTP 502", status=502))
+    pauses = []
+    for _ in range(3):
+        report = outbox.deliver(clock())
+        assert report.calls == 1  # one call, then everyone waits
+        assert report.paused_until is not None
+        pauses.append(report.paused_until - clock())
+        assert outbox.deliver(clock()).calls == 0  # paused: no call at all
+        clock.now = report.paused_until
+    assert pauses == [30.0, 60.0, 120.0]
+    report = outbox.deliver(clock())
+    assert report.sent == ("a", "b", "c") and report.paused_until is None
+    assert store.get_state(GATE_STATE) is None
+    item = store.get("a")
+    assert item is not None and item.attempts == 4
+
+
+def test_pause_survives_restart(tmp_path: Path, gateway: RecordingGateway, clock: Clock) -> None:
+    """A restarted bot honours the pause (a 429's reset) it was in."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock)
+    first.enqueue([post("a")])
+    gateway.script("post", RetryableError("rate limited", status=429, retry_at=T0 + 200))
+    first.deliver(clock())
+    second = make_outbox(Store(path), gateway, clock)
+    assert second.deliver(clock.advance(100)).calls == 0
+    assert second.deliver(clock.advance(100)).sent == ("a",)
+
+
+@pytest.mark.parametrize(("reset", "date", "wait"), [
+    pytest.param("2026-05-28T20:31:40.400382Z", None, 300.400382, id="iso8601-mastodon"),
+    pytest.param("2026-05-28T20:31:40Z", None, 300.0, id="iso8601-no-fraction"),
+    pytest.param("2026-05-28T22:31:40+02:00", None, 300.0, id="iso8601-offset"),
+    pytest.param("1780000300", None, 300.0, id="epoch-mock"),
+    pytest.param("1780000300.5", None, 300.5, id="epoch-float"),
+    pytest.param("1780000300000", None, 300.0, id="epoch-milliseconds"),
+    pytest.param("2026-05-28T20:31:40Z", "Thu, 28 May 2026 20:30:40 GMT", 60.0,
+                 id="server-clock-behind"),
+    pytest.param("2026-05-28T20:00:00Z", None, 0.0, id="already-passed"),
+    pytest.param("2026-05-30T00:00:00Z", None, 10800.0, id="capped-at-3h"),
+])
+def test_429_reset_is_read(reset: str, date: str | None, wait: float) -> None:
+    """X-RateLimit-Reset: ISO 8601 (real Mastodon) or epoch (mock); measured on the server clock."""
+    at = ratelimit_retry_at(reset, T0, date)
+    assert at is not None
+    assert wait == pytest.approx(at - T0)
+
+
+@pytest.mark.parametrize("reset", [
+    pytest.param(None, id="missing"),
+    pytest.param("", id="empty"),
+    pytest.param("soon", id="garbage"),
+    pytest.param("nan", id="nan"),
+])
+def test_unusable_429_reset(reset: str | None) -> None:
+    """No usable reset: the caller falls back to its own wait."""
+    assert ratelimit_retry_at(reset, T0) is None
+
+
+@pytest.mark.parametrize("reset", [
+    pytest.param("2026-05-28T20:31:40.400382Z", id="iso8601"),
+    pytest.param("1780000300", id="epoch"),
+])
+def test_429_waits_until_reset(outbox: Outbox, store: Store, gateway: RecordingGateway,
+                               clock: Clock, reset: str) -> None:
+    """After a 429 nothing is sent until X-RateLimit-Reset, then delivery resumes in order."""
+    outbox.enqueue([post("a"), post("b")])
+    retry_at = ratelimit_retry_at(reset, clock())
+    gateway.script("post", RetryableError("rate limited", status=429, retry_at=retry_at))
+    report = outbox.deliver(clock())
+    assert retry_at == report.paused_until
+    assert report.decisions[-1].reason == Reason.RATE_LIMITED
+    clock.now = T0 + 299
+    assert outbox.deliver(clock()).calls == 0
+    clock.now = T0 + 301
+    assert outbox.deliver(clock()).sent == ("a", "b")
+
+
+def test_429_without_reset_waits_the_fallback(outbox: Outbox, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """A 429 without a usable reset pauses for the fallback wait."""
+    outbox.enqueue([post("a")])
+    gateway.script("post", RetryableError("rate limited", status=429))
+    assert outbox.deliver(clock()).paused_until == T0 + 300.0
+
+
+def test_permanent_failure_is_reported_once(store: Store, gateway: RecordingGateway,
+                                            clock: Clock) -> None:
+    """A 4xx fails the post, is listed in one report only, and queues one admin message."""
+    outbox = make_outbox(store, gateway, clock, failure_notice=refused)
+    outbox.enqueue([post("a"), post("b")])
+    gateway.script("post", PermanentError("HTTP 422: Text is too long", status=422))
+    report = outbox.deliver(clock())
+    assert [item.key for item in report.failures] == ["a"]
+    assert report.failures[0].error_status == 422
+    assert report.sent == ("b",)  # the rest goes on
+    assert outbox.deliver(clock.advance(60)).sent == ("refused:a",)  # admins hear of it
+    for _ in range(3):
+        assert outbox.deliver(clock.advance(60)).failures == ()
+    assert state(store, "a") == ItemState.FAILED
+    assert len(gateway.statuses) == 2
+
+
+def test_failed_admin_message_is_not_reported_again(store: Store, gateway: RecordingGateway,
+                                                    clock: Clock) -> None:
+    """A refused admin message does not cause another admin message (no chain)."""
+    outbox = make_outbox(store, gateway, clock, failure_notice=refused)
+    outbox.enqueue([post("dm", PostKind.ADMIN, visibility="direct")])
+    gateway.script("post", PermanentError("HTTP 403", status=403))
+    report = outbox.deliver(clock())
+    assert [item.key for item in report.failures] == ["dm"]
+    assert store.counts()["pending"] == 0
+
+
+def test_rejected_token_pauses_instead_of_failing(outbox: Outbox, store: Store,
+                                                  gateway: RecordingGateway,
+                                                  clock: Clock) -> None:
+    """A 401 keeps every post queued: fixing the token must not lose them."""
+    outbox.enqueue([post("a"), post("b")])
+    gateway.script("post", PermanentError("HTTP 401", status=401))
+    report = outbox.deliver(clock())
+    assert report.failures == () and report.calls == 1
+    assert report.decisions[-1].reason == Reason.CREDENTIALS_REJECTED
+    assert outbox.deliver(clock.advance(30)).sent == ("a", "b")
+
+
+def test_unexpected_gateway_error_is_retried(outbox: Outbox, gateway: RecordingGateway,
+                                             clock: Clock) -> None:
+    """A bug in the client does not kill the loop; the post is retried later."""
+    outbox.enqueue([post("a")])
+    gateway.script("post", KeyError("id"))
+    report = outbox.deliver(clock())
+    assert report.decisions[-1].reason == Reason.RETRY
+    assert outbox.deliver(clock.advance(30)).sent == ("a",)
+
+
+def test_budget_limits_calls_per_pass(outbox: Outbox, gateway: RecordingGateway,
+                                      clock: Clock) -> None:
+    """At most ``budget`` calls per pass; the rest goes in the next passes, in order."""
+    outbox.enqueue([post(f"p{n}", pin=(n == 0)) for n in range(5)])
+    first = outbox.deliver(clock(), budget=2)
+    assert (first.sent, first.calls) == (("p0",), 2)  # post + pin
+    assert outbox.deliver(clock(), budget=2).sent == ("p1", "p2")
+    assert outbox.deliver(clock(), budget=2).sent == ("p3", "p4")
+
+
+# --- pins ------------------------------------------------------------------------------------
+
+
+def test_pin_and_unpin_follow_their_posts(outbox: Outbox, store: Store,
+                                          gateway: RecordingGateway, clock: Clock) -> None:
+    """The opening notice is pinned; the resolution unpins it (before pinning anything)."""
+    outbox.enqueue([post("open", pin=True)])
+    outbox.deliver(clock())
+    opening = store.status_id("open")
+    assert opening is not None and [opening] == gateway.pinned
+    outbox.enqueue([post("next-open", pin=True, unpin="open", at=T0 + 60)])
+    outbox.deliver(clock.advance(60))
+    new = store.status_id("next-open")
+    assert [new] == gateway.pinned
+    methods = [call.method for call in gateway.log]
+    assert methods == ["post", "pin", "post", "unpin", "pin"]
+
+
+def test_pin_failure_does_not_fail_the_post(outbox: Outbox, store: Store,
+                                            gateway: RecordingGateway, clock: Clock) -> None:
+    """Too many pins (422): the post stays sent, the pin is marked failed, once."""
+    outbox.enqueue([post("open", pin=True)])
+    gateway.script("pin", PermanentError("HTTP 422: maximum pins", status=422))
+    report = outbox.deliver(clock())
+    assert report.sent == ("open",) and report.failures == ()
+    item = store.get("open")
+    assert item is not None and item.pin_state == StepState.FAILED
+    assert outbox.deliver(clock.advance(60)).calls == 0
+
+
+def test_pin_is_retried_after_a_crash(tmp_path: Path, gateway: RecordingGateway,
+                                      clock: Clock) -> None:
+    """Killed after the post was recorded but before the pin: the restart pins it, once."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock)
+    first.enqueue([post("open", pin=True)])
+    gateway.script("pin", Crash())
+    with pytest.raises(Crash):
+        first.deliver(clock())
+    second = make_outbox(Store(path), gateway, clock)
+    report = second.deliver(clock.advance(5))
+    assert report.decisions[0].reason == Reason.PINNED
+    assert len(gateway.statuses) == 1 and len(gateway.pinned) == 1
+
+
+def test_unpin_of_unpinned_post_makes_no_call(outbox: Outbox, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """unpin_key naming a post that was never pinned costs no API call."""
+    outbox.enqueue([post("open"), post("resolved", parent="open", unpin="open")])
+    report = outbox.deliver(clock())
+    assert report.calls == 2
+    assert Reason.NOTHING_TO_UNPIN in {d.reason for d in report.decisions}
+
+
+# --- restarts and SIGKILL ------------------------------------------------------------------
+
+
+def test_restart_keeps_pending_posts(tmp_path: Path, gateway: RecordingGateway,
+                                     clock: Clock) -> None:
+    """Queued posts survive a restart and are sent by the next process."""
+    path = tmp_path / "state.sqlite3"
+    make_outbox(Store(path), gateway, clock).enqueue([post("a"), post("b", parent="a")])
+    report = make_outbox(Store(path), gateway, clock).deliver(clock())
+    assert report.sent == ("a", "b")
+
+
+def test_killed_between_request_and_record_resends_same_key(tmp_path: Path,
+                                                            gateway: RecordingGateway,
+                                                            clock: Clock) -> None:
+    """SIGKILL after the server created the status: the restart re-sends the same key, once."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock)
+    first.enqueue([post("open", pin=True), post("update", parent="open")])
+    gateway.script("post", Lost(Crash()))  # the server posts it, the process dies
+    with pytest.raises(Crash):
+        first.deliver(clock())
+    store = Store(path)
+    item = store.get("open")
+    assert item is not None and item.first_attempt_at == T0 and item.status_id is None
+
+    report = make_outbox(store, gateway, clock).deliver(clock.advance(40))
+    assert report.sent == ("open", "update")
+    keys = [key for key, _ in posted(gateway)]
+    assert keys == ["open", "open", "update"]  # the same idempotency key twice
+    assert len(gateway.statuses) == 2  # one status each
+    opening = store.status_id("open")
+    assert [opening] == gateway.pinned
+    assert ("update", opening) == posted(gateway)[-1]
+
+
+def test_lost_answer_is_not_duplicated(outbox: Outbox, gateway: RecordingGateway,
+                                       clock: Clock) -> None:
+    """A timeout after the server created the status: the retry returns the same status."""
+    outbox.enqueue([post("a")])
+    gateway.script("post", Lost(RetryableError("read timed out")))
+    outbox.deliver(clock())
+    outbox.deliver(clock.advance(30))
+    assert gateway.texts() == ["text of a"]
+
+
+def test_killed_and_down_longer_than_the_window_folds(tmp_path: Path,
+                                                      gateway: RecordingGateway,
+                                                      clock: Clock) -> None:
+    """Killed mid-request, back after the key expired: no re-send, a catch-up instead."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock)
+    first.enqueue([post("open")])
+    gateway.script("post", Lost(Crash()))
+    with pytest.raises(Crash):
+        first.deliver(clock())
+    report = make_outbox(Store(path), gateway, clock).deliver(clock.advance(4000))
+    assert report.folded == ("open",)
+    assert (report.catchup_key,) == report.sent
+    assert [key for key, _ in posted(gateway)] == ["open", "catchup:open"]
+
+
+# --- stale posts: catch-up and expiry ------------------------------------------------------
+
+
+def outage(outbox: Outbox, gateway: RecordingGateway, clock: Clock, until: float) -> int:
+    """The instance answers 503 to everything until ``until`` (ticks every 30 s); return calls."""
+    gateway.down = RetryableError("HTTP 503", status=503)
+    calls = 0
+    while clock() < until:
+        calls += outbox.deliver(clock()).calls
+        clock.advance(30)
+    gateway.down = None
+    return calls
+
+
+def test_long_outage_folds_notices_into_one_catchup(store: Store, gateway: RecordingGateway,
+                                                    clock: Clock) -> None:
+    """Notices older than the window become one catch-up; fresh ones stay as they are."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("open", pin=True)])
+    outage(outbox, gateway, clock, T0 + 600)
+    outbox.enqueue([post("worse", PostKind.UPDATE, parent="open", at=clock())])
+    outage(outbox, gateway, clock, T0 + 2000)
+    outbox.enqueue([post("better", PostKind.UPDATE, parent="worse", at=clock())])
+    calls = outage(outbox, gateway, clock, T0 + 3700)
+    assert calls <= 12  # an hour of outage: backoff keeps the retries few
+    clock.now = T0 + 3700 + 900  # the instance is back; the last pause has run out
+    report = outbox.deliver(clock())
+    assert report.folded == ("open", "worse")
+    assert report.catchup_key == "catchup:open"
+    # The catch-up first, then the fresh update under it (its parent was folded).
+    assert report.sent == ("catchup:open", "better")
+    catchup_id = store.status_id("catchup:open")
+    assert [("catchup:open", None), ("better", catchup_id)] == posted(gateway)[-2:]
+    text = gateway.statuses[catchup_id or ""].post.text
+    assert f"between {T0:.0f} and {clock():.0f}" in text and "open,worse" in text
+    assert gateway.pinned == []  # the folded opening was never published, so never pinned
+
+
+def test_folded_resolution_still_unpins_after_the_catchup(store: Store,
+                                                          gateway: RecordingGateway,
+                                                          clock: Clock) -> None:
+    """The opening stays pinned until the catch-up is out; the folded resolution then unpins it."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("open", pin=True)])
+    outbox.deliver(clock())
+    opening = store.status_id("open")
+    outbox.enqueue([post("resolved", PostKind.RESOLUTION, parent="open", unpin="open",
+                         at=clock.advance(60))])
+    outage(outbox, gateway, clock, T0 + 4000)
+    assert gateway.pinned == [opening]  # still pinned during the outage
+    clock.advance(900)
+    report = outbox.deliver(clock())
+    assert report.folded == ("resolved",)
+    assert report.sent == ("catchup:resolved",)
+    assert gateway.pinned == []
+    assert [c.method for c in gateway.log][-2:] == ["post", "unpin"]
+
+
+def test_unsent_catchup_is_merged_not_repeated(store: Store, gateway: RecordingGateway,
+                                               clock: Clock) -> None:
+    """One outage, one catch-up: a catch-up never attempted is folded into the next."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("open")])
+    store.fold(["open"], catchup([post("open")], T0, T0 + 3100), T0 + 3100, "stale")
+    store.mark_retry("catchup:open", "HTTP 503", T0 + 99999)  # never attempted, not due
+    outbox.enqueue([post("worse", PostKind.UPDATE, at=T0 + 100)])
+    report = outbox.deliver(clock.advance(3200))
+    assert report.folded == ("catchup:open", "worse")
+    assert report.catchup_key is not None and report.catchup_key.startswith("catchup:open~")
+    assert (report.catchup_key,) == report.sent
+    text = gateway.texts()[0]
+    assert "open,worse" in text
+
+
+def test_stale_admin_messages_expire_only_when_unsafe(store: Store, gateway: RecordingGateway,
+                                                      clock: Clock) -> None:
+    """Admin DMs: attempted longer ago than the window → expired; never attempted → sent late."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("dm-tried", PostKind.ADMIN, visibility="direct"),
+                    post("dm-late", PostKind.ADMIN, visibility="direct")])
+    store.mark_attempt("dm-tried", T0)
+    report = outbox.deliver(clock.advance(WINDOW + 1))
+    assert report.expired == ("dm-tried",)
+    assert report.sent == ("dm-late",)
+    assert state(store, "dm-tried") == ItemState.FOLDED
+
+
+def test_without_catchup_composer_stale_notices_expire(store: Store, gateway: RecordingGateway,
+                                                       clock: Clock) -> None:
+    """No composer: stale notices are dropped rather than published twice."""
+    outbox = make_outbox(store, gateway, clock, catchup=None)
+    outbox.enqueue([post("open")])
+    report = outbox.deliver(clock.advance(WINDOW + 1))
+    assert report.expired == ("open",) and report.calls == 0
+
+
+def test_broken_catchup_composer_holds_stale_notices(store: Store, gateway: RecordingGateway,
+                                                     clock: Clock) -> None:
+    """The composer raising: stale notices wait (never sent as they are), fresh ones go."""
+
+    def broken(posts: Sequence[Post], start: float, end: float) -> Post:
+        raise ValueError("template error")
+
+    outbox = make_outbox(store, gateway, clock, catchup=broken)
+    outbox.enqueue([post("old"), post("new", at=T0 + WINDOW)])
+    report = outbox.deliver(clock.advance(WINDOW + 1))
+    assert report.sent == ("new",)
+    assert state(store, "old") == ItemState.PENDING
+    assert Reason.WAITING_FOR_CATCHUP in {d.reason for d in report.decisions}
+
+
+def test_short_outage_resends_with_the_same_keys(store: Store, gateway: RecordingGateway,
+                                                 clock: Clock) -> None:
+    """Within the window nothing is folded: the queued posts go out as they are."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("open"), post("worse", PostKind.UPDATE, parent="open")])
+    outage(outbox, gateway, clock, T0 + 2000)
+    clock.now = T0 + 2900
+    report = outbox.deliver(clock())
+    assert report.sent == ("open", "worse") and report.folded == ()
+    assert list(dict.fromkeys(key for key, _ in posted(gateway)[:-1])) == ["open"]
+
+
+# --- politeness ------------------------------------------------------------------------------
+
+
+def test_quiet_hour_makes_no_api_call(outbox: Outbox, gateway: RecordingGateway,
+                                      clock: Clock) -> None:
+    """Healthy steady state: 120 ticks (an hour at 30 s) cost zero API calls."""
+    for _ in range(120):
+        outbox.deliver(clock.advance(30))
+    assert gateway.calls == 0
+
+
+def test_an_incident_costs_one_call_per_post_and_pin(outbox: Outbox, gateway: RecordingGateway,
+                                                     clock: Clock) -> None:
+    """Opening (pinned), two updates and a resolution (unpins) over an hour: 6 calls."""
+    script = {0: ("open", PostKind.NOTICE, None, True, None),
+              20: ("worse", PostKind.UPDATE, "open", False, None),
+              60: ("better", PostKind.UPDATE, "worse", False, None),
+              100: ("resolved", PostKind.RESOLUTION, "better", False, "open")}
+    for tick in range(120):
+        now = clock.advance(30)
+        if tick in script:
+            key, kind, parent, pin, unpin = script[tick]
+            outbox.enqueue([post(key, kind, at=now, parent=parent, pin=pin, unpin=unpin)])
+        outbox.deliver(now)
+    assert gateway.calls == 6
+    assert gateway.pinned == []
+
+
+# --- gateway helpers the outbox relies on -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "epoch"), [
+    pytest.param("2026-05-28T20:26:40.123456Z", T0 + 0.123456, id="iso-micro-z"),
+    pytest.param("2026-05-28T20:26:40.1Z", T0 + 0.1, id="iso-one-digit-fraction"),
+    pytest.param("2026-05-28T20:26:40.123456789Z", T0 + 0.123456, id="iso-nano-truncated"),
+    pytest.param("2026-05-28 20:26:40", T0, id="iso-space-naive-utc"),
+    pytest.param("Thu, 28 May 2026 20:26:40 GMT", T0, id="rfc1123"),
+    pytest.param(" 1780000000 ", T0, id="epoch-spaces"),
+])
+def test_http_times(text: str, epoch: float) -> None:
+    """Times in headers: ISO 8601 in its variants, RFC 1123, epoch numbers."""
+    assert epoch == pytest.approx(parse_http_time(text))
+
+
+def test_mastodon_gateway_repr_hides_the_token() -> None:
+    """The token appears in neither repr nor str (no request is made)."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "s3cr3t-t0ken", request_timeout=2.0)
+    assert "s3cr3t" not in repr(gateway) and "s3cr3t" not in str(gateway)
+    assert "127.0.0.1:9" in repr(gateway)
+
+
+def _mastodon_error(name: str, *args: Any) -> Exception:
+    from mastodon import errors
+
+    error: Exception = getattr(errors, name)(*args)
+    return error
+
+
+@pytest.mark.parametrize(("error", "kind", "status"), [
+    pytest.param(("MastodonNetworkError", "Could not complete request: timed out"),
+                 RetryableError, None, id="network-timeout"),
+    pytest.param(("MastodonServiceUnavailableError", "Mastodon API returned error", 503,
+                  "Service Unavailable", None), RetryableError, 503, id="503"),
+    pytest.param(("MastodonServerError", "Mastodon API returned error", 507, "x", None),
+                 RetryableError, 507, id="507"),
+    pytest.param(("MastodonRatelimitError", "Hit rate limit."), RetryableError, 429, id="429"),
+    pytest.param(("MastodonAPIError", "Could not parse response as JSON", "Exception was: x"),
+                 RetryableError, None, id="malformed-json"),
+    pytest.param(("MastodonAPIError", "Mastodon API returned error", 422, "Unprocessable",
+                  "Text is too long"), PermanentError, 422, id="422"),
+    pytest.param(("MastodonAPIError", "Mastodon API returned error", 403, "Forbidden", None),
+                 PermanentError, 403, id="403"),
+    pytest.param(("MastodonUnauthorizedError", "Mastodon API returned error", 401, "x", "x"),
+                 PermanentError, 401, id="401"),
+    pytest.param(("MastodonNotFoundError", "Mastodon API returned error", 404, "x", "x"),
+                 PermanentError, 404, id="404"),
+    pytest.param(("MastodonIllegalArgumentError", "bad visibility"), PermanentError, None,
+                 id="illegal-argument"),
+])
+def test_mastodon_errors_are_classified(error: tuple[Any, ...], kind: type[Exception],
+                                        status: int | None) -> None:
+    """Mastodon.py's exceptions become Retryable or Permanent, with the HTTP status."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "s3cr3t-t0ken")
+    exc = _mastodon_error(*error)
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    gateway._api.status_post = fail
+    with pytest.raises(kind) as raised:
+        gateway.post(post("a"), None)
+    assert status == raised.value.status  # type: ignore[attr-defined]
+    assert gateway.calls == 1
+
+
+@pytest.mark.parametrize(("pinned", "raises"), [
+    pytest.param(True, False, id="already-pinned-is-done"),
+    pytest.param(False, True, id="too-many-pins-is-permanent"),
+])
+def test_pin_422_is_checked_against_the_status(pinned: bool, raises: bool) -> None:
+    """Mastodon's 422 texts are translated, so a 422 on pin is checked by reading the status."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "t")
+    exc = _mastodon_error("MastodonAPIError", "Mastodon API returned error", 422, "x",
+                          "Validierung fehlgeschlagen")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    gateway._api.status_pin = fail
+    gateway._api.status = lambda status_id: {"id": status_id, "pinned": pinned}
+    if raises:
+        with pytest.raises(PermanentError):
+            gateway.pin("7")
+    else:
+        gateway.pin("7")
+    assert gateway.calls == 2
+
+
+def test_unpin_of_deleted_status_is_done() -> None:
+    """Unpinning a status that is gone (404) leaves nothing to do."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "t")
+    exc = _mastodon_error("MastodonNotFoundError", "Mastodon API returned error", 404, "x", "x")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    gateway._api.status_unpin = fail
+    gateway.unpin("7")
+    assert gateway.calls == 1
+
+
+def test_error_messages_never_carry_the_token() -> None:
+    """Even an error text that quotes the token is scrubbed."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "s3cr3t-t0ken")
+    exc = _mastodon_error("MastodonNetworkError", "header Bearer s3cr3t-t0ken rejected")
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise exc
+
+    gateway._api.status_post = fail
+    with pytest.raises(RetryableError) as raised:
+        gateway.post(post("a"), None)
+    assert "s3cr3t" not in str(raised.value) and "<secret>" in str(raised.value)
+
+
+def test_limits_from_instance_with_defaults() -> None:
+    """Instance limits come from configuration; what is missing gets Mastodon's defaults."""
+    full = {"configuration": {
+        "statuses": {"max_characters": 11000, "characters_reserved_per_url": 23},
+        "media_attachments": {"description_limit": 10000},
+        "accounts": {"max_pinned_statuses": 4, "max_profile_fields": 6}}}
+    assert InstanceLimits(11000, 10000, 4, 6, 23) == limits_from_instance(full)
+    assert InstanceLimits() == limits_from_instance({})
+    assert InstanceLimits().max_characters == 500
+
+
+@pytest.mark.parametrize(("fields", "expected"), [
+    pytest.param([], [("Status", "ok")], id="empty"),
+    pytest.param([("Admin", "@ops"), ("Status", "down")], [("Admin", "@ops"), ("Status", "ok")],
+                 id="replace-in-place"),
+    pytest.param([("a", "1"), ("b", "2")], [("a", "1"), ("b", "2"), ("Status", "ok")],
+                 id="append"),
+    pytest.param([("a", "1"), ("b", "2"), ("c", "3"), ("d", "4")],
+                 [("a", "1"), ("b", "2"), ("c", "3"), ("Status", "ok")], id="full-replaces-last"),
+])
+def test_profile_field_merge(fields: list[tuple[str, str]],
+                             expected: list[tuple[str, str]]) -> None:
+    """Setting the status field keeps every other field."""
+    assert expected == merge_profile_field(fields, "Status", "ok", 4)
+
+
+def test_console_gateway_prints_what_members_see() -> None:
+    """The console shows visibility, CW, thread and pin; a repeated key is one post."""
+    out = io.StringIO()
+    console = ConsoleGateway(out)
+    gateways: list[Gateway] = [console, RecordingGateway()]  # both implement the port
+    assert all(isinstance(g, Gateway) for g in gateways)
+    first = console.post(Post(key="k1", kind=PostKind.NOTICE, text="Timelines are late.",
+                              visibility="public", created_at=T0, spoiler_text="Server trouble"),
+                         None)
+    second = console.post(post("k2", PostKind.UPDATE), first)
+    console.pin(first)
+    assert first == console.post(post("k1"), None)
+    text = out.getvalue()
+    assert "public" in text and "CW: Server trouble" in text and "Timelines are late." in text
+    assert f"reply to #{first}" in text and f"#{first} pinned" in text
+    assert int(second) > int(first)
+    assert text.count("[k1]") == 1
