@@ -1,4 +1,4 @@
-"""The ``statusbot`` command line: ``check`` and ``config-check``."""
+"""The ``statusbot`` command line: ``run``, ``check`` and ``config-check``."""
 
 from __future__ import annotations
 
@@ -9,11 +9,16 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timezone
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bot import __version__
 from bot.config import Config, ConfigError, load_config
 from bot.model import HostStats, SidekiqStats, Snapshot
+
+if TYPE_CHECKING:
+    from bot.loop import TickReport
+
+log = logging.getLogger("statusbot")
 
 EXIT_OK = 0
 EXIT_UNREACHABLE = 1
@@ -41,6 +46,20 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--json", action="store_true",
                        help="print the snapshot as JSON (schema: docs/snapshot.md)")
 
+    run = commands.add_parser(
+        "run", help="watch the instance and post about it (the bot's main job)",
+        description="Tick every interval: collect, evaluate, post. With no [mastodon] "
+        "section posts are printed as members would see them; --dry-run does the same "
+        "with a configured instance and keeps no state. SIGTERM or Ctrl-C finish the "
+        "current tick, deliver what can be delivered, and exit 0.",
+    )
+    run.add_argument("--config", metavar="PATH",
+                     help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    run.add_argument("--dry-run", action="store_true",
+                     help="print posts and decisions instead of sending; keep no state")
+    run.add_argument("--once", action="store_true", help="run one tick and exit")
+    run.add_argument("-v", "--verbose", action="store_true", help="log every decision")
+
     config_check = commands.add_parser(
         "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
     )
@@ -51,7 +70,10 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    level = logging.WARNING
+    if args.command == "run":
+        level = logging.DEBUG if args.verbose else logging.INFO
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "config-check":
         return _config_check(args.path)
     try:
@@ -59,12 +81,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"statusbot: configuration error\n{exc}", file=sys.stderr)
         return EXIT_CONFIG
+    if args.command == "run":
+        return _run(config, dry_run=args.dry_run, once=args.once)
     try:
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
         # As the Python docs advise: point stdout at devnull so the exit flush is quiet.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK
+
+
+def _run(config: Config, *, dry_run: bool, once: bool) -> int:
+    import threading
+
+    from bot.app import build, state_path
+    from bot.loop import stop_on_signals
+    from bot.store import StoreError
+
+    try:
+        bot = build(config, dry_run=dry_run, out=sys.stdout)
+    except StoreError as exc:
+        print(f"statusbot: cannot use the state file {state_path(config)}: {exc}",
+              file=sys.stderr)
+        return EXIT_UNREACHABLE
+    console = dry_run or not config.mastodon.api_base_url
+    where = "printing posts here" if console else f"posting to {config.mastodon.api_base_url}"
+    log.info("statusbot %s: every %s, %s; state in %s", __version__,
+             duration(config.bot.interval), where,
+             "memory (dry run)" if dry_run else state_path(config))
+
+    def show(report: TickReport) -> None:
+        if console:
+            print(describe_tick(report), flush=True)
+
+    stop = threading.Event()
+    try:
+        with stop_on_signals(stop):
+            bot.run(config.bot.interval, stop, on_tick=show, max_ticks=1 if once else None)
+    finally:
+        bot.store.close()
+    return EXIT_OK
+
+
+def describe_tick(report: TickReport) -> str:
+    """Return one tick's decisions in a few lines (what ``--dry-run`` prints)."""
+    when = datetime.fromtimestamp(report.at, tz=timezone.utc)
+    lines = [f"[{when:%H:%M:%S}] tick: Redis {'ok' if report.snapshot.redis.reachable else 'DOWN'}"
+             f", {len(report.findings)} finding(s), {len(report.events)} event(s), "
+             f"{report.new_posts} new post(s)"]
+    lines += [f"  finding {f.component} {f.severity.name.lower()}: {f.reason}"
+              + (f" (muted: {f.muted})" if f.muted else "") for f in report.findings]
+    lines += [f"  event {e.kind.value}: {e.reason}" for e in report.events]
+    lines += [f"  {note}" for note in report.notes]
+    if report.delivery is not None and report.delivery.paused_until:
+        lines.append(f"  delivery paused until {report.delivery.paused_until:.0f}")
+    return "\n".join(lines)
 
 
 def _config_check(path: str) -> int:

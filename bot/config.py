@@ -123,6 +123,8 @@ class MastodonConfig:
     status_visibility: str = defaults.STATUS_VISIBILITY
     streaming_url: str = ""
     probe_health: bool = True
+    retry_after: float = defaults.BACKOFF_BASE
+    retry_max: float = defaults.BACKOFF_CAP
 
 
 @dataclass(frozen=True, slots=True)
@@ -424,6 +426,12 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str]) -> MastodonConf
         else:
             table.problem("api_base_url", f"needs an access token: set access_token_file, or "
                                           f"the environment variable {token_env}")
+    retry_after = table.duration("retry_after", defaults.BACKOFF_BASE, allow_zero=False)
+    retry_max = table.duration("retry_max", defaults.BACKOFF_CAP, allow_zero=False)
+    if retry_max < retry_after:
+        table.problem("retry_max", f"must be at least retry_after ({retry_after:g} s), "
+                                   f"got {retry_max:g} s")
+        retry_after, retry_max = defaults.BACKOFF_BASE, defaults.BACKOFF_CAP
     timezone_name = table.get("timezone", str, defaults.TIMEZONE, "a time zone name")
     try:
         zoneinfo.ZoneInfo(timezone_name)
@@ -444,6 +452,8 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str]) -> MastodonConf
                                        ("public", "unlisted", "private")),
         streaming_url=streaming,
         probe_health=table.get("probe_health", bool, True, "true or false"),
+        retry_after=retry_after,
+        retry_max=retry_max,
     )
 
 

@@ -1,0 +1,105 @@
+"""Wire a ``Config`` into a running ``Bot``: gateway, store, outbox, collectors, rules."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urlsplit
+
+from bot import compose, defaults, incidents
+from bot.collect import Collector
+from bot.collect.instance import InstanceProber
+from bot.config import Config
+from bot.gateway import (
+    ConsoleGateway,
+    Gateway,
+    InstanceLimits,
+    MastodonGateway,
+    PermanentError,
+    RetryableError,
+)
+from bot.loop import Bot
+from bot.model import Post
+from bot.outbox import Outbox
+from bot.store import OutboxItem, Store
+
+log = logging.getLogger(__name__)
+
+
+def make_gateway(config: Config, *, dry_run: bool, out: TextIO) -> Gateway:
+    """Return the Mastodon gateway, or the console one with no instance or with ``dry_run``."""
+    mastodon = config.mastodon
+    if mastodon.api_base_url and not dry_run:
+        if mastodon.access_token is None:  # load_config insists on one; a hand-made Config may not
+            raise ValueError("[mastodon] api_base_url is set but there is no access token")
+        return MastodonGateway(mastodon.api_base_url, mastodon.access_token.reveal(),
+                               request_timeout=mastodon.request_timeout)
+    return ConsoleGateway(out)
+
+
+def instance_limits(gateway: Gateway) -> InstanceLimits:
+    """Return the instance's limits; the defaults (and a warning) when it cannot be asked."""
+    try:
+        return gateway.limits()
+    except (RetryableError, PermanentError) as exc:
+        log.warning("could not read the instance's limits, assuming the defaults: %s", exc)
+        return InstanceLimits()
+
+
+def settings_for(config: Config, limits: InstanceLimits) -> compose.Settings:
+    """Return the composer's settings from the config and the instance's limits."""
+    mastodon = config.mastodon
+    host = urlsplit(mastodon.api_base_url).hostname if mastodon.api_base_url else None
+    return compose.Settings(
+        instance=host or defaults.INSTANCE_NAME,
+        max_characters=limits.max_characters,
+        language=mastodon.language,
+        member_visibility=mastodon.member_visibility,
+        admin_accts=mastodon.admins,
+        timezone=mastodon.timezone,
+        status_visibility=mastodon.status_visibility,
+        characters_per_url=limits.characters_reserved_per_url,
+    )
+
+
+def state_path(config: Config) -> Path:
+    """Return the SQLite state file's path."""
+    return Path(config.bot.state_dir) / defaults.STATE_FILE
+
+
+def build(config: Config, *, dry_run: bool = False, out: TextIO,
+          gateway: Gateway | None = None, clock: Callable[[], float] = time.time) -> Bot:
+    """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only."""
+    gateway = gateway or make_gateway(config, dry_run=dry_run, out=out)
+    settings = settings_for(config, instance_limits(gateway))
+    store = Store(":memory:" if dry_run else state_path(config))
+
+    def failure_notice(item: OutboxItem) -> Post | None:
+        return compose.failure_notice(item.post, item.error or "refused", clock(), settings)
+
+    outbox = Outbox(store, gateway, clock=clock, backoff_base=config.mastodon.retry_after,
+                    backoff_cap=config.mastodon.retry_max,
+                    catchup=functools.partial(compose.catchup, settings=settings),
+                    failure_notice=failure_notice)
+    mastodon = config.mastodon
+    prober = (InstanceProber(mastodon.api_base_url, mastodon.streaming_url or None)
+              if mastodon.api_base_url and mastodon.probe_health else None)
+    return Bot(
+        collector=Collector(config, clock=clock),
+        store=store,
+        outbox=outbox,
+        gateway=gateway,
+        settings=settings,
+        rules=config.health,
+        policy=incidents.Policy(reminder_every_s=config.posts.reminder_every,
+                                max_reminders=config.posts.max_reminders),
+        mutes=config.mutes,
+        prober=prober,
+        status_every=config.posts.status_every,
+        profile_field=config.posts.profile_field,
+        clock=clock,
+    )

@@ -1,0 +1,246 @@
+"""The tick loop: collect, evaluate, step the incident, compose, enqueue, deliver.
+
+One ``Bot.tick`` is one pass of the data flow in DESIGN.md. The pure core
+(``health``, ``incidents``, ``compose``) decides; this module only moves data
+between it and the edges (collectors, store, outbox). ``run`` repeats ticks
+every ``interval`` until asked to stop: SIGTERM or SIGINT let the current tick
+finish, then what can be delivered is flushed and the loop returns.
+
+Crash safety: the posts a tick composes and the health and incident state it
+produced are written in one SQLite transaction, before any network call. A
+crash before that commit repeats the tick from the old state; a crash after
+it finds the posts in the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from types import FrameType
+
+from bot import compose, health, incidents
+from bot.collect import Collector
+from bot.collect.instance import InstanceProber
+from bot.gateway import Gateway, PermanentError, RetryableError
+from bot.model import Event, Finding, InstanceHealth, Post, PostKind, Snapshot
+from bot.outbox import DeliveryReport, Outbox
+from bot.store import Store
+
+log = logging.getLogger(__name__)
+
+HEALTH_STATE = "health"
+INCIDENT_STATE = "incidents"
+PROFILE_STATE = "profile"
+
+
+@dataclass(frozen=True, slots=True)
+class TickReport:
+    """What one tick saw, decided and did (logged, and printed by ``--dry-run``)."""
+
+    at: float
+    snapshot: Snapshot
+    instance: InstanceHealth | None
+    findings: tuple[Finding, ...]
+    events: tuple[Event, ...]
+    posts: tuple[Post, ...]
+    new_posts: int
+    delivery: DeliveryReport | None
+    profile: str | None = None
+    notes: tuple[str, ...] = field(default=())
+
+
+class Bot:
+    """The bot's moving parts, wired for ticks.
+
+    Everything with a side effect is passed in, so tests can hand in real
+    servers or fakes alike.
+    """
+
+    def __init__(
+        self,
+        *,
+        collector: Collector,
+        store: Store,
+        outbox: Outbox,
+        gateway: Gateway,
+        settings: compose.Settings,
+        rules: health.Rules,
+        policy: incidents.Policy,
+        mutes: Sequence[health.Mute] = (),
+        prober: InstanceProber | None = None,
+        status_every: float = 0.0,
+        profile_field: bool = True,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.collector = collector
+        self.store = store
+        self.outbox = outbox
+        self.gateway = gateway
+        self.settings = settings
+        self.rules = rules
+        self.policy = policy
+        self.mutes = tuple(mutes)
+        self.prober = prober
+        self.status_every = status_every
+        self.profile_field = profile_field
+        self.clock = clock
+        self._last_error: str | None = None
+
+    # --- state --------------------------------------------------------------------
+
+    def health_state(self) -> health.HealthState:
+        """Return the stored health state (a fresh one when none, or unreadable)."""
+        data = self.store.get_state(HEALTH_STATE)
+        if data is not None:
+            try:
+                return health.HealthState.from_json(data)
+            except ValueError as exc:
+                log.error("stored health state unreadable, starting afresh: %s", exc)
+        return health.HealthState.initial()
+
+    def incident_state(self) -> incidents.IncidentState:
+        """Return the stored incident state (none open when none is stored).
+
+        An unreadable state is kept aside under another name for an admin to
+        look at, never silently dropped.
+        """
+        data = self.store.get_state(INCIDENT_STATE)
+        if data is not None:
+            try:
+                return incidents.IncidentState.from_json(data)
+            except ValueError as exc:
+                log.error("stored incident state unreadable, kept as %s.broken: %s",
+                          INCIDENT_STATE, exc)
+                self.store.put_state(f"{INCIDENT_STATE}.broken", data)
+        return incidents.IncidentState()
+
+    # --- one tick -----------------------------------------------------------------
+
+    def tick(self) -> TickReport:
+        """Run one pass: collect, evaluate, step, compose, store, deliver."""
+        snapshot = self.collector.collect()
+        instance = self.prober.read() if self.prober is not None else None
+        now = snapshot.collected_at
+        health_state, findings = health.evaluate(
+            snapshot, self.health_state(), self.rules, now, self.mutes, instance=instance)
+        incident_state, events = incidents.step(self.incident_state(), findings, now, self.policy)
+        posts: list[Post] = []
+        for event in events:
+            log.info("incident %s %s: %s", event.incident.id, event.kind.value, event.reason)
+            posts.extend(compose.compose_event(event, snapshot, self.settings))
+        notes: list[str] = []
+        status = self._status_post(snapshot, incident_state, now)
+        if status is not None:
+            posts.append(status)
+            notes.append(f"status post {status.key} due")
+        new = self.store.commit_tick(posts, {HEALTH_STATE: health_state.to_json(),
+                                             INCIDENT_STATE: incident_state.to_json()})
+        profile = self._update_profile(incident_state, now) if self.profile_field else None
+        delivery = self.outbox.deliver(self.clock())
+        for failure in delivery.failures:
+            log.error("post %s failed for good: %s", failure.key, failure.error)
+        return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
+                          profile, tuple(notes))
+
+    def _status_post(self, snapshot: Snapshot, state: incidents.IncidentState,
+                     now: float) -> Post | None:
+        """Return the periodic all-is-well post when one is due, else None.
+
+        Due when no incident is open, Sidekiq was read, and no status post was
+        stored within ``status_every``. The post's key names its day, so a
+        restart never posts it twice.
+        """
+        if self.status_every <= 0 or state.open is not None or snapshot.sidekiq is None:
+            return None
+        last = self.store.last_created(PostKind.STATUS)
+        if last is not None and now - last < self.status_every:
+            return None
+        return compose.compose_status(snapshot, now, self.settings)
+
+    def _update_profile(self, state: incidents.IncidentState, now: float) -> str | None:
+        """Keep the profile's Status field current: one API call per change, not per tick."""
+        open_incident = state.open
+        signature = "ok" if open_incident is None else (
+            f"{open_incident.id}:{open_incident.severity.name}:"
+            f"{','.join(a.component for a in open_incident.affected)}")
+        stored = self.store.get_state(PROFILE_STATE) or {}
+        if stored.get("signature") == signature:
+            return None
+        name, value = compose.profile_field(open_incident, now, self.settings)
+        try:
+            self.gateway.set_profile_field(name, value)
+        except (RetryableError, PermanentError) as exc:
+            log.warning("profile field not updated (will retry next tick): %s", exc)
+            return None
+        self.store.put_state(PROFILE_STATE, {"signature": signature, "value": value})
+        return value
+
+    # --- the loop -----------------------------------------------------------------
+
+    def run(self, interval: float, stop: threading.Event,
+            on_tick: Callable[[TickReport], None] | None = None,
+            max_ticks: int | None = None) -> int:
+        """Tick every ``interval`` seconds until ``stop`` is set; return how many ticks ran.
+
+        An exception in a tick is logged once with its traceback (not every
+        tick while it repeats) and the loop goes on. When stopped, one last
+        delivery pass flushes what can be sent.
+        """
+        ticks = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                report = self.tick()
+            except Exception as exc:
+                self._tick_failed(exc)
+            else:
+                if self._last_error is not None:
+                    log.warning("ticks work again (last error: %s)", self._last_error)
+                    self._last_error = None
+                if on_tick is not None:
+                    on_tick(report)
+            ticks += 1
+            if max_ticks is not None and ticks >= max_ticks:
+                break
+            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+        self.flush()
+        return ticks
+
+    def _tick_failed(self, exc: Exception) -> None:
+        signature = f"{type(exc).__name__}: {exc}"
+        if signature != self._last_error:
+            log.error("tick failed (logged once while it repeats): %s", signature,
+                      exc_info=exc)
+            self._last_error = signature
+        else:
+            log.debug("tick failed again: %s", signature)
+
+    def flush(self) -> DeliveryReport | None:
+        """Deliver what is due once more (at shutdown); never raises."""
+        try:
+            return self.outbox.deliver(self.clock())
+        except Exception as exc:
+            log.error("final delivery failed: %s", exc)
+            return None
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """Set ``stop`` on SIGTERM and SIGINT while inside the block (main thread only)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        del frame
+        log.info("%s received: finishing the current tick", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
