@@ -20,6 +20,7 @@ missing hash) is counted in the snapshot and never raises.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import time
@@ -32,6 +33,9 @@ import redis
 
 from bot import defaults
 from bot.model import Anomaly, ProcessStats, QueueStats, RedisStats, SidekiqStats
+
+INFO_SECTIONS = ("server", "clients", "memory")
+"""The INFO sections the Redis reading uses (version and uptime, clients, memory)."""
 
 PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "concurrency")
 """Heartbeat hash fields read for every process (``concurrency`` exists from Sidekiq 8.1.2)."""
@@ -164,6 +168,19 @@ def stale_limit(info: dict[str, Any], configured: float) -> float:
     return beat * defaults.MISSED_BEATS_STALE
 
 
+@functools.lru_cache(maxsize=defaults.HEARTBEAT_CACHE)
+def _load_info(raw: str) -> object:
+    """Parse a heartbeat's ``info`` JSON (None when malformed); read-only results.
+
+    ``info`` changes only when a process restarts, so the same string comes back
+    every snapshot: caching its parse saves most of the per-process cost.
+    """
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
 def parse_process(
     identity: str,
     fields: Sequence[object],
@@ -180,10 +197,7 @@ def parse_process(
     anomalies: list[Anomaly] = []
     info: dict[str, Any] = {}
     if raw_info is not None:
-        try:
-            parsed = json.loads(str(raw_info))
-        except ValueError:
-            parsed = None
+        parsed = _load_info(str(raw_info))
         if isinstance(parsed, dict):
             info = parsed
         else:
@@ -255,6 +269,9 @@ class SidekiqReader:
         self._clock = clock
         self._timer = timer
         self._connected = False
+        # Only the INFO sections the snapshot reports (several at once needs Redis 7;
+        # on an older server the first snapshot falls back to the whole INFO).
+        self._info_sections: tuple[str, ...] = INFO_SECTIONS
 
     def key(self, name: str) -> str:
         """Return the Redis key for Sidekiq's ``name``, with the namespace prefix."""
@@ -287,7 +304,7 @@ class SidekiqReader:
     def _first_round_trip(self) -> list[Any]:
         today = datetime.fromtimestamp(self._clock(), tz=timezone.utc).strftime("%Y-%m-%d")
         pipe = self._client.pipeline(transaction=False)
-        pipe.info()
+        pipe.info(*self._info_sections)
         pipe.smembers(self.key("queues"))
         pipe.smembers(self.key("processes"))
         pipe.smembers(self.key("paused"))
@@ -303,7 +320,9 @@ class SidekiqReader:
         anomalies: list[Anomaly] = []
         info_raw, queues, processes, paused, *numbers = results
         info: dict[str, Any] = info_raw if isinstance(info_raw, dict) else {}
-        if isinstance(info_raw, Exception):
+        if isinstance(info_raw, redis.ResponseError) and self._info_sections:
+            self._info_sections = ()  # Redis < 7: one section at most; ask for all from now on
+        elif isinstance(info_raw, Exception):
             anomalies.append(Anomaly("INFO", _error_text(info_raw)))
         sets: list[set[str]] = []
         for name, value in (("queues", queues), ("processes", processes), ("paused", paused)):
