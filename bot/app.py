@@ -63,6 +63,7 @@ def settings_for(config: Config, limits: InstanceLimits) -> compose.Settings:
         timezone=mastodon.timezone,
         status_visibility=mastodon.status_visibility,
         characters_per_url=limits.characters_reserved_per_url,
+        wording=config.wording,
     )
 
 

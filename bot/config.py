@@ -29,6 +29,7 @@ from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from bot import defaults
 from bot.health import Mute, Rules, default_rules, rules_from_config
+from bot.wording import DEFAULT_WORDING, Impact, Wording
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -149,6 +150,7 @@ class Config:
     posts: PostsConfig = field(default_factory=PostsConfig)
     health: Rules = field(default_factory=default_rules)
     mutes: tuple[Mute, ...] = ()
+    wording: Wording = field(default_factory=Wording)
     path: str | None = None
 
 
@@ -277,6 +279,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "mastodon": lambda t: _mastodon(t, base, env),
         "posts": _posts,
         "health": _health,
+        "wording": _wording,
     }
     lists = ("maintenance", "silence")
     built: dict[str, Any] = {}
@@ -305,6 +308,45 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
                 if mute is not None:
                     mutes.append(mute)
     return Config(**built, mutes=tuple(mutes))
+
+
+def _wording(table: _Table) -> Wording:
+    """Read text overrides: any string field of ``bot.wording.Wording`` by name.
+
+    Member impacts go in ``[wording.impacts."queue:push"]`` with ``sentence``,
+    ``noun`` and ``short``.
+    """
+    texts = {f.name for f in dataclasses.fields(Wording) if f.type in ("str", str)}
+    changes: dict[str, Any] = {}
+    for key, value in table.data.items():
+        if key == "impacts":
+            continue
+        table.used.add(key)
+        if key not in texts:
+            table.problem(key, "unknown text (see bot/wording.py for the names)")
+        elif not isinstance(value, str):
+            table.problem(key, f"must be a string, got {type(value).__name__}")
+        else:
+            changes[key] = value
+    impacts = dict(DEFAULT_WORDING.impacts)
+    raw_impacts = table.get("impacts", dict, {}, "a table of components")
+    for component, parts in raw_impacts.items():
+        if not isinstance(parts, dict):
+            table.problem(f"impacts.{component}", "must be a table (sentence, noun, short)")
+            continue
+        base = impacts.get(component, Impact("", "", ""))
+        unknown = sorted(set(parts) - {"sentence", "noun", "short"})
+        for key in unknown:
+            table.problem(f"impacts.{component}.{key}", "unknown key")
+        if any(not isinstance(v, str) for v in parts.values()):
+            table.problem(f"impacts.{component}", "every text must be a string")
+            continue
+        impacts[component] = Impact(parts.get("sentence", base.sentence),
+                                    parts.get("noun", base.noun), parts.get("short", base.short))
+    wording = dataclasses.replace(DEFAULT_WORDING, impacts=impacts, **changes)
+    for problem in wording.problems():
+        table.problems.append(f"wording.{problem}")
+    return wording
 
 
 def _health(table: _Table) -> Rules:

@@ -12,6 +12,7 @@ import pytest
 
 from bot import health
 from bot.config import Config, ConfigError, RedisConfig, Secret, load_config, parse_duration
+from bot.wording import DEFAULT_WORDING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,7 +29,7 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
                      ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
-                      "health, [[maintenance]], [[silence]])"],
+                      "health, wording, [[maintenance]], [[silence]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
@@ -120,6 +121,10 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
                       "got 'tomorrow'"], id="silence-bad-until"),
         pytest.param("maintenance = 3\n", ["maintenance: must be a list of tables "
                                              "([[maintenance]])"], id="maintenance-not-list"),
+        pytest.param("[wording]\nnotice_footr = 'x'\nresolution = 'Fixed after {hours}'\n",
+                     ["wording.notice_footr: unknown text (see bot/wording.py for the names)",
+                      "wording.resolution: unknown placeholder {{hours}} "
+                      "(use {{duration}}, {{instance}})"], id="wording"),
         pytest.param("[redis\n", ["not valid TOML: Expected ']' at the end of a table "
                                   "declaration (at line 1, column 7)"], id="bad-toml"),
     ],
@@ -332,3 +337,18 @@ reason = "imports being reprocessed"
         health.Mute(0.0, 1_796_166_000.0, ("queue:pull", "unserved:pull"),
                     "silenced: imports being reprocessed"),
     )
+
+
+def test_wording_overrides(tmp_path: Path) -> None:
+    """An admin adapts texts and member impacts from the config file."""
+    path = write(tmp_path, """
+[wording]
+notice_footer = "Follow #status for news."
+[wording.impacts."queue:push"]
+sentence = "Deine Beiträge erreichen andere Server verspätet."
+""")
+    wording = load_config(path, environ={}).wording
+    assert wording.notice_footer == "Follow #status for news."
+    push = wording.impacts["queue:push"]
+    assert push.sentence == "Deine Beiträge erreichen andere Server verspätet."
+    assert push.noun == DEFAULT_WORDING.impacts["queue:push"].noun
