@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("-v", "--verbose", action="store_true", help="log every decision")
 
+    commands.add_parser(
+        "demo", help="a two-minute demonstration with throwaway local servers",
+        description="Start a throwaway redis-server and a local Mastodon (mastodon-mock), "
+        "simulate a Sidekiq backlog that builds and drains, and show the bot's posts as "
+        "members see them. Needs redis-server and the [demo] extra.",
+    )
+
     config_check = commands.add_parser(
         "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
     )
@@ -71,11 +78,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
     level = logging.WARNING
-    if args.command == "run":
+    if args.command == "run" or (args.command == "demo" and os.environ.get("STATUSBOT_DEBUG")):
         level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "config-check":
         return _config_check(args.path)
+    if args.command == "demo":
+        from bot.demo import run_demo
+
+        return run_demo()
     try:
         config = load_config(args.config or os.environ.get(CONFIG_ENV) or None)
     except ConfigError as exc:
