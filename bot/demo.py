@@ -180,8 +180,9 @@ def run_demo(out: TextIO = sys.stdout, *, seconds: float = 240.0,
                    30, "mastodon-mock")
         out.write(f"Throwaway Redis on 127.0.0.1:{redis_port}, a local Mastodon on {api}.\n"
                   "A simulated Sidekiq falls behind on delivering posts to other servers for "
-                  f"about {build_for:.0f} s, then catches up.\nThe bot uses thresholds of seconds here "
-                  "(minutes in real life). Its posts, as members see them:\n")
+                  f"about {build_for:.0f} s, then catches up.\n"
+                  "The bot uses thresholds of seconds here (minutes in real life). "
+                  "Its posts, as members see them:\n")
         sidekiq = FakeSidekiq(client, build_for=build_for)
         sidekiq.start()
         config = demo_config(redis_port, api, workdir)
