@@ -1,0 +1,148 @@
+"""How many requests the bot makes to its instance when all is well.
+
+Runs the real bot (``bot.app.build`` with the Mastodon.py gateway and the
+health prober) for 120 ticks, one simulated hour at the default 30 s interval,
+against a healthy Sidekiq layout on a throwaway redis-server and mastodon-mock
+on loopback. Counts every HTTP request the mock received, by path, from its
+access log, separately for the first tick (start-up) and the 119 after it.
+
+    .venv/bin/python bench/politeness.py [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import redis
+
+from bot import defaults
+from bot.app import build
+from bot.config import BotConfig, Config, MastodonConfig, PostsConfig, RedisConfig, Secret
+from bot.demo import free_port, wait_until
+
+TOKEN = "politeness-token"  # noqa: S105 - the throwaway server's seeded token
+TICKS = 120
+REQUEST = re.compile(r'"(GET|POST|PUT|PATCH|DELETE) ([^ ?"]+)')
+
+
+def healthy(client: redis.Redis) -> None:
+    """Write a healthy Sidekiq 7 layout: one live process serving every queue, no backlog."""
+    identity = "web1:1:0123456789ab"
+    client.sadd("queues", *defaults.MASTODON_QUEUES)
+    client.sadd("processes", identity)
+    client.hset(identity, mapping={
+        "info": json.dumps({"hostname": "web1", "pid": 1, "tag": "mastodon", "concurrency": 25,
+                            "queues": list(defaults.MASTODON_QUEUES), "version": "7.3.9",
+                            "started_at": time.time(), "identity": identity, "labels": []}),
+        "busy": 0, "beat": time.time(), "quiet": "false", "rss": 300000})
+
+
+def requests_in(log: Path, start: int) -> collections.Counter[str]:
+    """Count the requests logged after byte ``start``, by method and path."""
+    with log.open("rb") as handle:
+        handle.seek(start)
+        text = handle.read().decode(errors="replace")
+    return collections.Counter(f"{m} {p}" for m, p in REQUEST.findall(text))
+
+
+def main() -> int:
+    """Run the measurement and print (or write) the result."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
+    args = parser.parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="statusbot-politeness-"))
+    redis_port, mock_port = free_port(), free_port()
+    log = workdir / "mock.log"
+    servers = [subprocess.Popen(
+        ["redis-server", "--bind", "127.0.0.1", "--port", str(redis_port), "--save", "",
+         "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)]
+    (workdir / "mock.toml").write_text(
+        f'[[seed.accounts]]\nusername = "statusbot"\naccess_token = "{TOKEN}"\n')
+    with log.open("wb") as sink:
+        servers.append(subprocess.Popen(
+            [sys.executable, "-m", "mastodon_mock", "serve", "--in-memory", "--host",
+             "127.0.0.1", "--port", str(mock_port), "--config", str(workdir / "mock.toml"),
+             "--log-level", "info"], stdout=sink, stderr=subprocess.STDOUT, cwd=workdir))
+    try:
+        client = redis.Redis(port=redis_port, decode_responses=True)
+        wait_until(lambda: bool(client.ping()), 10, "redis-server")
+        api = f"http://127.0.0.1:{mock_port}"
+        wait_until(lambda: urllib.request.urlopen(api + "/health", timeout=1).status == 200,  # noqa: S310
+                   30, "mastodon-mock")
+        healthy(client)
+        config = Config(
+            redis=RedisConfig(url=f"redis://127.0.0.1:{redis_port}/0"),
+            bot=BotConfig(interval=0.05, state_dir=str(workdir / "state")),
+            mastodon=MastodonConfig(api_base_url=api, access_token=Secret(TOKEN)),
+            posts=PostsConfig(),  # defaults: daily status post, profile field on
+        )
+        before = log.stat().st_size
+        bot = build(config, out=sys.stdout)
+        findings: list[int] = []
+        marks: list[int] = []
+
+        def after_tick(report: object) -> None:
+            findings.append(len(getattr(report, "findings", ())))
+            client.hset("web1:1:0123456789ab", "beat", time.time())
+            time.sleep(0.2)  # let the mock flush its access log line
+            marks.append(log.stat().st_size)
+
+        bot.run(config.bot.interval, threading.Event(), on_tick=after_tick, max_ticks=TICKS)
+        bot.store.close()
+        first = requests_in(log, before) - requests_in(log, marks[0])
+        steady = requests_in(log, marks[0])
+    finally:
+        for server in servers:
+            server.kill()
+            server.wait()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    api_first = sum(n for k, n in first.items() if "/api/v1/streaming/health" not in k
+                    and not k.endswith(" /health"))
+    api_steady = sum(n for k, n in steady.items() if "/api/v1/streaming/health" not in k
+                     and not k.endswith(" /health"))
+    probes = sum(steady.values()) - api_steady
+    lines = [
+        "## Requests to the instance when all is well",
+        "",
+        "Command: `.venv/bin/python bench/politeness.py --write`",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; the real bot "
+        f"(Mastodon.py gateway, health prober) against mastodon-mock and redis-server on "
+        f"loopback, {TICKS} ticks (one hour at the default 30 s interval), healthy Sidekiq "
+        f"layout; findings per tick: max {max(findings)}.",
+        f"- First tick (start-up): {sum(first.values())} requests: "
+        + ", ".join(f"{k} ×{n}" for k, n in sorted(first.items())),
+        f"- The {TICKS - 1} ticks after it: **{api_steady} API calls**, and {probes} health "
+        f"probes ({probes / (TICKS - 1):.0f} per tick: "
+        + ", ".join(f"{k} ×{n}" for k, n in sorted(steady.items())) + ").",
+        f"- So a healthy hour costs {api_steady} API calls (plus one status post a day and the "
+        f"profile field only when the state changes) and {probes} unauthenticated health GETs "
+        "(/health and the streaming health endpoint, which are built to be polled and are not "
+        "rate limited like the API). Set `[mastodon] probe_health = false` to drop those.",
+        "",
+    ]
+    text = "\n".join(lines)
+    print(text)
+    if args.write:
+        results = Path(__file__).with_name("RESULTS.md")
+        old = results.read_text()
+        head = "## Requests to the instance when all is well"
+        kept = old.split(head)[0].rstrip() + "\n\n" if head in old else old.rstrip() + "\n\n"
+        results.write_text(kept + text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
