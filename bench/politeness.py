@@ -108,8 +108,6 @@ def main() -> int:
             server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
-    api_first = sum(n for k, n in first.items() if "/api/v1/streaming/health" not in k
-                    and not k.endswith(" /health"))
     api_steady = sum(n for k, n in steady.items() if "/api/v1/streaming/health" not in k
                      and not k.endswith(" /health"))
     probes = sum(steady.values()) - api_steady
@@ -123,10 +121,10 @@ def main() -> int:
         f"loopback, {TICKS} ticks (one hour at the default 30 s interval), healthy Sidekiq "
         f"layout; findings per tick: max {max(findings)}.",
         f"- First tick (start-up): {sum(first.values())} requests: "
-        + ", ".join(f"{k} ×{n}" for k, n in sorted(first.items())),
+        + ", ".join(f"{k} x{n}" for k, n in sorted(first.items())),
         f"- The {TICKS - 1} ticks after it: **{api_steady} API calls**, and {probes} health "
         f"probes ({probes / (TICKS - 1):.0f} per tick: "
-        + ", ".join(f"{k} ×{n}" for k, n in sorted(steady.items())) + ").",
+        + ", ".join(f"{k} x{n}" for k, n in sorted(steady.items())) + ").",
         f"- So a healthy hour costs {api_steady} API calls (plus one status post a day and the "
         f"profile field only when the state changes) and {probes} unauthenticated health GETs "
         "(/health and the streaming health endpoint, which are built to be polled and are not "
