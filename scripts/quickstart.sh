@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Set statusbot up on this machine and run its main job once on the embedded
-# defaults: `statusbot check` against REDIS_URL or redis://127.0.0.1:6379/0.
+# Set statusbot up on this machine and run its main job on the embedded
+# defaults: `statusbot run`, reading REDIS_URL or redis://127.0.0.1:6379/0 and,
+# with no instance configured, printing its posts here instead of sending them.
 # On a fresh machine with no Redis there, it starts a throwaway redis-server on
-# that address for the duration of the check (installing it first when run as
-# root on Debian/Ubuntu), so there is something to read.
+# that address for as long as the bot runs (installing it first when run as
+# root on Debian/Ubuntu), so there is something to read. Ctrl-C stops it.
+# Arguments go to `statusbot run`, e.g. `--once` for a single tick.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,7 +20,7 @@ apt_install() {
 }
 "$python" -m venv --help >/dev/null 2>&1 || apt_install python3-venv
 [ -x .venv/bin/python ] || "$python" -m venv .venv
-.venv/bin/pip install -q --disable-pip-version-check .
+.venv/bin/pip install -q --disable-pip-version-check '.[demo]'
 
 url=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if ! .venv/bin/python - "$url" <<'PY' 2>/dev/null
@@ -30,7 +32,7 @@ then
     echo "no Redis answers at REDIS_URL; running the check anyway" >&2
   else
     command -v redis-server >/dev/null || apt_install redis-server
-    echo "no Redis at $url: starting a throwaway redis-server there for this check" >&2
+    echo "no Redis at $url: starting a throwaway redis-server there while the bot runs" >&2
     redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
       --dir "$(mktemp -d)" --logfile "" >/dev/null &
     trap 'kill $! 2>/dev/null' EXIT
@@ -40,4 +42,7 @@ then
     done
   fi
 fi
-.venv/bin/statusbot check
+.venv/bin/statusbot check || true   # one reading first, as a table
+exec_status=0
+.venv/bin/statusbot run "$@" || exec_status=$?
+exit $exec_status
