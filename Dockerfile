@@ -24,4 +24,4 @@ VOLUME ["/var/lib/statusbot"]
 
 # Mount the configuration here (see config.toml.example).
 ENTRYPOINT ["statusbot"]
-CMD ["check", "--config", "/etc/statusbot/config.toml"]
+CMD ["run", "--config", "/etc/statusbot/config.toml"]
