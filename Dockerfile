@@ -22,6 +22,10 @@ WORKDIR /var/lib/statusbot
 USER statusbot
 VOLUME ["/var/lib/statusbot"]
 
+# Unhealthy when the loop has not completed a tick for three intervals plus a minute.
+HEALTHCHECK --interval=60s --timeout=10s --start-period=120s --retries=2 \
+    CMD ["statusbot", "healthcheck", "--config", "/etc/statusbot/config.toml"]
+
 # Mount the configuration here (see config.toml.example).
 ENTRYPOINT ["statusbot"]
 CMD ["run", "--config", "/etc/statusbot/config.toml"]

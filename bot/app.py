@@ -72,6 +72,11 @@ def state_path(config: Config) -> Path:
     return Path(config.bot.state_dir) / defaults.STATE_FILE
 
 
+def heartbeat_path(config: Config) -> Path:
+    """Return the file the loop touches after every completed tick."""
+    return Path(config.bot.state_dir) / defaults.HEARTBEAT_FILE
+
+
 def build(config: Config, *, dry_run: bool = False, out: TextIO,
           gateway: Gateway | None = None, clock: Callable[[], float] = time.time) -> Bot:
     """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only."""
@@ -102,5 +107,6 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         prober=prober,
         status_every=config.posts.status_every,
         profile_field=config.posts.profile_field,
+        heartbeat=None if dry_run else heartbeat_path(config),
         clock=clock,
     )

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
-from bot import __version__
+from bot import __version__, defaults
 from bot.config import Config, ConfigError, load_config
 from bot.model import HostStats, SidekiqStats, Snapshot
 
@@ -60,6 +60,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("-v", "--verbose", action="store_true", help="log every decision")
 
+    healthcheck = commands.add_parser(
+        "healthcheck", help="exit 0 when the running bot completed a tick recently, else 1",
+        description="For container health checks: reads the time of the last completed "
+        "tick from the state directory; fails when it is older than three intervals "
+        f"plus {defaults.HEALTHCHECK_SLACK:.0f} s.",
+    )
+    healthcheck.add_argument("--config", metavar="PATH",
+                             help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+
     commands.add_parser(
         "demo", help="a two-minute demonstration with throwaway local servers",
         description="Start a throwaway redis-server and a local Mastodon (mastodon-mock), "
@@ -94,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "run":
         return _run(config, dry_run=args.dry_run, once=args.once)
+    if args.command == "healthcheck":
+        return _healthcheck(config)
     try:
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
@@ -131,6 +142,25 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
             bot.run(config.bot.interval, stop, on_tick=show, max_ticks=1 if once else None)
     finally:
         bot.store.close()
+    return EXIT_OK
+
+
+def _healthcheck(config: Config) -> int:
+    import time
+
+    from bot.app import heartbeat_path
+    from bot.loop import heartbeat_age
+
+    path = heartbeat_path(config)
+    age = heartbeat_age(path, time.time())
+    limit = 3 * config.bot.interval + defaults.HEALTHCHECK_SLACK
+    if age is None:
+        print(f"unhealthy: no completed tick recorded in {path}")
+        return EXIT_UNREACHABLE
+    if age > limit:
+        print(f"unhealthy: the last tick completed {duration(age)} ago (limit {duration(limit)})")
+        return EXIT_UNREACHABLE
+    print(f"healthy: the last tick completed {duration(age)} ago")
     return EXIT_OK
 
 

@@ -57,6 +57,12 @@ HEALTH_TIMEOUT = 10.0
 INTERVAL = 30.0
 """Seconds between ticks of ``statusbot run`` (collect, evaluate, post)."""
 
+HEARTBEAT_FILE = "last-tick"
+"""File in the state directory holding the time of the last completed tick."""
+
+HEALTHCHECK_SLACK = 60.0
+"""``statusbot healthcheck`` fails when no tick completed for 3 intervals plus this (s)."""
+
 STATE_DIR = "statusbot-state"
 """Where the SQLite state file lives; relative paths are relative to the working directory."""
 

@@ -15,12 +15,14 @@ it finds the posts in the outbox.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 from bot import compose, health, incidents
@@ -75,6 +77,7 @@ class Bot:
         prober: InstanceProber | None = None,
         status_every: float = 0.0,
         profile_field: bool = True,
+        heartbeat: Path | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.collector = collector
@@ -88,6 +91,7 @@ class Bot:
         self.prober = prober
         self.status_every = status_every
         self.profile_field = profile_field
+        self.heartbeat = heartbeat
         self.clock = clock
         self._last_error: str | None = None
 
@@ -199,6 +203,7 @@ class Bot:
             except Exception as exc:
                 self._tick_failed(exc)
             else:
+                self._beat()
                 if self._last_error is not None:
                     log.warning("ticks work again (last error: %s)", self._last_error)
                     self._last_error = None
@@ -210,6 +215,15 @@ class Bot:
             stop.wait(max(0.0, interval - (time.monotonic() - started)))
         self.flush()
         return ticks
+
+    def _beat(self) -> None:
+        """Record that a tick completed (``statusbot healthcheck`` reads it)."""
+        if self.heartbeat is None:
+            return
+        try:
+            write_heartbeat(self.heartbeat, self.clock())
+        except OSError as exc:
+            log.warning("cannot write the heartbeat file %s: %s", self.heartbeat, exc)
 
     def _tick_failed(self, exc: Exception) -> None:
         signature = f"{type(exc).__name__}: {exc}"
@@ -227,6 +241,22 @@ class Bot:
         except Exception as exc:
             log.error("final delivery failed: %s", exc)
             return None
+
+
+def write_heartbeat(path: Path, at: float) -> None:
+    """Write ``at`` (epoch seconds) to ``path`` atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".tmp")
+    partial.write_text(f"{at:.3f}\n", encoding="ascii")
+    os.replace(partial, path)
+
+
+def heartbeat_age(path: Path, now: float) -> float | None:
+    """Return seconds since the last completed tick, or None when there is no heartbeat."""
+    try:
+        return now - float(path.read_text(encoding="ascii").strip())
+    except (OSError, ValueError):
+        return None
 
 
 @contextmanager

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from bot import compose, health, incidents
 from bot.gateway import RecordingGateway, RetryableError
-from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot
+from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot, heartbeat_age, write_heartbeat
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
 from bot.store import Store
@@ -143,3 +147,35 @@ def test_unreadable_stored_state_is_kept_aside() -> None:
     store.put_state(INCIDENT_STATE, {"version": 99})
     assert bot.incident_state() == incidents.IncidentState()
     assert store.get_state(f"{INCIDENT_STATE}.broken") == {"version": 99}
+
+
+def test_heartbeat_after_each_completed_tick(tmp_path: Path) -> None:
+    """Completed ticks write the heartbeat; a failing tick does not."""
+    beat = tmp_path / "state" / "last-tick"
+    bot, _, _ = make_bot([RuntimeError("no"), snapshot(START, 0)])
+    bot.heartbeat = beat
+    bot.run(0.0, threading.Event(), max_ticks=1)
+    assert not beat.exists()
+    bot.run(0.0, threading.Event(), max_ticks=1)
+    assert heartbeat_age(beat, START + 5) == pytest.approx(5.0)
+
+
+@pytest.mark.parametrize(
+    ("age", "status", "says"),
+    [
+        pytest.param(10.0, 0, "healthy: the last tick completed 10s ago", id="fresh"),
+        pytest.param(1000.0, 1, "unhealthy: the last tick completed 16m40s ago (limit 2m30s)",
+                     id="stale"),
+        pytest.param(None, 1, "unhealthy: no completed tick recorded in", id="never"),
+    ],
+)
+def test_healthcheck_command(tmp_path: Path, age: float | None, status: int, says: str) -> None:
+    """`statusbot healthcheck` fails when no tick completed within three intervals + 60 s."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[bot]\ninterval = 30\nstate_dir = "{tmp_path / "state"}"\n')
+    if age is not None:
+        write_heartbeat(tmp_path / "state" / "last-tick", time.time() - age)
+    result = subprocess.run([sys.executable, "-m", "bot", "healthcheck", "--config", str(config)],
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == status
+    assert result.stdout.startswith(says), result.stdout

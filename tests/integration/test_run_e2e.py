@@ -199,6 +199,10 @@ def test_incident_opens_and_resolves_in_one_thread(instance: Instance) -> None:
     wait_for(lambda: notice["id"] in instance.pinned(), 30, "the notice to be pinned")
     assert any(s["visibility"] == "direct" for s in instance.statuses())
     drain_and_wait_for_resolution(instance, bot, notice)
+    healthcheck = subprocess.run(
+        [sys.executable, "-m", "bot", "healthcheck", "--config", str(instance.config)],
+        capture_output=True, text=True, check=False, env={**os.environ, TOKEN_ENV: BOT_TOKEN})
+    assert healthcheck.returncode == 0, healthcheck.stdout + healthcheck.stderr
     assert stop(bot) == 0, instance.log()
     assert_one_incident_thread(instance.statuses())
     fields = {f["name"]: f["value"] for f in instance.mock.account(BOT_TOKEN)["fields"]}
