@@ -185,7 +185,8 @@ class Rules:
 
     ``queue_latency`` maps a queue name to its rule; ``"*"`` is any other
     queue (without it, such a queue has no latency finding). ``unserved``
-    applies to every ``unserved:<name>`` and to ``unserved:*``.
+    applies to ``unserved:*`` and to every ``unserved:<name>`` without an
+    entry of its own in ``unserved_queue``.
     ``flap_window_s`` 0 turns flap holding off.
     """
 
@@ -199,6 +200,11 @@ class Rules:
     streaming_down: Rule
     flap_window_s: float
     flap_changes: int
+    unserved_queue: Mapping[str, Rule] = field(default_factory=lambda: MappingProxyType({}))
+
+    def unserved_rule(self, queue: str) -> Rule:
+        """Return the unserved rule of ``queue``: its own, else the common one."""
+        return self.unserved_queue.get(queue, self.unserved)
 
     def latency_rule(self, queue: str) -> Rule | None:
         """Return the latency rule of ``queue``: its own, else ``"*"``'s, else None."""
@@ -212,6 +218,8 @@ class Rules:
             problems += [f"queue_latency.{queue}: {p}" for p in rule.validate()]
             if not rule.higher_is_worse:
                 problems.append(f"queue_latency.{queue}: higher latency must be worse")
+        for queue, rule in sorted(self.unserved_queue.items()):
+            problems += [f"unserved_queue.{queue}: {p}" for p in rule.validate()]
         for name in SINGLE_RULES:
             rule = getattr(self, name)
             problems += [f"{name}: {p}" for p in rule.validate()]
@@ -302,7 +310,7 @@ def rules_from_config(table: Mapping[str, Any], base: Rules | None = None,
     """
     rules = default_rules() if base is None else base
     problems: list[str] = []
-    known = {"flap_window", "flap_changes", "queue_latency", *SINGLE_RULES}
+    known = {"flap_window", "flap_changes", "queue_latency", "unserved_queue", *SINGLE_RULES}
     problems += [f"{key}: unknown key" for key in sorted(set(table) - known)]
 
     def number(where: str, value: object, seconds: bool) -> float | None:
@@ -351,6 +359,15 @@ def rules_from_config(table: Mapping[str, Any], base: Rules | None = None,
                 continue
             latency[queue] = rule(f"queue_latency.{queue}", old, data, seconds=True)
         changes["queue_latency"] = MappingProxyType(latency)
+    per_queue = table.get("unserved_queue", {})
+    if not isinstance(per_queue, Mapping):
+        problems.append("unserved_queue: must be a table of queue names")
+    elif per_queue:
+        base_unserved = changes.get("unserved", rules.unserved)
+        changes["unserved_queue"] = MappingProxyType({
+            queue: rule(f"unserved_queue.{queue}", rules.unserved_queue.get(queue, base_unserved),
+                        data, seconds=True)
+            for queue, data in per_queue.items()})
     if "flap_window" in table:
         window = number("flap_window", table["flap_window"], seconds=True)
         if window is not None:
@@ -663,7 +680,7 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
             kind, _, queue = name.partition(":")
             if kind not in {"queue", "unserved"} or queue in listed:
                 continue
-            rule = rules.latency_rule(queue) if kind == "queue" else rules.unserved
+            rule = rules.latency_rule(queue) if kind == "queue" else rules.unserved_rule(queue)
             if rule is None:
                 del components[name]
             else:
@@ -714,7 +731,7 @@ def _sidekiq_readings(sidekiq: SidekiqStats, old: Mapping[str, ComponentState], 
                                      _seconds, extra))
         waiting = queue.size > 0 and not queue.served and not queue.paused
         readings.append(_down_reading(
-            f"unserved:{queue.name}", old, waiting, now, rules.unserved,
+            f"unserved:{queue.name}", old, waiting, now, rules.unserved_rule(queue.name),
             f"no live process serves {queue.name} for", f"{queue.name} served again or empty",
             f", {queue.size:,} jobs waiting"))
     return readings

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from bot.config import parse_duration
 from bot.health import (
     ALL_UNSERVED,
     HealthState,
@@ -828,3 +829,26 @@ def test_bad_severity_in_json() -> None:
     data["components"]["redis"]["shown"] = 7
     with pytest.raises(ValueError, match="expected a severity"):
         HealthState.from_json(data)
+
+
+def test_unserved_rule_per_queue() -> None:
+    """A queue can have its own unserved rule (pull may wait longer than push)."""
+    rules, problems = rules_from_config(
+        {"unserved_queue": {"pull": {"warning": 600, "critical": "20m"}}},
+        duration=parse_duration)
+    assert problems == []
+    assert (rules.unserved_rule("pull").warning, rules.unserved_rule("pull").critical) == (
+        600.0, 1200.0)
+    assert rules.unserved_rule("push") == default_rules().unserved
+    steps: list[Step] = [(float(t), snap(queue("push", served=False), queue("pull", served=False)))
+                         for t in (0, 120)]
+    _, ticks = run(steps, rules)
+    assert letters(ticks, "unserved:push") == "OC"
+    assert letters(ticks, "unserved:pull") == "OO"
+
+
+def test_unserved_rule_per_queue_is_validated() -> None:
+    """Problems in a per-queue unserved rule name the queue."""
+    _, problems = rules_from_config({"unserved_queue": {"pull": {"warning": 900,
+                                                                 "critical": 600}}})
+    assert problems == ["unserved_queue.pull: warning (900) must be below critical (600)"]
