@@ -31,14 +31,19 @@ log = logging.getLogger(__name__)
 
 
 def make_gateway(config: Config, *, dry_run: bool, out: TextIO) -> Gateway:
-    """Return the Mastodon gateway, or the console one with no instance or with ``dry_run``."""
+    """Return the Mastodon gateway, or the console one with no instance or with ``dry_run``.
+
+    A dry run against a configured instance still reads the instance's limits
+    (one GET), so the printed posts are cut exactly as they would be.
+    """
     mastodon = config.mastodon
-    if mastodon.api_base_url and not dry_run:
-        if mastodon.access_token is None:  # load_config insists on one; a hand-made Config may not
-            raise ValueError("[mastodon] api_base_url is set but there is no access token")
-        return MastodonGateway(mastodon.api_base_url, mastodon.access_token.reveal(),
-                               request_timeout=mastodon.request_timeout)
-    return ConsoleGateway(out)
+    if not mastodon.api_base_url:
+        return ConsoleGateway(out)
+    if mastodon.access_token is None:  # load_config insists on one; a hand-made Config may not
+        raise ValueError("[mastodon] api_base_url is set but there is no access token")
+    real = MastodonGateway(mastodon.api_base_url, mastodon.access_token.reveal(),
+                           request_timeout=mastodon.request_timeout)
+    return ConsoleGateway(out, limits=instance_limits(real)) if dry_run else real
 
 
 def instance_limits(gateway: Gateway) -> InstanceLimits:

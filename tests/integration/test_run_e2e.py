@@ -300,3 +300,19 @@ def test_redis_restart_is_one_incident(instance: Instance) -> None:
     assert "late" not in thread and "delayed" not in thread, thread
     admin = [s["content"] for s in instance.statuses() if s["visibility"] == "direct"]
     assert not any("queue:" in text for text in admin), admin
+
+
+def test_dry_run_prints_and_sends_nothing(instance: Instance) -> None:
+    """--dry-run with a configured instance prints posts and decisions, posts nothing."""
+    backlog(instance)
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "run", "--dry-run", "--once", "--config",
+         str(instance.config)],
+        env={**os.environ, TOKEN_ENV: BOT_TOKEN}, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert result.returncode == 0, result.stderr
+    assert "public, new thread" in result.stdout and "CW: Service notice" in result.stdout
+    assert "finding queue:push critical" in result.stdout
+    assert "event opened" in result.stdout
+    assert instance.statuses() == []
+    assert not (instance.workdir / "state").exists()
