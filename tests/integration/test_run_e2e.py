@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -92,14 +92,17 @@ class Instance:
     sidekiq: Sidekiq
     config: Path
     workdir: Path
+    bots: list[subprocess.Popen[str]] = field(default_factory=list)
 
     def start_bot(self) -> subprocess.Popen[str]:
-        log = (self.workdir / "bot.log").open("a")
-        return subprocess.Popen(
-            [sys.executable, "-m", "bot", "run", "--config", str(self.config)],
-            env={**os.environ, TOKEN_ENV: BOT_TOKEN}, stdout=log, stderr=subprocess.STDOUT,
-            text=True,
-        )
+        with (self.workdir / "bot.log").open("a") as log:
+            bot = subprocess.Popen(
+                [sys.executable, "-m", "bot", "run", "--config", str(self.config)],
+                env={**os.environ, TOKEN_ENV: BOT_TOKEN}, stdout=log, stderr=subprocess.STDOUT,
+                text=True,
+            )
+        self.bots.append(bot)
+        return bot
 
     def log(self) -> str:
         path = self.workdir / "bot.log"
@@ -125,9 +128,14 @@ def instance(tmp_path: Path) -> Iterator[Instance]:
     sidekiq = Sidekiq(root, redis.url)
     config = tmp_path / "statusbot.toml"
     config.write_text(config_text(redis.url, mock.url, tmp_path / "state"))
+    instance = Instance(redis, mock, sidekiq, config, tmp_path)
     try:
-        yield Instance(redis, mock, sidekiq, config, tmp_path)
+        yield instance
     finally:
+        for bot in instance.bots:  # a failed test must not leave a bot running
+            if bot.poll() is None:
+                bot.kill()
+                bot.wait()
         sidekiq.stop()
         mock.stop()
         redis.stop()
