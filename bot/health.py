@@ -61,6 +61,11 @@ from types import MappingProxyType
 from typing import Any
 
 from bot import defaults
+from bot.jsonread import flag as _bool
+from bot.jsonread import number as _float
+from bot.jsonread import optional_number as _optional_float
+from bot.jsonread import text as _str
+from bot.jsonread import whole as _int
 from bot.model import Finding, HostStats, InstanceHealth, Severity, SidekiqStats, Snapshot
 
 JSON_VERSION = 1
@@ -560,34 +565,6 @@ def _pairs(data: object) -> list[tuple[object, object]]:
     if not isinstance(data, list) or not all(isinstance(p, list) and len(p) == 2 for p in data):
         raise ValueError(f"expected a list of pairs, got {data!r:.40}")
     return [(p[0], p[1]) for p in data]
-
-
-def _float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r:.40}")
-    return float(value)
-
-
-def _optional_float(value: object) -> float | None:
-    return None if value is None else _float(value)
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r:.40}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r:.40}")
-    return value
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r:.40}")
-    return value
 
 
 def _severity(value: object) -> Severity:

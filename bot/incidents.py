@@ -51,6 +51,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot import defaults
+from bot.jsonread import flag as _bool
+from bot.jsonread import number as _float
+from bot.jsonread import optional_number as _optional_float
+from bot.jsonread import text as _str
+from bot.jsonread import whole as _int
 from bot.model import Affected, Event, EventKind, Finding, Incident, Severity
 
 JSON_VERSION = 1
@@ -382,34 +387,6 @@ def _incident_to_json(incident: Incident) -> dict[str, Any]:
         "acknowledged": incident.acknowledged,
         "resolved_at": incident.resolved_at,
     }
-
-
-def _float(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"expected a number, got {value!r:.40}")
-    return float(value)
-
-
-def _optional_float(value: object) -> float | None:
-    return None if value is None else _float(value)
-
-
-def _int(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"expected a whole number, got {value!r:.40}")
-    return value
-
-
-def _bool(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"expected true or false, got {value!r:.40}")
-    return value
-
-
-def _str(value: object) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a string, got {value!r:.40}")
-    return value
 
 
 def _severity(name: object) -> Severity:
