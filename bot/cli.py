@@ -272,6 +272,9 @@ def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
         out.write(f"{q.name:<{width}}  {q.size:>9,}  {duration(q.latency_s):>8}  {state}\n")
     if not s.queues:
         out.write("(no queues: Sidekiq has not stored a job in this Redis yet)\n")
+    if not s.queues and not s.processes and not s.processed:
+        out.write("No trace of Sidekiq in this Redis: is the URL, database number or "
+                  "namespace right? ([redis] mastodon_env_file reads Mastodon's own)\n")
     out.write("\n")
     width = max([7, *(len(p.identity) for p in s.processes)])
     out.write(f"{'PROCESS':<{width}}  {'STATE':<5}  {'BUSY':>7}  {'RSS':>9}  QUEUES\n")
