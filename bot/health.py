@@ -83,6 +83,10 @@ REDIS_MUTE = "redis unreachable"
 NO_PROCESS_MUTE = "no live Sidekiq process"
 """``Finding.muted`` of ``unserved:<name>`` and ``queue:<name>`` while ``unserved:*`` fires."""
 
+NO_SIDEKIQ_MUTE = "no trace of Sidekiq in this Redis: check the URL, database and namespace"
+"""``Finding.muted`` of ``unserved:*`` when the Redis read holds nothing Sidekiq ever wrote:
+a configuration mistake to tell the admin, not an outage to announce."""
+
 ALL_UNSERVED = "unserved:" + ANY_QUEUE
 """The component for "no live Sidekiq process at all"."""
 
@@ -848,6 +852,8 @@ def _muted(name: str, now: float, mutes: Sequence[Mute], sidekiq: SidekiqStats |
     if sidekiq is None:
         return REDIS_MUTE
     if name == ALL_UNSERVED:
+        if not sidekiq.queues and not sidekiq.processes_registered and not sidekiq.processed:
+            return NO_SIDEKIQ_MUTE
         return None
 
     def firing(component: str) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from bot.config import parse_duration
 from bot.health import (
     ALL_UNSERVED,
+    NO_SIDEKIQ_MUTE,
     HealthState,
     Mute,
     Rule,
@@ -504,7 +505,8 @@ SERVED_PUSH = snap(queue("push", 5, 10, served=True))
               "queue:push=W/no live Sidekiq process")],
             id="no-process-at-all-mutes-the-rest"),
         pytest.param(
-            [(0, snap(live=0)), (60, snap(live=0)), (90, snap(live=2)), (150, snap(live=2))],
+            [(0, snap(live=0, stale=1)), (60, snap(live=0, stale=1)), (90, snap(live=2)),
+             (150, snap(live=2))],
             [(), ("unserved:*=C",), ("unserved:*=C",), ()],
             id="no-process-and-no-queues"),
         pytest.param(
@@ -852,3 +854,14 @@ def test_unserved_rule_per_queue_is_validated() -> None:
     _, problems = rules_from_config({"unserved_queue": {"pull": {"warning": 900,
                                                                  "critical": 600}}})
     assert problems == ["unserved_queue.pull: warning (900) must be below critical (600)"]
+
+
+def test_no_trace_of_sidekiq_is_not_announced() -> None:
+    """An empty Redis (wrong URL, DB or namespace) mutes 'no process', it is no outage."""
+    empty = Snapshot(collected_at=0.0, redis=RedisStats("redis://r:6379/5", "", True),
+                     sidekiq=sidekiq(live=0), host=None, host_error="test: no host")
+    _, ticks = run([(0.0, empty), (120.0, empty)])
+    assert briefs(ticks)[-1] == (f"unserved:*=C/{NO_SIDEKIQ_MUTE}",)
+    _, ticks = run([(0.0, snap(queue("push", size=0), live=0)),
+                    (120.0, snap(queue("push", size=0), live=0))])
+    assert briefs(ticks)[-1] == ("unserved:*=C",)
