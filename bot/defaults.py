@@ -266,3 +266,101 @@ INSTANCE_NAME = "this server"
 
 PROFILE_FIELD_MAX = 255
 """Characters allowed in a profile field's name and in its value."""
+
+# --- Mentions ---
+
+MENTIONS_BACKFILL_EVERY = 300.0
+"""Seconds between polling backfills of mention notifications while the stream is up
+(12 paginated requests an hour when nothing is missed; Mastodon allows 300 per 15 min)."""
+
+MENTIONS_PAGE_LIMIT = 40
+"""Notifications asked for per page (Mastodon allows up to 80, mastodon-mock 40)."""
+
+MENTIONS_MAX_PAGES = 10
+"""At most this many pages per backfill; the rest is fetched by the next one."""
+
+MENTIONS_PAGINATED_BUDGET = 100
+"""Paginated requests (``min_id``) the intake may make per ``MENTIONS_PAGINATED_WINDOW``:
+a third of Mastodon's 300 per 15 min per account, whatever reconnects and floods do."""
+
+MENTIONS_PAGINATED_WINDOW = 900.0
+"""Seconds over which ``MENTIONS_PAGINATED_BUDGET`` refills (Mastodon's window: 15 min)."""
+
+MENTIONS_STREAM_TIMEOUT = 60.0
+"""Seconds without a byte (Mastodon sends a heartbeat every 15 s) after which the user
+stream counts as dead and reconnects."""
+
+MENTIONS_STREAM_RECONNECT_WAIT = 5.0
+"""Seconds Mastodon.py waits between attempts to reconnect the user stream (a multiple
+of 0.5)."""
+
+MENTIONS_RESTART_BASE = 5.0
+"""Seconds before restarting a stream whose thread died; doubles per death in a row."""
+
+MENTIONS_RESTART_CAP = 300.0
+"""Upper bound in seconds of the stream restart backoff."""
+
+MENTIONS_RETRY_BASE = 30.0
+"""Seconds before retrying a backfill that failed (network, 5xx); doubles per failure."""
+
+MENTIONS_RETRY_CAP = 900.0
+"""Upper bound in seconds of the backfill retry backoff."""
+
+MENTIONS_MAX_AGE = 3600.0
+"""Seconds after which a mention is too old to act on (after an outage, or when the bot
+starts for the first time): it is marked handled as "stale" and not answered."""
+
+MENTIONS_QUEUE_SIZE = 10000
+"""Stream mentions waiting for the loop thread; beyond this they are dropped (the
+next backfill fetches them)."""
+
+MENTIONS_ANSWER_BOTS = False
+"""Whether mentions from accounts flagged as bots are answered (two bots answering
+each other would never stop); they are marked handled as "ignored"."""
+
+NOTIFICATION_RETENTION = 35 * 86400.0
+"""Seconds a handled notification id is remembered (far beyond ``MENTIONS_MAX_AGE``)."""
+
+REPLIES_PER_ACCOUNT = 5
+"""Replies one account can get per ``REPLIES_ACCOUNT_WINDOW`` (a token bucket)."""
+
+REPLIES_ACCOUNT_WINDOW = 600.0
+"""Seconds in which an account's ``REPLIES_PER_ACCOUNT`` replies refill."""
+
+REPLIES_GLOBAL = 60
+"""Replies the bot sends to everyone together per ``REPLIES_GLOBAL_WINDOW``."""
+
+REPLIES_GLOBAL_WINDOW = 3600.0
+"""Seconds in which the global ``REPLIES_GLOBAL`` replies refill."""
+
+REPLY_LIMITER_ACCOUNTS = 10000
+"""Accounts the reply limiter tracks at most (idle ones are forgotten first)."""
+
+NOTIFICATION_POLICY = (("for_private_mentions", "accept"),)
+"""Notification policy the bot sets at start-up, so that direct commands from accounts
+it does not follow are not filtered (Mastodon 4.3+ filters them by default)."""
+
+# --- Commands ---
+
+COMMAND_INPUT_MAX = 5000
+"""Characters of a mention's HTML (and of its content warning) read for a command;
+the rest is cut off unread, so a huge status costs nothing."""
+
+PUBLIC_COMMANDS = ("help", "status")
+"""Commands anyone may send by mention (a subset of these; admins may send every command)."""
+
+ADMIN_VISIBILITIES = ("direct",)
+"""Visibilities in which an admin's admin-only command is accepted (direct: a private mention)."""
+
+SILENCE_MAX = 7 * 86400.0
+"""Longest silence in seconds an admin may set with ``silence <duration>``."""
+
+MAINTENANCE_MAX = 7 * 86400.0
+"""Longest maintenance window in seconds (``maintenance <start> <duration> <text>``)."""
+
+MAINTENANCE_AHEAD_MAX = 90 * 86400.0
+"""How far ahead in seconds a maintenance window may be announced."""
+
+MAINTENANCE_START_GRACE = 300.0
+"""Seconds a maintenance start may lie in the past: ``22:00`` sent at 22:03 means the
+window that has just begun, not tomorrow's."""
