@@ -227,7 +227,12 @@ def _member_post(event: Event, settings: Settings) -> Post:
     notice_key = f"{incident.id}:0"
     kind = event.kind
     optional: list[str] = []
-    if kind is EventKind.OPENED:
+    if kind is EventKind.OPENED and event.note:
+        post_kind = PostKind.NOTICE
+        cw = words.cw_notice_warning
+        lines = [event.note]
+        optional = [words.notice_footer]
+    elif kind is EventKind.OPENED:
         post_kind = PostKind.NOTICE
         critical = incident.severity >= Severity.CRITICAL
         cw = words.cw_notice_critical if critical else words.cw_notice_warning
@@ -239,6 +244,12 @@ def _member_post(event: Event, settings: Settings) -> Post:
         post_kind = PostKind.RESOLUTION
         cw = words.cw_resolution_muted if _only_muted(event) else words.cw_resolution
         lines, optional = _resolution_lines(event, settings)
+        if event.note:
+            lines = [lines[0], event.note, *lines[1:]]
+    elif kind is EventKind.NOTE:
+        post_kind = PostKind.UPDATE
+        cw = words.cw_update
+        lines = [event.note]
     else:
         post_kind = PostKind.UPDATE
         cw = words.cw_reminder if kind is EventKind.REMINDER else words.cw_update

@@ -107,6 +107,8 @@ class IncidentState:
     open: Incident | None = None
     next_number: int = 0
     history: tuple[Affected, ...] = ()
+    held: tuple[str, ...] = ()
+    """Components an admin resolved while still firing: ignored until they are seen OK."""
 
     def to_json(self) -> dict[str, Any]:
         """Return the state as JSON-ready data; ``from_json`` reads it back unchanged."""
@@ -115,6 +117,7 @@ class IncidentState:
             "next_number": self.next_number,
             "open": None if self.open is None else _incident_to_json(self.open),
             "history": [_affected_to_json(a) for a in self.history],
+            "held": list(self.held),
         }
 
     @classmethod
@@ -126,7 +129,8 @@ class IncidentState:
             raw = data["open"]
             return cls(open=None if raw is None else _incident_from_json(raw),
                        next_number=_int(data["next_number"]),
-                       history=tuple(_affected_from_json(a) for a in data["history"]))
+                       history=tuple(_affected_from_json(a) for a in data["history"]),
+                       held=tuple(_str(c) for c in data.get("held", ())))
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"malformed incident state: {type(exc).__name__}: {exc}") from exc
         except ValueError as exc:
@@ -141,14 +145,62 @@ def step(state: IncidentState, findings: Sequence[Finding], now: float,
     not); ``now`` is the tick's time in epoch seconds.
     """
     active = _active(findings)
+    if state.held:
+        state = dataclasses.replace(state, held=tuple(c for c in state.held if c in active))
+        active = {c: f for c, f in active.items() if c not in state.held}
     incident = state.open
     if incident is None:
         if not active:
             return state, ()
         return _open(state, active, now)
-    if not active:
+    if not active and not incident.manual:
         return _resolve(state, incident, now, _muted(findings))
     return _update(state, incident, active, _muted(findings), now, policy)
+
+
+def declare(state: IncidentState, text: str, now: float) -> tuple[IncidentState, Event]:
+    """Open a manual incident with an admin's words, or add them to the open one.
+
+    Either way the incident becomes manual: it no longer resolves by itself when
+    the rules see nothing wrong, only by ``close``.
+    """
+    incident = state.open
+    if incident is None:
+        number = max(int(now), state.next_number)
+        incident = Incident(id=f"inc-{number}", opened_at=now, affected=(),
+                            severity=Severity.WARNING, peak=Severity.WARNING, sequence=0,
+                            last_announced_at=now, manual=True)
+        event = Event(kind=EventKind.OPENED, incident=incident, at=now,
+                      reason="opened by an admin", note=text)
+        return IncidentState(open=incident, next_number=number + 1, held=state.held), event
+    taken = dataclasses.replace(incident, manual=True)
+    new_state, events = _announce(state, taken, EventKind.NOTE, now,
+                                  "an admin took the incident over", ())
+    return new_state, dataclasses.replace(events[0], note=text)
+
+
+def note(state: IncidentState, text: str, now: float) -> tuple[IncidentState, Event]:
+    """Post an admin's update in the open incident's thread; ValueError when none is open."""
+    if state.open is None:
+        raise ValueError("no incident is open")
+    new_state, events = _announce(state, state.open, EventKind.NOTE, now,
+                                  "update from an admin", ())
+    return new_state, dataclasses.replace(events[0], note=text)
+
+
+def close(state: IncidentState, text: str, now: float) -> tuple[IncidentState, Event]:
+    """Resolve the open incident on an admin's word; ValueError when none is open.
+
+    Components still firing are held: they cannot reopen an incident until they
+    have been seen fine once.
+    """
+    incident = state.open
+    if incident is None:
+        raise ValueError("no incident is open")
+    firing = tuple(a.component for a in incident.affected)
+    new_state, events = _resolve(state, incident, now, {})
+    event = dataclasses.replace(events[0], reason="resolved by an admin", note=text)
+    return dataclasses.replace(new_state, held=(*state.held, *firing)), event
 
 
 def acknowledge(state: IncidentState, now: float) -> tuple[IncidentState, str]:
@@ -386,6 +438,7 @@ def _incident_to_json(incident: Incident) -> dict[str, Any]:
         "last_announced_at": incident.last_announced_at,
         "acknowledged": incident.acknowledged,
         "resolved_at": incident.resolved_at,
+        "manual": incident.manual,
     }
 
 
@@ -421,4 +474,5 @@ def _incident_from_json(data: Mapping[str, Any]) -> Incident:
         last_announced_at=_float(data["last_announced_at"]),
         acknowledged=_bool(data["acknowledged"]),
         resolved_at=_optional_float(data["resolved_at"]),
+        manual=_bool(data.get("manual", False)),
     )

@@ -231,6 +231,7 @@ class EventKind(enum.Enum):
     COMPONENT_ADDED = "component_added"
     COMPONENT_CLEARED = "component_cleared"
     REMINDER = "reminder"
+    NOTE = "note"
     RESOLVED = "resolved"
 
 
@@ -268,6 +269,8 @@ class Incident:
     last_announced_at: float = 0.0
     acknowledged: bool = False
     resolved_at: float | None = None
+    manual: bool = False
+    """Declared or taken over by an admin: it ends only when an admin resolves it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +287,8 @@ class Event:
     at: float
     reason: str
     changes: tuple[str, ...] = ()
+    note: str = ""
+    """An admin's own words for members (manual incidents, updates, resolutions)."""
 
 
 class PostKind(enum.Enum):

@@ -15,7 +15,10 @@ from bot.incidents import (
     Policy,
     acknowledge,
     cleared_in,
+    close,
+    declare,
     describe_duration,
+    note,
     step,
 )
 from bot.model import Affected, Event, EventKind, Finding, Incident, Severity
@@ -515,3 +518,64 @@ def test_describe_duration(seconds: float, text: str) -> None:
 def test_policy_defaults() -> None:
     """The default policy reminds every 2 h, at most 3 times."""
     assert dataclasses.astuple(Policy()) == (7200.0, 3)
+
+
+# --- manual incidents (admin commands) --------------------------------------------------
+
+
+def test_declare_opens_a_manual_incident_that_only_an_admin_resolves() -> None:
+    """`incident <text>` opens an incident no rule can resolve; `resolve` ends it."""
+    policy = Policy()
+    state, event = declare(IncidentState(), "Uploads fail; we are on it.", 1000.0)
+    assert (event.kind, event.note, event.incident.manual) == (
+        EventKind.OPENED, "Uploads fail; we are on it.", True)
+    state, events = step(state, [], 1030.0, policy)
+    assert events == () and state.open is not None  # nothing firing, still open
+    state, event = note(state, "Fixed the disk; watching.", 1100.0)
+    assert (event.kind, event.note, event.incident.sequence) == (
+        EventKind.NOTE, "Fixed the disk; watching.", 1)
+    state, event = close(state, "All good now.", 1200.0)
+    assert (event.kind, event.note, event.incident.resolved_at) == (
+        EventKind.RESOLVED, "All good now.", 1200.0)
+    assert state.open is None
+
+
+def test_declare_takes_over_an_open_incident() -> None:
+    """An admin's words on an automatic incident make it manual, in the same thread."""
+    state, _ = step(IncidentState(), [finding("queue:push", Severity.CRITICAL)], 1000.0,
+                    Policy())
+    assert state.open is not None
+    state, event = declare(state, "We know, a relay floods us.", 1010.0)
+    assert (event.kind, event.incident.id, event.incident.manual) == (
+        EventKind.NOTE, state.open.id if state.open else "", True)
+    state, events = step(state, [], 1040.0, Policy())  # the rule is fine again
+    assert [e.kind for e in events] == [EventKind.COMPONENT_CLEARED]
+    assert state.open is not None and state.open.manual
+
+
+def test_admin_resolve_holds_what_still_fires() -> None:
+    """Components still firing at an admin's resolve cannot reopen until seen fine."""
+    push = finding("queue:push", Severity.CRITICAL)
+    state, _ = step(IncidentState(), [push], 1000.0, Policy())
+    state, _ = close(state, "", 1010.0)
+    assert state.held == ("queue:push",)
+    state, events = step(state, [push], 1040.0, Policy())
+    assert events == () and state.open is None
+    state, events = step(state, [], 1070.0, Policy())
+    assert state.held == ()
+    state, events = step(state, [push], 1100.0, Policy())
+    assert [e.kind for e in events] == [EventKind.OPENED]
+
+
+def test_note_and_close_need_an_open_incident() -> None:
+    """Updating or resolving nothing is an error the admin is told about."""
+    with pytest.raises(ValueError, match="no incident is open"):
+        note(IncidentState(), "x", 1.0)
+    with pytest.raises(ValueError, match="no incident is open"):
+        close(IncidentState(), "x", 1.0)
+
+
+def test_manual_state_round_trips_json() -> None:
+    """The manual flag and held components survive a restart."""
+    state, _ = declare(IncidentState(held=("memory",)), "text", 5.0)
+    assert IncidentState.from_json(state.to_json()) == state
