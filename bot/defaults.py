@@ -364,3 +364,8 @@ MAINTENANCE_AHEAD_MAX = 90 * 86400.0
 MAINTENANCE_START_GRACE = 300.0
 """Seconds a maintenance start may lie in the past: ``22:00`` sent at 22:03 means the
 window that has just begun, not tomorrow's."""
+
+
+CONFIRM_DELAY = 600.0
+"""With ``incident_mode = "confirm"``: seconds a new incident's member notice waits for an
+admin's ``confirm`` or ``discard`` before it is published anyway."""

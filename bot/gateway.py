@@ -4,12 +4,17 @@ This is the only module that imports Mastodon.py. Every failure of a call is
 one of two exceptions: ``RetryableError`` (network error, timeout, 5xx, 429:
 try again later, with the same idempotency key) or ``PermanentError`` (any
 other 4xx: the instance will never accept this request).
+
+Mentions come in two ways: ``mentions_since`` pages through mention
+notifications after a ``min_id`` (polling), ``stream_mentions`` follows the
+user stream on Mastodon.py's own thread. Both hand out ``Mention`` values.
 """
 
 from __future__ import annotations
 
 import html
 import itertools
+import logging
 import math
 import re
 import time
@@ -25,6 +30,8 @@ from bot.model import Post
 
 T = TypeVar("T")
 P = ParamSpec("P")
+
+log = logging.getLogger(__name__)
 
 
 class RetryableError(Exception):
@@ -97,6 +104,243 @@ class Gateway(Protocol):
     def set_profile_field(self, name: str, value: str) -> None:
         """Set one profile field, keeping the others, and mark the account as a bot."""
         ...
+
+    def mentions_since(self, min_id: str | None, limit: int = defaults.MENTIONS_PAGE_LIMIT,
+                       max_pages: int | None = None) -> list[Mention]:
+        """Return the mention notifications after ``min_id``, oldest first.
+
+        Pages with ``min_id`` until a page comes back empty (or ``max_pages``
+        pages were read); each page is one paginated request. ``min_id`` None
+        starts from the newest page.
+        """
+        ...
+
+    def stream_mentions(self, on_mention: Callable[[Mention], None],
+                        on_reconnect: Callable[[], None]) -> StreamHandle:
+        """Follow the user stream on a thread of its own; return its handle.
+
+        ``on_mention`` gets each mention notification, ``on_reconnect`` is
+        called each time the stream (re)connects, before any event of that
+        connection: events sent while it was down are lost, so that is the
+        moment to backfill. Both run on the stream's thread; what they raise is
+        logged, never allowed to kill the stream.
+        """
+        ...
+
+    def resolve_account(self, acct: str) -> tuple[str, str, bool]:
+        """Return (account id, acct, bot flag) of the account the instance knows as ``acct``."""
+        ...
+
+    def notification_policy(self) -> dict[str, str]:
+        """Return the bot's notification policy (``for_*`` fields); empty before Mastodon 4.3."""
+        ...
+
+    def set_notification_policy(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """Change the named ``for_*`` fields of the notification policy; return the new policy."""
+        ...
+
+
+# --- mentions ---------------------------------------------------------------------
+
+
+@runtime_checkable
+class StreamHandle(Protocol):
+    """A running stream: Mastodon.py's handle, or a fake's."""
+
+    def close(self) -> None:
+        """Stop the stream for good."""
+        ...
+
+    def is_alive(self) -> bool:
+        """Return True while the stream's thread runs (connected or reconnecting)."""
+        ...
+
+    def is_receiving(self) -> bool:
+        """Return True while the stream is connected and receiving events."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class MentionedAccount:
+    """An account mentioned in a status (``status.mentions``)."""
+
+    id: str
+    acct: str
+
+
+@dataclass(frozen=True, slots=True)
+class Mention:
+    """One mention notification: who wrote what, where, and how visibly.
+
+    ``acct`` is ``username`` for a local account and ``username@domain`` for
+    a remote one; ``content`` is the status HTML as the instance sent it
+    (mentions are links in it); ``mentions`` lists every account the status
+    mentions, the bot included. ``created_at`` is the status's creation time
+    (epoch seconds, the instance's clock).
+    """
+
+    notification_id: str
+    status_id: str
+    account_id: str
+    acct: str
+    bot: bool
+    visibility: str
+    content: str
+    spoiler_text: str
+    mentions: tuple[MentionedAccount, ...]
+    created_at: float
+    in_reply_to_id: str | None = None
+
+
+def id_order(value: str | None) -> int:
+    """Return a notification or status id as an int for ordering (-1 for None or junk).
+
+    Mastodon's ids are decimal strings of bigints: ``"10"`` is after ``"9"``,
+    and an id above 2**53 must not pass through a float.
+    """
+    if value is None:
+        return -1
+    text = str(value).strip()
+    return int(text) if text.isdigit() else -1
+
+
+def _epoch(value: object) -> float:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        parsed = parse_http_time(value)
+        if parsed is not None:
+            return parsed
+    return 0.0
+
+
+def mention_from_notification(notification: Mapping[str, Any]) -> Mention | None:
+    """Return the ``Mention`` in a notification object, or None when it is not a usable one.
+
+    Not a mention, no status (deleted), or no author: None. Works on the JSON
+    of ``/api/v1/notifications`` and of the stream, and on Mastodon.py's
+    parsed objects (ids as str or int, ``created_at`` as datetime or text).
+    """
+    if notification.get("type") != "mention":
+        return None
+    status = notification.get("status")
+    account = notification.get("account") or (status or {}).get("account")
+    if not isinstance(status, Mapping) or not isinstance(account, Mapping):
+        return None
+    notification_id = notification.get("id")
+    status_id = status.get("id")
+    account_id = account.get("id")
+    if notification_id is None or status_id is None or account_id is None:
+        return None
+    mentioned = tuple(
+        MentionedAccount(str(m.get("id", "")), str(m.get("acct", "")))
+        for m in status.get("mentions") or () if isinstance(m, Mapping))
+    reply_to = status.get("in_reply_to_id")
+    return Mention(
+        notification_id=str(notification_id),
+        status_id=str(status_id),
+        account_id=str(account_id),
+        acct=str(account.get("acct") or account.get("username") or ""),
+        bot=bool(account.get("bot")),
+        visibility=str(status.get("visibility") or "public"),
+        content=str(status.get("content") or ""),
+        spoiler_text=str(status.get("spoiler_text") or ""),
+        mentions=mentioned,
+        created_at=_epoch(status.get("created_at") or notification.get("created_at")),
+        in_reply_to_id=None if reply_to is None else str(reply_to),
+    )
+
+
+PageFetch = Callable[[str | None, int], list[tuple[str, "Mention | None"]]]
+"""Fetch one page after ``min_id``: (notification id, mention or None) pairs, any order."""
+
+
+def page_mentions(fetch: PageFetch, min_id: str | None, limit: int,
+                  max_pages: int | None) -> list[Mention]:
+    """Page with ``min_id`` until a page is empty (or ``max_pages``); return mentions oldest first.
+
+    The next page starts after the highest id of the last one (unusable
+    notifications included, so they are not fetched again). A server that
+    ignores ``min_id`` and answers with nothing newer ends the paging instead
+    of looping.
+    """
+    found: dict[str, Mention] = {}
+    cursor = min_id
+    pages = 0
+    while max_pages is None or pages < max_pages:
+        page = fetch(cursor, limit)
+        pages += 1
+        if not page:
+            break
+        for _, mention in page:
+            if mention is not None:
+                found[mention.notification_id] = mention
+        newest = max((notification_id for notification_id, _ in page), key=id_order)
+        if id_order(newest) <= id_order(cursor):
+            break
+        cursor = newest
+    return sorted(found.values(), key=lambda m: id_order(m.notification_id))
+
+
+def _guarded(what: str, callback: Callable[..., None], *args: object) -> None:
+    """Call a stream callback; log what it raises (it must never kill the stream's thread)."""
+    try:
+        callback(*args)
+    except Exception:
+        log.exception("%s raised; the stream goes on", what)
+
+
+def _mention_listener(on_mention: Callable[[Mention], None],
+                      on_reconnect: Callable[[], None]) -> object:
+    """Return a Mastodon.py ``StreamListener`` that hands mentions on and never raises."""
+    from mastodon import StreamListener
+
+    class MentionListener(StreamListener):
+        def handle_stream(self, response: object) -> None:
+            # Called once per (re)connection, before its first event.
+            _guarded("on_reconnect", on_reconnect)
+            super().handle_stream(response)  # type: ignore[no-untyped-call]
+
+        def on_notification(self, notification: object) -> None:
+            if not isinstance(notification, Mapping):
+                return
+            try:
+                mention = mention_from_notification(notification)
+            except Exception:
+                log.exception("unreadable notification on the stream (skipped)")
+                return
+            if mention is not None:
+                _guarded("on_mention", on_mention, mention)
+
+        def on_abort(self, err: object) -> None:
+            log.debug("user stream interrupted: %s", type(err).__name__)
+
+        def on_unknown_event(self, name: object, unknown_event: object = None) -> None:
+            log.debug("user stream: unknown event %s ignored", name)
+
+    return MentionListener()
+
+
+class IdleStream:
+    """A stream that never delivers anything: the console gateway's."""
+
+    def __init__(self) -> None:
+        self.closed = False
+
+    def close(self) -> None:
+        """Stop it."""
+        self.closed = True
+
+    def is_alive(self) -> bool:
+        """Return True until closed."""
+        return not self.closed
+
+    def is_receiving(self) -> bool:
+        """Return True until closed."""
+        return not self.closed
 
 
 # --- X-RateLimit-Reset ------------------------------------------------------
@@ -325,6 +569,86 @@ class MastodonGateway:
                    fields=fields, bot=True)
 
 
+    # --- mentions ---------------------------------------------------------------
+
+    def _mentions_page(self, min_id: str | None, limit: int,
+                       ) -> list[tuple[str, Mention | None]]:
+        page = self._call("notifications", self._api.notifications, types=["mention"],
+                          min_id=min_id, limit=limit)
+        return [(str(item.get("id")), mention_from_notification(item)) for item in page or ()]
+
+    def mentions_since(self, min_id: str | None, limit: int = defaults.MENTIONS_PAGE_LIMIT,
+                       max_pages: int | None = None) -> list[Mention]:
+        """Return the mention notifications after ``min_id``, oldest first (one call per page).
+
+        ``GET /api/v1/notifications?types[]=mention&min_id=…``; Mastodon answers
+        newest first, the pages are put in order here.
+        """
+        return page_mentions(self._mentions_page, min_id, limit, max_pages)
+
+    def stream_mentions(self, on_mention: Callable[[Mention], None],
+                        on_reconnect: Callable[[], None], *,
+                        timeout: float = defaults.MENTIONS_STREAM_TIMEOUT,
+                        reconnect_wait: float = defaults.MENTIONS_STREAM_RECONNECT_WAIT,
+                        ) -> StreamHandle:
+        """Follow ``/api/v1/streaming/user`` on Mastodon.py's thread; return its handle.
+
+        ``stream_user(run_async=True, reconnect_async=True)``: the first
+        connection and every reconnection are retried every ``reconnect_wait``
+        seconds; ``timeout`` seconds without a byte (heartbeats included) count
+        as a dead connection. Callbacks are wrapped so that nothing they raise
+        reaches Mastodon.py (an exception there ends the thread for good);
+        the caller still supervises ``is_alive()``. Needs ``read:statuses``
+        and ``read:notifications``.
+        """
+        listener = _mention_listener(on_mention, on_reconnect)
+        handle: StreamHandle = self._call(
+            "stream_user", self._api.stream_user, listener, run_async=True, timeout=timeout,
+            reconnect_async=True, reconnect_async_wait_sec=reconnect_wait)
+        return handle
+
+    def resolve_account(self, acct: str) -> tuple[str, str, bool]:
+        """Return (id, acct, bot) of ``acct`` via ``/api/v1/accounts/lookup`` (``read:accounts``).
+
+        Only accounts the instance already knows are found; a 404 raises
+        ``PermanentError``.
+        """
+        account = self._call("account_lookup", self._api.account_lookup, acct.lstrip("@"))
+        return str(account["id"]), str(account.get("acct") or acct), bool(account.get("bot"))
+
+    def notification_policy(self) -> dict[str, str]:
+        """Return the ``for_*`` fields of ``/api/v2/notifications/policy``; empty on a 404.
+
+        Needs ``read:notifications``. Servers before Mastodon 4.3 have no
+        policy (404), and filter nothing.
+        """
+        try:
+            policy = self._call("notification_policy", self._api.notifications_policy)
+        except PermanentError as exc:
+            if exc.status == 404:
+                return {}
+            raise
+        return {str(k): str(v) for k, v in dict(policy).items() if str(k).startswith("for_")}
+
+    def set_notification_policy(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """PATCH the named ``for_*`` policy fields (``write:notifications``); return the policy."""
+        unknown = sorted(set(changes) - _POLICY_FIELDS)
+        if unknown:
+            raise PermanentError(f"notification policy: unknown fields {', '.join(unknown)}")
+        policy = self._call("set_notification_policy", self._api.update_notifications_policy,
+                            **dict(changes))
+        return {str(k): str(v) for k, v in dict(policy).items() if str(k).startswith("for_")}
+
+
+_POLICY_FIELDS = frozenset({"for_not_following", "for_not_followers", "for_new_accounts",
+                            "for_private_mentions", "for_limited_accounts"})
+
+POLICY_DEFAULTS = {"for_not_following": "accept", "for_not_followers": "accept",
+                   "for_new_accounts": "accept", "for_private_mentions": "filter",
+                   "for_limited_accounts": "filter"}
+"""Mastodon 4.3+'s notification policy for a new account (private mentions filtered)."""
+
+
 def _plain(value: str) -> str:
     return html.unescape(re.sub(r"<[^>]*>", "", value))
 
@@ -427,6 +751,32 @@ class ConsoleGateway:
                                            self._limits.max_profile_fields)
         self.out.write(f"--- profile field {name}: {value} (bot account)\n")
 
+    def mentions_since(self, min_id: str | None, limit: int = defaults.MENTIONS_PAGE_LIMIT,
+                       max_pages: int | None = None) -> list[Mention]:
+        """Return nothing: nobody can mention the console."""
+        return []
+
+    def stream_mentions(self, on_mention: Callable[[Mention], None],
+                        on_reconnect: Callable[[], None]) -> StreamHandle:
+        """Return a stream that never delivers anything."""
+        return IdleStream()
+
+    def resolve_account(self, acct: str) -> tuple[str, str, bool]:
+        """Return a placeholder id (``console:<acct>``) that no instance would use."""
+        name = acct.lstrip("@")
+        return f"console:{name}", name, False
+
+    def notification_policy(self) -> dict[str, str]:
+        """Return a policy that accepts everything."""
+        return dict.fromkeys(sorted(_POLICY_FIELDS), "accept")
+
+    def set_notification_policy(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """Print the change; return the (unchanged) accept-everything policy."""
+        self.calls += 1
+        self.out.write("--- notification policy: "
+                       + ", ".join(f"{k}={v}" for k, v in sorted(changes.items())) + "\n")
+        return {**self.notification_policy(), **changes}
+
 
 # --- in-memory fake ------------------------------------------------------------------
 
@@ -459,6 +809,64 @@ class RecordedStatus:
     in_reply_to_id: str | None
 
 
+class FakeStream:
+    """The ``RecordingGateway``'s user stream, driven by the test.
+
+    Connected when opened (``on_reconnect`` is called at once, as Mastodon.py
+    calls it on connecting). ``cut()`` drops the connection (events are lost
+    until ``reconnect()``); ``die()`` ends its thread, as an exception in a
+    handler does in Mastodon.py.
+    """
+
+    def __init__(self, on_mention: Callable[[Mention], None],
+                 on_reconnect: Callable[[], None]) -> None:
+        self.on_mention = on_mention
+        self.on_reconnect = on_reconnect
+        self.alive = True
+        self.connected = False
+        self.delivered: list[str] = []
+
+    def close(self) -> None:
+        """Stop for good."""
+        self.alive = False
+        self.connected = False
+
+    def is_alive(self) -> bool:
+        """Return True until closed or dead."""
+        return self.alive
+
+    def is_receiving(self) -> bool:
+        """Return True while alive and connected."""
+        return self.alive and self.connected
+
+    def connect(self) -> None:
+        """(Re)connect: call ``on_reconnect`` like the real listener does (guarded)."""
+        if self.alive:
+            self.connected = True
+            _guarded("on_reconnect", self.on_reconnect)
+
+    def reconnect(self) -> None:
+        """Reconnect after a ``cut()``."""
+        self.connect()
+
+    def cut(self) -> None:
+        """Drop the connection: events are lost until ``reconnect()``."""
+        self.connected = False
+
+    def die(self) -> None:
+        """End the stream's thread (``is_alive()`` becomes False)."""
+        self.alive = False
+        self.connected = False
+
+    def deliver(self, mention: Mention) -> bool:
+        """Hand ``mention`` to the listener when connected (guarded); return whether it was."""
+        if not self.is_receiving():
+            return False
+        self.delivered.append(mention.notification_id)
+        _guarded("on_mention", self.on_mention, mention)
+        return True
+
+
 @dataclass
 class RecordingGateway:
     """An in-memory Mastodon account that records every call and can be scripted to fail.
@@ -484,6 +892,13 @@ class RecordingGateway:
     _script: dict[str, deque[BaseException | Lost | None]] = field(default_factory=dict)
     _keys: dict[str, tuple[str, float]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100))
+    inbox: list[Mention] = field(default_factory=list)
+    page_size: int = 40
+    accounts: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    policy: dict[str, str] = field(default_factory=lambda: dict(POLICY_DEFAULTS))
+    streams: list[FakeStream] = field(default_factory=list)
+    _notification_ids: itertools.count[int] = field(
+        default_factory=lambda: itertools.count(1000))
 
     def script(self, method: str, *outcomes: BaseException | Lost | None) -> None:
         """Queue outcomes for the next calls of ``method`` (None: succeed)."""
@@ -559,3 +974,78 @@ class RecordingGateway:
     def texts(self) -> list[str]:
         """Return the text of every status on the fake instance, in posting order."""
         return [status.post.text for status in self.statuses.values()]
+
+    # --- mentions ---------------------------------------------------------------
+
+    def mention(self, acct: str, text: str, *, visibility: str = "public",
+                account_id: str | None = None, bot: bool = False,
+                created_at: float | None = None, notification_id: str | None = None,
+                deliver: bool = True) -> Mention:
+        """Make ``acct`` mention the bot; return the notification (streamed when ``deliver``)."""
+        number = next(self._notification_ids)
+        mention = Mention(
+            notification_id=notification_id or str(number),
+            status_id=str(next(self._ids)),
+            account_id=account_id or self.accounts.get(acct, (f"a-{acct}", bot))[0],
+            acct=acct, bot=bot, visibility=visibility,
+            content=f"<p>{html.escape(text)}</p>", spoiler_text="",
+            mentions=(MentionedAccount("bot", "statusbot"),),
+            created_at=created_at if created_at is not None
+            else (self.clock() if self.clock is not None else 0.0))
+        self.inbox.append(mention)
+        if deliver:
+            for stream in self.streams:
+                stream.deliver(mention)
+        return mention
+
+    def _mentions_page(self, min_id: str | None, limit: int,
+                       ) -> list[tuple[str, Mention | None]]:
+        lost = self._enter("notifications", min_id, limit)
+        size = max(1, min(limit, self.page_size))
+        ordered = sorted(self.inbox, key=lambda m: id_order(m.notification_id))
+        if min_id is None:
+            page = ordered[-size:]
+        else:
+            page = [m for m in ordered if id_order(m.notification_id) > id_order(min_id)][:size]
+        if lost is not None:
+            raise lost.error
+        return [(m.notification_id, m) for m in reversed(page)]  # newest first, as Mastodon
+
+    def mentions_since(self, min_id: str | None, limit: int = defaults.MENTIONS_PAGE_LIMIT,
+                       max_pages: int | None = None) -> list[Mention]:
+        """Page through ``inbox`` like Mastodon (each page is a recorded ``notifications`` call)."""
+        return page_mentions(self._mentions_page, min_id, limit, max_pages)
+
+    def stream_mentions(self, on_mention: Callable[[Mention], None],
+                        on_reconnect: Callable[[], None]) -> StreamHandle:
+        """Open a ``FakeStream`` (connected at once); it is appended to ``streams``."""
+        self._enter("stream_mentions")
+        stream = FakeStream(on_mention, on_reconnect)
+        self.streams.append(stream)
+        stream.connect()
+        return stream
+
+    @property
+    def stream(self) -> FakeStream | None:
+        """The newest stream opened, or None."""
+        return self.streams[-1] if self.streams else None
+
+    def resolve_account(self, acct: str) -> tuple[str, str, bool]:
+        """Return the account from ``accounts``; a 404 ``PermanentError`` when unknown."""
+        self._enter("resolve_account", acct)
+        name = acct.lstrip("@")
+        if name not in self.accounts:
+            raise PermanentError(f"account_lookup: HTTP 404: {name} not found", status=404)
+        account_id, bot = self.accounts[name]
+        return account_id, name, bot
+
+    def notification_policy(self) -> dict[str, str]:
+        """Return ``policy``."""
+        self._enter("notification_policy")
+        return dict(self.policy)
+
+    def set_notification_policy(self, changes: Mapping[str, str]) -> dict[str, str]:
+        """Update ``policy``."""
+        self._enter("set_notification_policy", dict(changes))
+        self.policy.update(changes)
+        return dict(self.policy)

@@ -1,4 +1,4 @@
-"""The bot's durable state in one SQLite file (WAL): the outbox, named JSON state, thread ids.
+"""The bot's durable state in one SQLite file (WAL): outbox, named state, handled mentions, audit.
 
 This is the only module that touches SQLite. Every method is one committed
 transaction, so a crash (even SIGKILL) between two calls leaves a consistent
@@ -21,8 +21,11 @@ from typing import Any
 
 from bot.model import Post, PostKind
 
-SCHEMA_VERSION = 1
-"""Version of the tables below; a file written by a newer bot is refused."""
+SCHEMA_VERSION = 2
+"""Version of the tables below; a file written by a newer bot is refused.
+
+1: state, outbox. 2: notifications (handled mention ids), audit.
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -64,6 +67,34 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (state, next_attempt_at, seq);
 CREATE INDEX IF NOT EXISTS outbox_folded_into ON outbox (folded_into);
 """
+
+
+_MIGRATIONS: dict[int, str] = {
+    2: """
+CREATE TABLE IF NOT EXISTS notifications (
+    id TEXT PRIMARY KEY,
+    handled_at REAL NOT NULL,
+    account_id TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL,
+    replies INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS notifications_handled_at ON notifications (handled_at);
+CREATE TABLE IF NOT EXISTS audit (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    account_id TEXT NOT NULL,
+    acct TEXT NOT NULL,
+    command TEXT NOT NULL,
+    args TEXT NOT NULL DEFAULT '',
+    result TEXT NOT NULL,
+    notification_id TEXT
+);
+""",
+}
+"""Statements that bring a file from the previous version to the key's version."""
+
+MENTIONS_CURSOR = "mentions.cursor"
+"""Name of the state holding the mentions backfill cursor: ``{"min_id": "<id>"}``."""
 
 
 class StoreError(Exception):
@@ -127,6 +158,35 @@ class OutboxItem:
     def error(self) -> str:
         """The last error, or an empty string (for log lines and admin messages)."""
         return self.last_error or ""
+
+
+@dataclass(frozen=True, slots=True)
+class HandledNotification:
+    """A notification the bot has handled (claimed): when, from whom, with what result."""
+
+    id: str
+    handled_at: float
+    account_id: str
+    result: str
+    replies: int
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One admin action: who (account id and acct), what (command, args), when, the result.
+
+    ``seq`` is None until the entry is stored; ``notification_id`` names the
+    mention that carried the command, when there was one.
+    """
+
+    at: float
+    account_id: str
+    acct: str
+    command: str
+    args: str
+    result: str
+    notification_id: str | None = None
+    seq: int | None = None
 
 
 _COLUMNS = (
@@ -216,11 +276,18 @@ class Store:
                     db.execute(statement)
             row = db.execute("SELECT max(version) FROM schema_version").fetchone()
             version = row[0]
-            if version is None:
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version > SCHEMA_VERSION:
+            if version is not None and version > SCHEMA_VERSION:
                 raise StoreError(f"{self.path} has schema version {version}; this statusbot "
                                  f"understands up to {SCHEMA_VERSION} (upgrade statusbot)")
+            # A new file gets version 1 above, then every migration, like an old file.
+            for target in range(int(version or 1) + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[target].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+            if version is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     def close(self) -> None:
         """Close the file (a WAL checkpoint happens on the last close)."""
@@ -451,3 +518,120 @@ class Store:
             for row in self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
                 counts[row[0]] = row[1]
         return counts
+
+    # --- mentions: handled notifications, cursor ------------------------------------
+
+    def is_handled(self, notification_id: str) -> bool:
+        """Return True when ``notification_id`` has been claimed (handled) already."""
+        with self._lock:
+            row = self._db.execute("SELECT 1 FROM notifications WHERE id = ?",
+                                   (notification_id,)).fetchone()
+        return row is not None
+
+    def handled(self, notification_id: str) -> HandledNotification | None:
+        """Return how ``notification_id`` was handled, or None when it was not."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, handled_at, account_id, result, replies FROM notifications "
+                "WHERE id = ?", (notification_id,)).fetchone()
+        return None if row is None else HandledNotification(
+            row["id"], row["handled_at"], row["account_id"], row["result"], row["replies"])
+
+    def claim(self, notification_id: str, *, at: float, result: str,
+              account_id: str = "") -> bool:
+        """Mark ``notification_id`` handled with ``result`` and no reply; True the first time."""
+        return self.claim_and_enqueue(notification_id, (), at=at, result=result,
+                                      account_id=account_id)
+
+    def claim_and_enqueue(self, notification_id: str, posts: Sequence[Post], *, at: float,
+                          result: str, account_id: str = "", audit: Sequence[AuditEntry] = (),
+                          states: dict[str, dict[str, Any]] | None = None) -> bool:
+        """Claim ``notification_id`` and, only if this call claimed it, queue its reply.
+
+        One transaction: the claim (``INSERT OR IGNORE``), the reply ``posts``,
+        the ``audit`` entries and the named ``states`` a command changed. So a
+        crash can neither claim a mention without its reply nor answer it twice.
+        Returns True when this call claimed it (False: handled before, nothing
+        written).
+        """
+        with self._transaction() as db:
+            claimed = db.execute(
+                "INSERT OR IGNORE INTO notifications (id, handled_at, account_id, result, "
+                "replies) VALUES (?, ?, ?, ?, ?)",
+                (notification_id, at, account_id, result, len(posts))).rowcount
+            if not claimed:
+                return False
+            self._insert(db, posts)
+            for entry in audit:
+                self._add_audit(db, entry)
+            for name, value in (states or {}).items():
+                self._put(db, name, value)
+            return True
+
+    def replied_since(self, since: float) -> list[HandledNotification]:
+        """Return the handled notifications answered at or after ``since``, oldest first.
+
+        What the reply limiter needs to remember the recent replies across a restart.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, handled_at, account_id, result, replies FROM notifications "
+                "WHERE handled_at >= ? AND replies > 0 ORDER BY handled_at", (since,)).fetchall()
+        return [HandledNotification(r["id"], r["handled_at"], r["account_id"], r["result"],
+                                    r["replies"]) for r in rows]
+
+    def prune_notifications(self, before: float) -> int:
+        """Forget notifications handled before ``before``; return how many."""
+        with self._transaction() as db:
+            return db.execute("DELETE FROM notifications WHERE handled_at < ?",
+                              (before,)).rowcount
+
+    def mentions_cursor(self) -> str | None:
+        """Return the backfill's ``min_id``: every mention up to it has been handled."""
+        value = (self.get_state(MENTIONS_CURSOR) or {}).get("min_id")
+        return str(value) if value is not None else None
+
+    def advance_mentions_cursor(self, notification_id: str) -> str:
+        """Move the backfill cursor to ``notification_id`` unless it is further already.
+
+        Ids compare as integers (``"10"`` is after ``"9"``, bigints stay exact);
+        the cursor never moves backwards. Returns the cursor after the call.
+        """
+        if not notification_id.isdigit():
+            raise ValueError(f"not a notification id: {notification_id!r}")
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM state WHERE name = ?",
+                             (MENTIONS_CURSOR,)).fetchone()
+            current = json.loads(row[0]).get("min_id") if row is not None else None
+            if current is not None and str(current).isdigit() \
+                    and int(str(current)) >= int(notification_id):
+                return str(current)
+            self._put(db, MENTIONS_CURSOR, {"min_id": notification_id})
+            return notification_id
+
+    # --- audit ----------------------------------------------------------------------
+
+    @staticmethod
+    def _add_audit(db: sqlite3.Connection, entry: AuditEntry) -> int:
+        cursor = db.execute(
+            "INSERT INTO audit (at, account_id, acct, command, args, result, notification_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (entry.at, entry.account_id, entry.acct, entry.command, entry.args, entry.result,
+             entry.notification_id))
+        return int(cursor.lastrowid or 0)
+
+    def add_audit(self, entry: AuditEntry) -> int:
+        """Append an admin action to the audit log; return its sequence number."""
+        with self._transaction() as db:
+            return self._add_audit(db, entry)
+
+    def audit(self, limit: int = 50) -> list[AuditEntry]:
+        """Return the newest ``limit`` audit entries, oldest first (``statusbot audit``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, at, account_id, acct, command, args, result, notification_id "
+                "FROM audit ORDER BY seq DESC LIMIT ?", (max(0, int(limit)),)).fetchall()
+        return [AuditEntry(at=r["at"], account_id=r["account_id"], acct=r["acct"],
+                           command=r["command"], args=r["args"], result=r["result"],
+                           notification_id=r["notification_id"], seq=r["seq"])
+                for r in reversed(rows)]
