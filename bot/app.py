@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from bot import compose, defaults, incidents
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
+from bot.commands import Admin
 from bot.config import Config
 from bot.gateway import (
     ConsoleGateway,
@@ -22,7 +23,9 @@ from bot.gateway import (
     PermanentError,
     RetryableError,
 )
+from bot.handlers import CommandHandler
 from bot.loop import Bot
+from bot.mentions import Intake
 from bot.model import Post
 from bot.outbox import Outbox
 from bot.store import OutboxItem, Store
@@ -99,7 +102,7 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
     mastodon = config.mastodon
     prober = (InstanceProber(mastodon.api_base_url, mastodon.streaming_url or None)
               if mastodon.api_base_url and mastodon.probe_health else None)
-    return Bot(
+    bot = Bot(
         collector=Collector(config, clock=clock),
         store=store,
         outbox=outbox,
@@ -113,5 +116,49 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         status_every=config.posts.status_every,
         profile_field=config.posts.profile_field,
         heartbeat=None if dry_run else heartbeat_path(config),
+        confirm_delay=(config.commands.confirm_delay
+                       if config.commands.incident_mode == "confirm" else None),
         clock=clock,
     )
+    if config.commands.enabled and isinstance(gateway, MastodonGateway):
+        bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
+    return bot
+
+
+def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
+                   clock: Callable[[], float]) -> Intake | None:
+    """Resolve the bot's and the admins' accounts and start the mention intake.
+
+    Returns None (and logs why) when the instance cannot be asked yet; the
+    loop tries again later. An admin the instance does not know is left out,
+    loudly: nobody else ever gets their rights.
+    """
+    try:
+        bot_id, bot_acct = gateway.own_account()
+        admins: list[Admin] = []
+        for acct in config.mastodon.admins:
+            try:
+                account_id, real_acct, is_bot = gateway.resolve_account(acct)
+            except PermanentError as exc:
+                log.error("admin %s not found on the instance, left out: %s", acct, exc)
+                continue
+            if is_bot:
+                log.error("admin %s is a bot account, left out", acct)
+                continue
+            admins.append(Admin(acct=real_acct, account_id=account_id))
+    except RetryableError as exc:
+        log.warning("commands not started yet (the instance did not answer): %s", exc)
+        return None
+    commands_config = config.commands
+    handler = CommandHandler(
+        bot.store, bot.settings, bot_acct=bot_acct, bot_account_id=bot_id, admins=admins,
+        snapshot=lambda: bot.last_snapshot, public_commands=commands_config.public,
+        admin_visibilities=commands_config.admin_visibilities,
+        confirm_enabled=commands_config.incident_mode == "confirm",
+        local_domain=urlsplit(config.mastodon.api_base_url).hostname, clock=clock)
+    intake = Intake(bot.store, gateway, handler, clock=clock, stream=commands_config.stream,
+                    backfill_every=commands_config.backfill_every)
+    intake.start(ensure_policy=commands_config.ensure_policy)
+    log.info("answering mentions as @%s; admins: %s", bot_acct,
+             ", ".join(a.acct for a in admins) or "none")
+    return intake

@@ -60,6 +60,13 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("-v", "--verbose", action="store_true", help="log every decision")
 
+    audit = commands.add_parser(
+        "audit", help="show the latest admin actions (who, what, when, result)",
+    )
+    audit.add_argument("--config", metavar="PATH",
+                       help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    audit.add_argument("-n", "--limit", type=int, default=50, help="how many (default 50)")
+
     healthcheck = commands.add_parser(
         "healthcheck", help="exit 0 when the running bot completed a tick recently, else 1",
         description="For container health checks: reads the time of the last completed "
@@ -105,6 +112,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(config, dry_run=args.dry_run, once=args.once)
     if args.command == "healthcheck":
         return _healthcheck(config)
+    if args.command == "audit":
+        return _audit(config, args.limit)
     try:
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
@@ -142,6 +151,28 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
             bot.run(config.bot.interval, stop, on_tick=show, max_ticks=1 if once else None)
     finally:
         bot.store.close()
+    return EXIT_OK
+
+
+def _audit(config: Config, limit: int) -> int:
+    from bot.app import state_path
+    from bot.mentions import format_audit
+    from bot.store import Store, StoreError
+
+    path = state_path(config)
+    if not path.exists():
+        print(f"no state file at {path}: the bot has not run here yet")
+        return EXIT_OK
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        print(f"statusbot: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        entries = store.audit(limit)
+    finally:
+        store.close()
+    print(format_audit(entries) if entries else "no admin action recorded yet")
     return EXIT_OK
 
 

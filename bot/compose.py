@@ -152,6 +152,104 @@ def profile_field(open_incident: Incident | None, now: float,
     return _truncate(words.profile_name, limit, len), _truncate(value, limit, len)
 
 
+def member_status(open_incident: Incident | None, snapshot: Snapshot | None, now: float,
+                  settings: Settings) -> str:
+    """Return the answer to a member's ``status``: all normal, or what is affected since when."""
+    words = settings.wording
+    if open_incident is None:
+        if snapshot is None:
+            return fill(words.status, instance=settings.instance)
+        return compose_status(snapshot, now, settings).text
+    critical = open_incident.severity >= Severity.CRITICAL
+    lead = words.notice_lead_critical if critical else words.notice_lead_warning
+    lines = [fill(lead, time=_when(open_incident.opened_at, now, settings),
+                  instance=settings.instance), *_impact_lines(open_incident.affected, words)]
+    return _fit(lines, settings.max_characters, _measure(settings))
+
+
+ADMIN_DETAILS = ("status", "queues", "memory", "processes")
+"""What an admin can ask for: the whole picture, or one part of it."""
+
+
+def admin_details(what: str, snapshot: Snapshot | None, open_incident: Incident | None,
+                  now: float, settings: Settings) -> str:
+    """Return the numbers an admin asked for (``status``, ``queues``, ``memory``, ``processes``)."""
+    words = settings.wording
+    if snapshot is None:
+        return "No reading yet: the first tick has not run."
+    if open_incident is None:
+        head = "All normal: no incident open."
+    else:
+        head = (f"Incident {open_incident.id} open since "
+                f"{_when(open_incident.opened_at, now, settings)}, "
+                f"{open_incident.severity.name.lower()}"
+                + (" (acknowledged)" if open_incident.acknowledged else "") + ": "
+                + ", ".join(a.component for a in open_incident.affected))
+    empty = Incident(id="", opened_at=now, affected=())
+    lines = _admin_snapshot(snapshot, open_incident or empty, words)
+    if what == "queues" and snapshot.sidekiq is not None:
+        lines = [fill(words.admin_queues, queues=", ".join(
+            f"{q.name} {_count(q.size, words)}"
+            + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
+            + (" paused" if q.paused else "") + ("" if q.served else " unserved")
+            for q in snapshot.sidekiq.queues) or "none")]
+    elif what == "memory":
+        lines = [line for line in lines if line.startswith(words.admin_memory.split("{")[0])]
+        if snapshot.host is not None:
+            lines.append("By role: " + ", ".join(
+                f"{m.role} {_bytes(m.rss_bytes)}" for m in snapshot.host.roles if m.processes))
+    elif what == "processes" and snapshot.sidekiq is not None:
+        lines = [f"{p.identity}: {'live' if p.alive else 'STALE'}"
+                 + (f" {p.busy}/{p.concurrency} busy" if p.alive else f" ({p.stale_reason})")
+                 + (f", {_bytes(p.rss_kb * 1024)}" if p.rss_kb else "")
+                 for p in snapshot.sidekiq.processes] or ["No Sidekiq process registered."]
+    return _fit([head, *lines], settings.max_characters, _measure(settings))
+
+
+def local_time(moment: float, now: float, settings: Settings) -> str:
+    """Return ``moment`` as members read times ("14:05 UTC", "yesterday 23:10 CET")."""
+    return _when(moment, now, settings)
+
+
+MAINTENANCE_PHASES = ("announce", "start", "end")
+
+
+def maintenance_post(window_id: str, phase: str, start: float, end: float, text: str,
+                     now: float, settings: Settings) -> Post:
+    """Return a maintenance post: the announcement, or its start or end reply.
+
+    Keys are ``maint:<id>:<phase>``, so each is published once whoever asks.
+    """
+    words = settings.wording
+    templates = {"announce": words.maintenance_announce, "start": words.maintenance_start,
+                 "end": words.maintenance_end}
+    body = fill(templates[phase], start=_when(start, now, settings), end=_when(end, now, settings),
+                text=text, instance=settings.instance)
+    measure = _measure(settings)
+    cw = _truncate(words.cw_maintenance, _cw_limit(settings), measure)
+    announce = f"maint:{window_id}:announce"
+    return Post(key=f"maint:{window_id}:{phase}", kind=PostKind.UPDATE if phase != "announce"
+                else PostKind.NOTICE,
+                text=_fit(body.splitlines(), settings.max_characters - measure(cw), measure),
+                visibility=settings.member_visibility, created_at=now, spoiler_text=cw,
+                language=settings.language,
+                parent_key=None if phase == "announce" else announce)
+
+
+def reply(key: str, acct: str, text: str, *, status_id: str, visibility: str, now: float,
+          settings: Settings) -> Post:
+    """Return a reply to a mention: it mentions the sender and fits the instance's limit.
+
+    ``status_id`` is the mentioning status (the reply threads under it);
+    ``key`` makes the reply idempotent (one per notification).
+    """
+    mention = f"@{acct.lstrip('@')} "
+    measure = _measure(settings)
+    body = _fit(text.splitlines() or [""], settings.max_characters - measure(mention), measure)
+    return Post(key=key, kind=PostKind.REPLY, text=mention + body, visibility=visibility,
+                created_at=now, language=settings.language, parent_key=f"status:{status_id}")
+
+
 def catchup(posts: Sequence[Post], start: float, end: float, settings: Settings) -> Post:
     """Fold member notices that went stale while the instance was unreachable into one post.
 

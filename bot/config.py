@@ -139,6 +139,20 @@ class PostsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CommandsConfig:
+    """Commands by mention: who may ask what, and how new incidents are published."""
+
+    enabled: bool = True
+    public: tuple[str, ...] = defaults.PUBLIC_COMMANDS
+    admin_visibilities: tuple[str, ...] = defaults.ADMIN_VISIBILITIES
+    incident_mode: str = "auto"
+    confirm_delay: float = defaults.CONFIRM_DELAY
+    stream: bool = True
+    backfill_every: float = defaults.MENTIONS_BACKFILL_EVERY
+    ensure_policy: bool = True
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``path`` is None for the embedded defaults."""
 
@@ -151,6 +165,7 @@ class Config:
     health: Rules = field(default_factory=default_rules)
     mutes: tuple[Mute, ...] = ()
     wording: Wording = field(default_factory=Wording)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
     path: str | None = None
 
 
@@ -280,6 +295,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "posts": _posts,
         "health": _health,
         "wording": _wording,
+        "commands": _commands,
     }
     lists = ("maintenance", "silence")
     built: dict[str, Any] = {}
@@ -308,6 +324,31 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
                 if mute is not None:
                     mutes.append(mute)
     return Config(**built, mutes=tuple(mutes))
+
+
+def _commands(table: _Table) -> CommandsConfig:
+    public = table.get("public", list, list(defaults.PUBLIC_COMMANDS), "a list of commands")
+    known_public = set(defaults.PUBLIC_COMMANDS)
+    for name in public:
+        if name not in known_public:
+            table.problem("public", f"only {', '.join(sorted(known_public))} can be public, "
+                                    f"got {name!r:.40}")
+    visibilities = table.get("admin_visibilities", list, list(defaults.ADMIN_VISIBILITIES),
+                             "a list of visibilities")
+    for name in visibilities:
+        if name not in {"direct", "private", "unlisted", "public"}:
+            table.problem("admin_visibilities", f"unknown visibility {name!r:.40}")
+    return CommandsConfig(
+        enabled=table.get("enabled", bool, True, "true or false"),
+        public=tuple(n for n in public if n in known_public),
+        admin_visibilities=tuple(str(v) for v in visibilities),
+        incident_mode=table.choice("incident_mode", "auto", ("auto", "confirm")),
+        confirm_delay=table.duration("confirm_delay", defaults.CONFIRM_DELAY, allow_zero=False),
+        stream=table.get("stream", bool, True, "true or false"),
+        backfill_every=table.duration("backfill_every", defaults.MENTIONS_BACKFILL_EVERY,
+                                      allow_zero=False),
+        ensure_policy=table.get("ensure_policy", bool, True, "true or false"),
+    )
 
 
 def _wording(table: _Table) -> Wording:

@@ -547,6 +547,11 @@ class MastodonGateway:
         """Read the bot's own account (one call): the instance answers and takes the token."""
         self._call("verify_credentials", self._api.account_verify_credentials)
 
+    def own_account(self) -> tuple[str, str]:
+        """Return the bot account's (id, acct) (one call)."""
+        account = self._call("verify_credentials", self._api.account_verify_credentials)
+        return str(account["id"]), str(account.get("acct") or account.get("username"))
+
     def set_profile_field(self, name: str, value: str) -> None:
         """Set the profile field ``name`` to ``value``; keep the other fields; bot flag on.
 

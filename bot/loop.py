@@ -14,26 +14,44 @@ it finds the posts in the outbox.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from bot import compose, health, incidents
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
+from bot.compose import MEMBER_KINDS
 from bot.gateway import Gateway, PermanentError, RetryableError
-from bot.model import Event, Finding, InstanceHealth, Post, PostKind, Snapshot
+from bot.handlers import (
+    CONFIRM_STATE,
+    MUTES_STATE,
+    mutes_state,
+    post_from_json,
+    post_to_json,
+    runtime_mutes,
+)
+from bot.mentions import Intake
+from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
 from bot.outbox import DeliveryReport, Outbox
 from bot.store import Store
 
 log = logging.getLogger(__name__)
+
+_SETUP_RETRY = 300.0
+"""Seconds between attempts to start the mention intake while the instance cannot be asked."""
+
+_KEEP_ENDED = 86400.0
+"""Seconds an ended silence or maintenance window is kept (so its end post goes out)."""
 
 HEALTH_STATE = "health"
 INCIDENT_STATE = "incidents"
@@ -78,6 +96,7 @@ class Bot:
         status_every: float = 0.0,
         profile_field: bool = True,
         heartbeat: Path | None = None,
+        confirm_delay: float | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.collector = collector
@@ -92,6 +111,11 @@ class Bot:
         self.status_every = status_every
         self.profile_field = profile_field
         self.heartbeat = heartbeat
+        self.confirm_delay = confirm_delay
+        self.last_snapshot: Snapshot | None = None
+        self.intake: Intake | None = None
+        self.setup_commands: Callable[[], Intake | None] | None = None
+        self._setup_due = 0.0
         self.clock = clock
         self._last_error: str | None = None
 
@@ -128,28 +152,94 @@ class Bot:
     def tick(self) -> TickReport:
         """Run one pass: collect, evaluate, step, compose, store, deliver."""
         snapshot = self.collector.collect()
+        self.last_snapshot = snapshot
         instance = self.prober.read() if self.prober is not None else None
         now = snapshot.collected_at
+        windows = [m for m in runtime_mutes(self.store) if m.end + _KEEP_ENDED > now]
+        mutes = (*self.mutes, *(m.mute() for m in windows))
         health_state, findings = health.evaluate(
-            snapshot, self.health_state(), self.rules, now, self.mutes, instance=instance)
+            snapshot, self.health_state(), self.rules, now, mutes, instance=instance)
         incident_state, events = incidents.step(self.incident_state(), findings, now, self.policy)
         posts: list[Post] = []
         for event in events:
             log.info("incident %s %s: %s", event.incident.id, event.kind.value, event.reason)
             posts.extend(compose.compose_event(event, snapshot, self.settings))
+        states: dict[str, dict[str, Any]] = {HEALTH_STATE: health_state.to_json(),
+                                             INCIDENT_STATE: incident_state.to_json(),
+                                             MUTES_STATE: mutes_state(windows)}
         notes: list[str] = []
+        if self.confirm_delay is not None:
+            posts, confirm = self._hold_for_confirmation(posts, events, now, notes,
+                                                         self.confirm_delay)
+            if confirm is not None:
+                states[CONFIRM_STATE] = confirm
+        for window in windows:
+            if window.kind == "maintenance":
+                posts += [compose.maintenance_post(window.id, phase, window.start, window.end,
+                                                   window.text, now, self.settings)
+                          for phase, at in (("start", window.start), ("end", window.end))
+                          if at <= now]
         status = self._status_post(snapshot, incident_state, now)
         if status is not None:
             posts.append(status)
             notes.append(f"status post {status.key} due")
-        new = self.store.commit_tick(posts, {HEALTH_STATE: health_state.to_json(),
-                                             INCIDENT_STATE: incident_state.to_json()})
+        new = self.store.commit_tick(posts, states)
         profile = self._update_profile(incident_state, now) if self.profile_field else None
         delivery = self.outbox.deliver(self.clock())
         for failure in delivery.failures:
             log.error("post %s failed for good: %s", failure.key, failure.error)
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
+
+    def _hold_for_confirmation(self, posts: list[Post], events: Sequence[Event], now: float,
+                               notes: list[str], delay: float,
+                               ) -> tuple[list[Post], dict[str, Any] | None]:
+        """In confirm mode, hold member posts of a new incident until an admin decides.
+
+        The admin message of the opening says so; ``confirm`` publishes what is
+        held, ``discard`` drops it and what follows; without an answer it is
+        published after ``confirm_delay``. An incident resolved while still
+        waiting is dropped whole (members never learn of a blip).
+        """
+        pending = self.store.get_state(CONFIRM_STATE) or {}
+        changed = False
+        kept: list[Post] = []
+        for event in events:
+            if event.kind is EventKind.OPENED and not event.incident.manual:
+                pending = {"incident": event.incident.id, "deadline": now + delay,
+                           "posts": [], "decided": None}
+                changed = True
+        for post in posts:
+            waiting = (pending.get("incident") and post.key.startswith(f"{pending['incident']}:")
+                       and post.kind in MEMBER_KINDS)
+            if not waiting:
+                kept.append(self._confirm_note(post, pending) if post.kind is PostKind.ADMIN
+                            and pending.get("incident") and not pending.get("decided")
+                            and post.key == f"{pending['incident']}:0:admin" else post)
+            elif pending.get("decided") == "discard":
+                notes.append(f"{post.key} not published: discarded by an admin")
+            elif pending.get("decided") == "confirm":
+                kept.append(post)
+            else:
+                pending = {**pending, "posts": [*pending["posts"], post_to_json(post)]}
+                changed = True
+        if pending.get("incident") and not pending.get("decided"):
+            held = [post_from_json(p) for p in pending["posts"]]
+            if any(p.kind is PostKind.RESOLUTION for p in held):
+                notes.append(f"{pending['incident']} resolved before anyone confirmed it: "
+                             f"nothing published")
+                return kept, {**pending, "decided": "expired", "posts": []}
+            if now >= float(pending["deadline"]):
+                notes.append(f"{pending['incident']}: no answer in time, published")
+                return [*kept, *held], {**pending, "decided": "confirm", "posts": []}
+        return kept, pending if changed else None
+
+    def _confirm_note(self, post: Post, pending: Mapping[str, Any]) -> Post:
+        """Add to the opening's admin message that members are not told yet."""
+        deadline = compose.local_time(float(pending["deadline"]), post.created_at, self.settings)
+        extra = (f"\nMembers are not told yet: reply confirm to publish, discard to keep it "
+                 f"quiet. Published at {deadline} otherwise.")
+        return dataclasses.replace(post, text=post.text + extra)
 
     def _status_post(self, snapshot: Snapshot, state: incidents.IncidentState,
                      now: float) -> Post | None:
@@ -212,9 +302,46 @@ class Bot:
             ticks += 1
             if max_ticks is not None and ticks >= max_ticks:
                 break
-            stop.wait(max(0.0, interval - (time.monotonic() - started)))
+            remaining = max(0.0, interval - (time.monotonic() - started))
+            if self.intake is None and self.setup_commands is not None:
+                self._try_setup()
+            if self.intake is not None:
+                self._serve_mentions(remaining, stop)
+            else:
+                stop.wait(remaining)
         self.flush()
+        if self.intake is not None:
+            self.intake.close()
         return ticks
+
+    def _try_setup(self) -> None:
+        """Start the mention intake; when the instance cannot be asked yet, retry later.
+
+        Health watching never waits for it: the bot must report an instance
+        that is down, so commands come up whenever the instance lets them.
+        """
+        now = time.monotonic()
+        if self.setup_commands is None or now < self._setup_due:
+            return
+        self._setup_due = now + _SETUP_RETRY
+        try:
+            self.intake = self.setup_commands()
+        except Exception as exc:
+            self._tick_failed(exc)
+
+    def _serve_mentions(self, seconds: float, stop: threading.Event) -> None:
+        """Answer mentions until the next tick is due; delivering replies as they come."""
+        assert self.intake is not None  # noqa: S101 - checked by the caller
+
+        def deliver(report: object) -> None:
+            del report
+            self.outbox.deliver(self.clock())
+
+        try:
+            self.intake.serve(seconds, stop, on_drain=deliver)
+        except Exception as exc:
+            self._tick_failed(exc)
+            stop.wait(seconds)
 
     def _beat(self) -> None:
         """Record that a tick completed (``statusbot healthcheck`` reads it)."""

@@ -257,6 +257,19 @@ class Wording:
         "Post {key}: {text}")
     """Sent once per refused post. Placeholders: {instance}, {error}, {key}, {text}."""
 
+    # --- maintenance (admin command) ---
+    cw_maintenance: str = "Planned maintenance"
+    """Content warning of maintenance posts."""
+    maintenance_announce: str = (
+        "Planned maintenance from {start} to {end}: {text}\n"
+        "{instance} may be slow or unavailable during that time.")
+    """Announcement when an admin plans a window. Placeholders: {start}, {end}, {text},
+    {instance}."""
+    maintenance_start: str = "Maintenance has started: {text}\nExpected to end at {end}."
+    """Reply in the announcement's thread at the start. Placeholders: {end}, {text}."""
+    maintenance_end: str = "Maintenance is over. Thank you for your patience."
+    """Reply in the announcement's thread at the end. Placeholders: {text}."""
+
     # --- times, durations, numbers ---
     time_today: str = "{clock} {zone}"
     """A time on the same day. Placeholders: {clock} ("14:05"), {zone} ("UTC", "CET")."""
@@ -339,6 +352,9 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_redis_up": ("rtt",),
     "admin_redis_down": ("error",),
     "admin_delivery_failed": ("instance", "error", "key", "text"),
+    "maintenance_announce": ("start", "end", "text", "instance"),
+    "maintenance_start": ("end", "text"),
+    "maintenance_end": ("text",),
     "time_today": ("clock", "zone"),
     "time_yesterday": ("clock", "zone"),
     "time_other_day": ("day", "month", "clock", "zone"),
