@@ -746,8 +746,9 @@ class Intake:
             audit=audit, states=dict(outcome.states))
         if not claimed:
             return None
-        if posts:
-            self.limiter.record(mention.account_id, now, len(posts))
+        replies = sum(1 for p in posts if p.kind is PostKind.REPLY)
+        if replies:  # what a command posts for members is not a reply to the sender
+            self.limiter.record(mention.account_id, now, replies)
         log.info("mention %s from @%s via %s: %s", mention.notification_id, mention.acct,
                  source.value, text)
         return Handled(mention.notification_id, mention.acct, source, result, outcome.detail,

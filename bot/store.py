@@ -558,7 +558,8 @@ class Store:
             claimed = db.execute(
                 "INSERT OR IGNORE INTO notifications (id, handled_at, account_id, result, "
                 "replies) VALUES (?, ?, ?, ?, ?)",
-                (notification_id, at, account_id, result, len(posts))).rowcount
+                (notification_id, at, account_id, result,
+                 sum(1 for p in posts if p.kind is PostKind.REPLY))).rowcount
             if not claimed:
                 return False
             self._insert(db, posts)

@@ -47,7 +47,12 @@ def missing() -> str | None:
 class MastodonMock:
     """mastodon-mock 0.6.1 in a subprocess, seeded with the bot and one admin account."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_accounts: Sequence[dict[str, Any]] = ()) -> None:
+        """Seed the bot, the admin and ``extra_accounts``.
+
+        ``extra_accounts`` are more ``[[seed.accounts]]``: username, access_token,
+        and optionally domain (a remote account), bot = true, role.
+        """
         self.port = free_port()
         self.workdir = workdir
         self.config = workdir / "mastodon_mock.toml"
@@ -62,7 +67,10 @@ class MastodonMock:
             "[[seed.accounts]]\n"
             f'username = "{ADMIN_USERNAME}"\n'
             'role = "admin"\n'
-            f'access_token = "{ADMIN_TOKEN}"\n',
+            f'access_token = "{ADMIN_TOKEN}"\n'
+            + "".join("[[seed.accounts]]\n" + "".join(
+                f"{key} = {json.dumps(value)}\n" for key, value in account.items())
+                for account in extra_accounts),
             encoding="utf-8",
         )
         self.log = workdir / f"mastodon-mock-{self.port}.log"

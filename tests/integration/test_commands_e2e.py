@@ -1,0 +1,241 @@
+"""Commands by mention end to end: ``statusbot run`` against mastodon-mock and redis-server.
+
+Seeded accounts: the local admin ``ops``, a local member ``bob``, a remote
+``ops@evil.example`` with the admin's username, and a bot account. Each sends
+commands by direct mention; only the admin's act, replies come back direct,
+every mention is answered once, and the admin's actions are in the audit.
+Maintenance and confirm mode run with durations of seconds.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from tests.integration.conftest import need
+from tests.integration.mastodon_mock import (
+    ADMIN_TOKEN,
+    ADMIN_USERNAME,
+    BOT_TOKEN,
+    MastodonMock,
+    missing,
+)
+from tests.integration.servers import RedisServer, wait_for
+
+pytestmark = pytest.mark.integration
+
+TOKEN_ENV = "STATUSBOT_CMD_TOKEN"
+ACCOUNTS = [
+    {"username": "bob", "access_token": "bob-token"},
+    {"username": ADMIN_USERNAME, "domain": "evil.example", "access_token": "evil-token"},
+    {"username": "otherbot", "bot": True, "access_token": "otherbot-token"},
+]
+TOKENS = {"ops": ADMIN_TOKEN, "bob": "bob-token", "ops@evil.example": "evil-token",
+          "otherbot": "otherbot-token"}
+
+
+def text(status: dict[str, Any]) -> str:
+    return html.unescape(re.sub(r"<[^>]+>", " ", status["content"])).strip()
+
+
+@dataclass
+class Setup:
+    redis: RedisServer
+    mock: MastodonMock
+    config: Path
+    workdir: Path
+    bots: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def start(self) -> subprocess.Popen[str]:
+        with (self.workdir / "bot.log").open("a") as log:
+            bot = subprocess.Popen(
+                [sys.executable, "-m", "bot", "run", "-v", "--config", str(self.config)],
+                env={**os.environ, TOKEN_ENV: BOT_TOKEN}, stdout=log,
+                stderr=subprocess.STDOUT, text=True)
+        self.bots.append(bot)
+        wait_for(lambda: "answering mentions" in self.log(), 60, "the mention intake")
+        return bot
+
+    def log(self) -> str:
+        path = self.workdir / "bot.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def say(self, who: str, command: str, visibility: str = "direct") -> str:
+        """Post a mention of the bot as ``who``; return the status id."""
+        status, body = self.mock.request(
+            "POST", "/api/v1/statuses", token=TOKENS[who],
+            form=[("status", f"@statusbot {command}"), ("visibility", visibility)])
+        assert status == 200, body
+        return str(body["id"])
+
+    def bot_statuses(self) -> list[dict[str, Any]]:
+        return self.mock.statuses(BOT_TOKEN)
+
+    def replies_to(self, status_id: str) -> list[dict[str, Any]]:
+        return [s for s in self.bot_statuses() if s["in_reply_to_id"] == status_id]
+
+
+def config_text(redis_url: str, mock_url: str, state: Path, extra: str = "") -> str:
+    return f"""
+[redis]
+url = "{redis_url}"
+
+[bot]
+interval = 1
+state_dir = "{state}"
+
+[mastodon]
+api_base_url = "{mock_url}"
+access_token_env = "{TOKEN_ENV}"
+admins = ["{ADMIN_USERNAME}"]
+request_timeout = 3
+retry_after = 1
+retry_max = 4
+probe_health = false
+
+[posts]
+status_every = 0
+
+[commands]
+backfill_every = 2
+{extra}
+"""
+
+
+@pytest.fixture
+def setup(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Setup]:
+    need(None if shutil.which("redis-server") else "redis-server is not installed")
+    need(missing())
+    server = RedisServer(tmp_path)
+    mock = MastodonMock(tmp_path, extra_accounts=ACCOUNTS)
+    extra = getattr(request, "param", "")
+    config = tmp_path / "statusbot.toml"
+    config.write_text(config_text(server.url, mock.url, tmp_path / "state", extra))
+    ready = Setup(server, mock, config, tmp_path)
+    try:
+        yield ready
+    finally:
+        for bot in ready.bots:
+            if bot.poll() is None:
+                bot.kill()
+                bot.wait()
+        mock.stop()
+        server.stop()
+
+
+def stop(setup: Setup, bot: subprocess.Popen[str]) -> None:
+    bot.send_signal(signal.SIGTERM)
+    assert bot.wait(30) == 0, setup.log()[-3000:]
+
+
+CASES = [
+    # (who, command, answered, reply starts with, acts)
+    ("ops", "help", True, "@ops Admin commands", False),
+    ("ops", "queues", True, "@ops All normal", False),
+    ("ops", "incident Media uploads fail; we are on it.", True, "@ops Posted to members", True),
+    ("bob", "status", True, "@bob ", False),
+    ("bob", "incident fake outage", True, "@bob Sorry, only the admins", False),
+    ("ops@evil.example", "incident fake outage", True, "@ops@evil.example Sorry", False),
+    ("ops@evil.example", "resolve", True, "@ops@evil.example Sorry", False),
+    ("otherbot", "status", False, "", False),
+    ("ops", "resolve Uploads work again.", True, "@ops Resolved in the thread", True),
+]
+
+
+def test_only_the_admin_acts_and_everyone_gets_one_answer(setup: Setup) -> None:
+    """Admin by id and full acct; namesakes, members and bots cannot act."""
+    bot = setup.start()
+    asked: list[tuple[str, bool, str, str]] = []
+    for who, command, answered, starts, _ in CASES:
+        status_id = setup.say(who, command)
+        asked.append((status_id, answered, starts, who))
+        if answered:  # in order, so that incident/resolve happen in sequence
+            wait_for(lambda sid=status_id: bool(setup.replies_to(sid)), 30,  # type: ignore[misc]
+                     f"the reply to {who}: {command}", interval=0.2)
+    time.sleep(3)  # a backfill round: nothing answered twice, the bot not at all
+    for status_id, answered, starts, who in asked:
+        replies = setup.replies_to(status_id)
+        assert len(replies) == (1 if answered else 0), (who, [text(r) for r in replies])
+        if answered:
+            assert text(replies[0]).startswith(starts), text(replies[0])
+            assert replies[0]["visibility"] == "direct"
+    members = [s for s in setup.bot_statuses() if s["visibility"] == "public"]
+    assert [text(s).split(".")[0] for s in members] == [
+        "Media uploads fail; we are on it", "Resolved after less than a minute: 127"]
+    assert members[1]["in_reply_to_id"] == members[0]["id"]
+    stop(setup, bot)
+    audit = subprocess.run([sys.executable, "-m", "bot", "audit", "--config", str(setup.config)],
+                           env={**os.environ, TOKEN_ENV: BOT_TOKEN}, capture_output=True,
+                           text=True, check=True).stdout
+    assert re.search(r"@?ops\b.*incident", audit), audit
+    assert "ops@evil.example" in audit and "refused" in audit, audit
+    assert "bob" in audit
+
+
+@pytest.mark.parametrize("setup", ['incident_mode = "confirm"\nconfirm_delay = 3600'],
+                         indirect=True)
+def test_confirm_mode_publishes_only_on_confirm(setup: Setup) -> None:
+    """A new incident's notice waits for the admin's confirm; the DM says so."""
+    client = redis.Redis(port=setup.redis.port, decode_responses=True)
+    identity = "web1:1:0123456789ab"
+    client.sadd("queues", "push")
+    client.lpush("queue:push", json.dumps({"class": "X", "queue": "push", "args": [],
+                                           "enqueued_at": time.time() - 7200}))
+    client.sadd("processes", identity)
+    client.hset(identity, mapping={"info": json.dumps({"hostname": "web1", "pid": 1,
+                                                       "queues": ["default"], "concurrency": 5,
+                                                       "version": "7.3.9"}),
+                                   "busy": 0, "beat": time.time(), "quiet": "false"})
+    setup.config.write_text(setup.config.read_text() + """
+[health.queue_latency.push]
+warning = 5
+critical = 10
+for = 0
+[health.unserved]
+warning = 3600
+critical = 7200
+""")
+    bot = setup.start()
+    wait_for(lambda: any("Members are not told yet" in text(s) for s in setup.bot_statuses()),
+             30, "the draft for the admins", interval=0.3)
+    client.hset(identity, "beat", time.time())
+    assert not [s for s in setup.bot_statuses() if s["visibility"] == "public"]
+    setup.say("ops", "confirm")
+    wait_for(lambda: any(s["visibility"] == "public" for s in setup.bot_statuses()), 30,
+             "the confirmed notice", interval=0.3)
+    notices = [s for s in setup.bot_statuses() if s["visibility"] == "public"]
+    assert len(notices) == 1 and "other servers" in text(notices[0])
+    stop(setup, bot)
+
+
+def test_maintenance_announced_started_and_ended(setup: Setup) -> None:
+    """`maintenance +2s 3s …`: announcement now, then start and end in its thread."""
+    bot = setup.start()
+    setup.say("ops", "maintenance +2s 3s database upgrade")
+
+    def maintenance_posts() -> list[dict[str, Any]]:
+        return [s for s in setup.bot_statuses()
+                if s["visibility"] == "public" and s["spoiler_text"] == "Planned maintenance"]
+
+    wait_for(lambda: len(maintenance_posts()) == 3, 40, "announcement, start and end",
+             interval=0.3)
+    announce, started, ended = maintenance_posts()
+    assert "database upgrade" in text(announce)
+    assert text(started).startswith("Maintenance has started")
+    assert text(ended).startswith("Maintenance is over")
+    assert started["in_reply_to_id"] == ended["in_reply_to_id"] == announce["id"]
+    stop(setup, bot)
