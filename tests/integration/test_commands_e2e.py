@@ -39,7 +39,7 @@ from tests.integration.servers import RedisServer, wait_for
 pytestmark = pytest.mark.integration
 
 TOKEN_ENV = "STATUSBOT_CMD_TOKEN"
-ACCOUNTS = [
+ACCOUNTS: list[dict[str, Any]] = [
     {"username": "bob", "access_token": "bob-token"},
     {"username": ADMIN_USERNAME, "domain": "evil.example", "access_token": "evil-token"},
     {"username": "otherbot", "bot": True, "access_token": "otherbot-token"},
