@@ -153,10 +153,10 @@ def main() -> int:
         if head in old:  # replace this section only, up to the next one
             before, _, after = old.partition(head)
             rest = after.partition("\n## ")[2]
-            new = before + text + ("\n## " + rest if rest else "")
+            updated = before + text + ("\n## " + rest if rest else "")
         else:
-            new = old.rstrip() + "\n\n" + text
-        results.write_text(new)
+            updated = old.rstrip() + "\n\n" + text
+        results.write_text(updated)
     return 0
 
 

@@ -25,7 +25,7 @@ from bot.gateway import (
 )
 from bot.handlers import CommandHandler
 from bot.loop import Bot
-from bot.mentions import Intake
+from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
 from bot.outbox import Outbox
 from bot.store import OutboxItem, Store
@@ -156,8 +156,10 @@ def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
         admin_visibilities=commands_config.admin_visibilities,
         confirm_enabled=commands_config.incident_mode == "confirm",
         local_domain=urlsplit(config.mastodon.api_base_url).hostname, clock=clock)
+    limiter = ReplyLimiter(per_account=commands_config.replies_per_account,
+                           total=commands_config.replies_per_hour)
     intake = Intake(bot.store, gateway, handler, clock=clock, stream=commands_config.stream,
-                    backfill_every=commands_config.backfill_every)
+                    backfill_every=commands_config.backfill_every, limiter=limiter)
     intake.start(ensure_policy=commands_config.ensure_policy)
     log.info("answering mentions as @%s; admins: %s", bot_acct,
              ", ".join(a.acct for a in admins) or "none")

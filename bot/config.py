@@ -150,6 +150,8 @@ class CommandsConfig:
     stream: bool = True
     backfill_every: float = defaults.MENTIONS_BACKFILL_EVERY
     ensure_policy: bool = True
+    replies_per_account: int = defaults.REPLIES_PER_ACCOUNT
+    replies_per_hour: int = defaults.REPLIES_GLOBAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -348,7 +350,18 @@ def _commands(table: _Table) -> CommandsConfig:
         backfill_every=table.duration("backfill_every", defaults.MENTIONS_BACKFILL_EVERY,
                                       allow_zero=False),
         ensure_policy=table.get("ensure_policy", bool, True, "true or false"),
+        replies_per_account=_positive(table, "replies_per_account",
+                                      defaults.REPLIES_PER_ACCOUNT),
+        replies_per_hour=_positive(table, "replies_per_hour", defaults.REPLIES_GLOBAL),
     )
+
+
+def _positive(table: _Table, key: str, default: int) -> int:
+    value = table.get(key, int, default, "a whole number")
+    if value < 1:
+        table.problem(key, f"must be at least 1, got {value}")
+        return default
+    return value
 
 
 def _wording(table: _Table) -> Wording:

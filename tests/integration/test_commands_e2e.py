@@ -239,3 +239,41 @@ def test_maintenance_announced_started_and_ended(setup: Setup) -> None:
     assert text(ended).startswith("Maintenance is over")
     assert started["in_reply_to_id"] == ended["in_reply_to_id"] == announce["id"]
     stop(setup, bot)
+
+
+EVERY_COMMAND = ["help", "status", "queues", "memory", "processes", "report", "confirm",
+                 "incident Media uploads fail.", "update A disk is being replaced.", "ack",
+                 "silence 1h queue:pull", "unsilence", "maintenance +1h 10m database upgrade",
+                 "resolve Uploads work again.", "frobnicate"]
+ADMIN_ONLY = {"queues", "memory", "processes", "report", "incident", "update", "ack",
+              "silence", "unsilence", "maintenance", "resolve"}
+
+
+@pytest.mark.parametrize("setup", ["replies_per_account = 100\nreplies_per_hour = 1000"],
+                         indirect=True)
+def test_each_account_sends_each_command(setup: Setup) -> None:
+    """Admin, member, remote namesake and bot each send every command; only the admin acts."""
+    bot = setup.start()
+    for command in EVERY_COMMAND:
+        for who in ("bob", "ops@evil.example", "otherbot", "ops"):
+            status_id = setup.say(who, command)
+            if who == "otherbot":
+                continue
+            wait_for(lambda sid=status_id: bool(setup.replies_to(sid)), 30,  # type: ignore[misc]
+                     f"the reply to {who}: {command}", interval=0.2)
+            (answer,) = setup.replies_to(status_id)
+            assert answer["visibility"] == "direct"
+            said = text(answer)
+            refused = "Sorry, only the admins" in said
+            word = command.split()[0]
+            assert refused == (who != "ops" and word in ADMIN_ONLY), (who, command, said)
+    members = [text(s).split(".")[0] for s in setup.bot_statuses()
+               if s["visibility"] == "public"]
+    assert len(members) == 4, members
+    assert members[:2] == ["Media uploads fail", "A disk is being replaced"], members
+    assert members[2].startswith("Planned maintenance from"), members
+    assert members[3] == "Resolved after less than a minute: 127", members
+    replied_to_bot = [s for s in setup.bot_statuses()
+                      if "@otherbot" in text(s)]
+    assert replied_to_bot == []
+    stop(setup, bot)
