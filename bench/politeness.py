@@ -151,9 +151,9 @@ def main() -> int:
         old = results.read_text()
         head = "## Requests to the instance when all is well"
         if head in old:  # replace this section only, up to the next one
-            before, _, after = old.partition(head)
+            leading, _, after = old.partition(head)
             rest = after.partition("\n## ")[2]
-            updated = before + text + ("\n## " + rest if rest else "")
+            updated = leading + text + ("\n## " + rest if rest else "")
         else:
             updated = old.rstrip() + "\n\n" + text
         results.write_text(updated)
