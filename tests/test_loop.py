@@ -179,3 +179,33 @@ def test_healthcheck_command(tmp_path: Path, age: float | None, status: int, say
                             capture_output=True, text=True, check=False)
     assert result.returncode == status
     assert result.stdout.startswith(says), result.stdout
+
+
+def test_confirm_mode_holds_member_posts_until_the_deadline() -> None:
+    """In confirm mode the notice waits; the admin DM says so; after the delay it goes out."""
+    bot, store, gateway = make_bot([snapshot(START, 400), snapshot(START + 30, 400),
+                                    snapshot(START + 700, 400)])
+    bot.confirm_delay = 600.0
+    first = bot.tick()
+    assert [p.kind for p in first.posts] == [PostKind.ADMIN]
+    assert "Members are not told yet" in first.posts[0].text
+    assert bot.tick().posts == ()
+    third = bot.tick()
+    assert [p.kind for p in third.posts] == [PostKind.NOTICE]
+    assert any("no answer in time, published" in note for note in third.notes)
+    assert [s.post.kind for s in gateway.statuses.values()] == [PostKind.ADMIN,
+                                                                PostKind.NOTICE]
+    del store
+
+
+def test_confirm_mode_drops_an_incident_resolved_before_anyone_confirmed() -> None:
+    """A blip that resolves while waiting for confirmation is never published."""
+    bot, _, gateway = make_bot([snapshot(START, 400), snapshot(START + 30, 0),
+                                snapshot(START + 900, 0)])
+    bot.confirm_delay = 600.0
+    bot.tick()
+    second = bot.tick()
+    assert [p.kind for p in second.posts] == [PostKind.ADMIN]  # the resolution's admin DM
+    assert any("resolved before anyone confirmed" in note for note in second.notes)
+    bot.tick()
+    assert {s.post.kind for s in gateway.statuses.values()} == {PostKind.ADMIN}
