@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.mastodon_mock import MastodonMock, missing
 from tests.integration.servers import RedisServer
 
 REQUIRE = os.environ.get("STATUSBOT_REQUIRE_INTEGRATION") == "1"
@@ -31,3 +32,20 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonMock]:
+    """A mastodon-mock server shared by a module's tests."""
+    need(missing())
+    server = MastodonMock(tmp_path_factory.mktemp("mastodon-mock"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def server(mock: MastodonMock) -> Iterator[MastodonMock]:
+    """The shared server, with no fault rule left over."""
+    mock.clear_faults()
+    yield mock
+    mock.clear_faults()

@@ -25,30 +25,13 @@ from bot.gateway import MastodonGateway, PermanentError, RetryableError
 from bot.model import Post, PostKind
 from bot.outbox import GATE_STATE, DeliveryReport, Outbox, Reason
 from bot.store import ItemState, StepState, Store
-from tests.integration.conftest import need
-from tests.integration.mastodon_mock import REPO, MastodonMock, missing, post_to_json
+from tests.integration.mastodon_mock import REPO, MastodonMock, post_to_json
 from tests.integration.servers import wait_for
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 2.0
 """The gateway's request timeout in these tests (seconds)."""
-
-
-@pytest.fixture(scope="module")
-def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonMock]:
-    need(missing())
-    server = MastodonMock(tmp_path_factory.mktemp("mastodon-mock"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(mock: MastodonMock) -> Iterator[MastodonMock]:
-    """The shared server, with no fault rule left over."""
-    mock.clear_faults()
-    yield mock
-    mock.clear_faults()
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -32,27 +32,10 @@ from bot.mentions import (
 from bot.model import Post, PostKind
 from bot.outbox import Outbox
 from bot.store import Store
-from tests.integration.conftest import need
-from tests.integration.mastodon_mock import BOT_TOKEN, MastodonMock, missing
+from tests.integration.mastodon_mock import BOT_TOKEN, MastodonMock
 from tests.integration.servers import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def mock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MastodonMock]:
-    need(missing())
-    server = MastodonMock(tmp_path_factory.mktemp("mastodon-mock"))
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(mock: MastodonMock) -> Iterator[MastodonMock]:
-    """The shared server, with no fault rule left over."""
-    mock.clear_faults()
-    yield mock
-    mock.clear_faults()
 
 
 class Proxy:
