@@ -369,3 +369,47 @@ window that has just begun, not tomorrow's."""
 CONFIRM_DELAY = 600.0
 """With ``incident_mode = "confirm"``: seconds a new incident's member notice waits for an
 admin's ``confirm`` or ``discard`` before it is published anyway."""
+
+# --- Reports ---
+
+REPORT_SMALLER_BELOW = 0.5
+"""Share of provisioned memory (0-1): a monthly peak below it means the server could be smaller."""
+
+REPORT_TIGHT_ABOVE = 0.9
+"""Share of provisioned memory (0-1): a monthly peak above it means the server is tight."""
+
+REPORT_GAP_FACTOR = 1.5
+"""Chart series: a step between points longer than this many typical steps is a gap
+(the bot was not watching); the line breaks there instead of bridging it."""
+
+CHART_WIDTH_PX = 1200
+"""Width of the donor report's chart in pixels (portrait, readable at phone size)."""
+
+CHART_HEIGHT_PX = 1350
+"""Height of the donor report's chart in pixels."""
+
+CHART_DPI = 150
+"""Dots per inch of the chart: 1200 x 1350 px is 8 x 9 inches at 150 dpi."""
+
+CHART_TIMEOUT = 60.0
+"""Seconds the chart's child process may take before it is killed."""
+
+# --- History ---
+
+HISTORY_RAW_KEEP = 86400.0
+"""Seconds raw samples (one per tick) are kept before they are rolled into 5-minute buckets."""
+
+HISTORY_BUCKET = 300
+"""Seconds of one downsampled bucket (min/mean/max of the raw samples in it)."""
+
+HISTORY_FINE_KEEP = 40 * 86400.0
+"""Seconds 5-minute buckets are kept before they are rolled into daily buckets (≥ 35 days)."""
+
+HISTORY_DAILY_KEEP = 400 * 86400.0
+"""Seconds daily buckets are kept; older ones are deleted."""
+
+HISTORY_COMPACT_EVERY = 600.0
+"""Seconds between two compactions of the sample history (``History.maybe_compact``)."""
+
+DAILY_COUNTERS_MAX_DAYS = 5 * 366
+"""Most days ``SidekiqReader.daily_counters`` reads (Sidekiq keeps its daily counters 5 years)."""

@@ -1,0 +1,156 @@
+"""Draw the donor report's chart as a PNG in a child process, so the bot's memory does not grow.
+
+``render_chart(data, out)`` writes ``data`` (``bot.report.chart_data``) to a
+JSON file and runs ``python -m bot.chart <json> <png>`` with the bot's own
+interpreter. Only that child imports matplotlib (the ``chart`` extra,
+``pip install 'statusbot[chart]'``) with the Agg backend; the parent never
+does, so matplotlib's tens of megabytes are returned to the system when the
+child exits (see ``bench/chart_memory.py`` and ``bench/RESULTS.md``).
+
+The picture: ``defaults.CHART_WIDTH_PX`` x ``defaults.CHART_HEIGHT_PX``
+(1200 x 1350) pixels at ``defaults.CHART_DPI`` (150), portrait, with large
+type so that it reads on a phone. Two stacked panels sharing the time axis:
+memory used (mean line, band up to each bucket's peak) against a horizontal
+"provisioned" line, in GiB; and how long background work waited (each
+bucket's worst), in minutes. A null point breaks the line (the bot was not
+watching then).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bot import defaults
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+"""The first eight bytes of every PNG file."""
+
+EXIT_NO_MATPLOTLIB = 3
+"""The child's exit status when matplotlib cannot be imported."""
+
+FONT_SIZE = 20
+"""Base font size in points: about 42 px at 150 dpi, legible when a phone shows the 1200 px
+image about 400 px wide."""
+
+
+class ChartError(Exception):
+    """The chart could not be drawn: matplotlib is missing, or the child failed or timed out."""
+
+
+def render_chart(figures_json: dict[str, Any], out: Path, *,
+                 timeout: float = defaults.CHART_TIMEOUT) -> Path:
+    """Draw the chart of ``figures_json`` into the PNG ``out`` in a child process; return ``out``.
+
+    Raises ``ChartError`` when matplotlib is not installed (the ``chart``
+    extra), when the child fails or runs longer than ``timeout`` seconds, or
+    when it leaves no PNG behind.
+    """
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="statusbot-chart-") as folder:
+        source = Path(folder) / "chart.json"
+        source.write_text(json.dumps(figures_json), encoding="utf-8")
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", "bot.chart", str(source), str(out)],
+                capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as error:
+            raise ChartError(f"drawing the chart took longer than {timeout:g} s") from error
+        except OSError as error:
+            raise ChartError(f"could not start the chart process: {error}") from error
+    if done.returncode == EXIT_NO_MATPLOTLIB:
+        raise ChartError("matplotlib is not installed: install the chart extra "
+                         "(pip install 'statusbot[chart]') to attach charts to reports")
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no message"])[-1]
+        raise ChartError(f"the chart process failed (exit {done.returncode}): {last}")
+    try:
+        with out.open("rb") as png:
+            head = png.read(len(PNG_SIGNATURE))
+    except OSError as error:
+        raise ChartError(f"the chart process wrote no file at {out}") from error
+    if head != PNG_SIGNATURE:
+        raise ChartError(f"the chart process wrote something that is not a PNG at {out}")
+    return out
+
+
+def draw(data: dict[str, Any], out: Path) -> None:
+    """Draw the chart in this process (the child's work; the bot calls ``render_chart``)."""
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    try:
+        zone: Any = ZoneInfo(str(data.get("timezone") or "UTC"))
+    except (ValueError, OSError, KeyError):
+        zone = ZoneInfo("UTC")
+    nan = float("nan")
+
+    def times(values: list[float]) -> list[datetime]:
+        return [datetime.fromtimestamp(value, zone) for value in values]
+
+    def numbers(values: list[float | None], scale: float) -> list[float]:
+        return [nan if value is None else value / scale for value in values]
+
+    gib = float(1 << 30)
+    memory = data["memory"]
+    latency = data["latency"]
+    plt.rcParams.update({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 2,
+                         "axes.titleweight": "bold", "lines.linewidth": 3})
+    figure, (top, bottom) = plt.subplots(
+        2, 1, sharex=True, figsize=(defaults.CHART_WIDTH_PX / defaults.CHART_DPI,
+                                    defaults.CHART_HEIGHT_PX / defaults.CHART_DPI),
+        dpi=defaults.CHART_DPI, layout="constrained")
+    figure.suptitle(str(data.get("title", "")), fontsize=FONT_SIZE + 4)
+
+    at = times(memory["at"])
+    mean = numbers(memory["mean"], gib)
+    peak = numbers(memory["max"], gib)
+    top.fill_between(at, mean, peak, color="#f4a259", alpha=0.45, label="peak", linewidth=0)
+    top.plot(at, mean, color="#c8553d", label="used (average)")
+    provisioned = float(data["provisioned_bytes"]) / gib
+    top.axhline(provisioned, color="#2d3047", linestyle="--", linewidth=3, label="provisioned")
+    top.set_ylim(0, provisioned * 1.12 if provisioned > 0 else None)
+    top.set_title("Memory (GiB)", loc="left")
+    top.legend(loc="lower left", fontsize=FONT_SIZE - 4, ncol=3, frameon=False)
+    top.grid(axis="y", alpha=0.3)
+
+    bottom.plot(times(latency["at"]), numbers(latency["max"], 60.0), color="#1b998b")
+    bottom.set_ylim(bottom=0)
+    bottom.set_title("Longest wait for background work (min)", loc="left")
+    bottom.grid(axis="y", alpha=0.3)
+    start, end = data.get("start"), data.get("end")
+    if start is not None and end is not None:
+        bottom.set_xlim(datetime.fromtimestamp(start, zone), datetime.fromtimestamp(end, zone))
+    bottom.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=5, tz=zone))  # type: ignore[no-untyped-call]
+    bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=zone))  # type: ignore[no-untyped-call]
+    figure.savefig(out, format="png", dpi=defaults.CHART_DPI)
+    plt.close(figure)
+
+
+def main(argv: list[str]) -> int:
+    """Child entry point: ``python -m bot.chart <json> <png>``; 3 when matplotlib is missing."""
+    if len(argv) != 2:
+        print("usage: python -m bot.chart <data.json> <out.png>", file=sys.stderr)
+        return 2
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as error:
+        print(f"matplotlib is not installed: {error}", file=sys.stderr)
+        return EXIT_NO_MATPLOTLIB
+    data = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+    draw(data, Path(argv[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,69 @@
+"""Tests for bot.chart: a real PNG of the documented size from the child, clear errors otherwise."""
+
+from __future__ import annotations
+
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot import chart, defaults, report
+from bot.report import Point
+
+T0 = 1714521600.0
+H = 3600.0
+
+
+def data() -> dict[str, object]:
+    memory = [Point(T0 + i * H, 1e9, 2e9 + (i % 24) * 1e7, 2.5e9, 60) for i in range(720)
+              if not 200 <= i < 230]
+    latency = [Point(T0 + i * H, 0, 2, 5 + (600 if i == 300 else 0), 60) for i in range(720)]
+    figures = report.monthly_figures(T0, T0 + 720 * H, memory, 4 << 30, [], None, latency, [],
+                                     {}, None, "EUR", None, None, 690 * H)
+    return report.chart_data(figures)
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    head = path.read_bytes()[:24]
+    assert head[:8] == chart.PNG_SIGNATURE and head[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", head[16:24])
+    return width, height
+
+
+def test_chart_is_a_png_of_the_documented_size(tmp_path: Path) -> None:
+    """The child draws a PNG of CHART_WIDTH_PX x CHART_HEIGHT_PX."""
+    out = chart.render_chart(data(), tmp_path / "month.png")
+    assert png_size(out) == (defaults.CHART_WIDTH_PX, defaults.CHART_HEIGHT_PX)
+
+
+def test_parent_never_imports_matplotlib(tmp_path: Path) -> None:
+    """Rendering leaves matplotlib out of the calling process."""
+    if "matplotlib" in sys.modules:
+        pytest.skip("another test imported matplotlib into this process")
+    chart.render_chart(data(), tmp_path / "month.png")
+    assert "matplotlib" not in sys.modules
+
+
+def test_missing_matplotlib_is_a_chart_error(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without matplotlib the child exits 3 and the caller gets a ChartError naming the extra."""
+    shim = tmp_path / "shim" / "matplotlib"
+    shim.mkdir(parents=True)
+    (shim / "__init__.py").write_text("raise ImportError('simulated: no matplotlib')\n")
+    monkeypatch.setenv("PYTHONPATH", str(shim.parent))
+    with pytest.raises(chart.ChartError, match=r"statusbot\[chart\]"):
+        chart.render_chart(data(), tmp_path / "month.png")
+    assert not (tmp_path / "month.png").exists()
+
+
+def test_child_failure_is_a_chart_error(tmp_path: Path) -> None:
+    """Bad data makes the child fail; the error carries its last message."""
+    with pytest.raises(chart.ChartError, match="failed"):
+        chart.render_chart({"memory": {}}, tmp_path / "month.png")
+
+
+def test_timeout_is_a_chart_error(tmp_path: Path) -> None:
+    """A child that takes too long is killed and reported."""
+    with pytest.raises(chart.ChartError, match="longer than"):
+        chart.render_chart(data(), tmp_path / "month.png", timeout=0.01)
