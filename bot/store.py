@@ -9,6 +9,7 @@ recorded before the request, and its status id right after the answer.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import sqlite3
 import threading
@@ -21,11 +22,28 @@ from typing import Any
 
 from bot.model import Post, PostKind
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """Version of the tables below; a file written by a newer bot is refused.
 
-1: state, outbox. 2: notifications (handled mention ids), audit.
+1: state, outbox. 2: notifications (handled mention ids), audit. 3: samples
+(raw, 5-minute, daily) and closed incidents (``bot/history.py``).
 """
+
+SAMPLE_METRICS = (
+    "memory_used_percent", "memory_used_bytes", "memory_total_bytes", "swap_used_percent",
+    "cpu_percent", "load_1m", "disk_used_percent", "queue_latency_s", "enqueued", "busy",
+    "concurrency", "live_processes", "redis_ok", "incident_open",
+)
+"""The sampled metrics, in column order (``bot.history.Sample`` has a field for each).
+
+Columns of the sample tables: ``samples_raw`` has one column per metric;
+``samples_5m`` and ``samples_1d`` have ``<metric>_min``, ``_mean``, ``_max`` and
+``_n`` (how many samples had a value), plus ``samples`` (samples in the bucket);
+a bucket's ``at`` is its start (UTC-aligned).
+"""
+
+SAMPLE_TABLES = {"raw": "samples_raw", "5m": "samples_5m", "1d": "samples_1d"}
+"""Sample table of each resolution."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -90,6 +108,36 @@ CREATE TABLE IF NOT EXISTS audit (
     notification_id TEXT
 );
 """,
+    3: """
+CREATE TABLE IF NOT EXISTS samples_raw (
+    at REAL PRIMARY KEY,
+    {raw}
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples_5m (
+    at INTEGER PRIMARY KEY,
+    samples INTEGER NOT NULL,
+    {buckets}
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS samples_1d (
+    at INTEGER PRIMARY KEY,
+    samples INTEGER NOT NULL,
+    {buckets}
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS incidents_closed (
+    id TEXT PRIMARY KEY,
+    opened_at REAL NOT NULL,
+    resolved_at REAL NOT NULL,
+    components TEXT NOT NULL,
+    peak TEXT NOT NULL,
+    manual INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS incidents_closed_resolved_at ON incidents_closed (resolved_at);
+""".format(
+        raw=",\n    ".join(f"{m} REAL" for m in SAMPLE_METRICS),
+        buckets=",\n    ".join(f"{m}_{part} {kind}" for m in SAMPLE_METRICS
+                              for part, kind in (("min", "REAL"), ("mean", "REAL"),
+                                                 ("max", "REAL"), ("n", "INTEGER NOT NULL"))),
+    ),
 }
 """Statements that bring a file from the previous version to the key's version."""
 
@@ -636,3 +684,131 @@ class Store:
                            command=r["command"], args=r["args"], result=r["result"],
                            notification_id=r["notification_id"], seq=r["seq"])
                 for r in reversed(rows)]
+
+    # --- history: samples, closed incidents (bot/history.py) --------------------------
+
+    def add_samples(self, rows: Iterable[Sequence[float | None]]) -> int:
+        """Store raw samples, each ``(at, *values)`` in ``SAMPLE_METRICS`` order.
+
+        A sample at the same ``at`` as a stored one replaces it. Returns how many
+        rows were written.
+        """
+        marks = ", ".join("?" for _ in range(len(SAMPLE_METRICS) + 1))
+        with self._transaction() as db:
+            return db.executemany(
+                f"INSERT OR REPLACE INTO samples_raw (at, {', '.join(SAMPLE_METRICS)}) "  # noqa: S608
+                f"VALUES ({marks})", [tuple(row) for row in rows]).rowcount
+
+    def compact_samples(self, raw_before: float, fine_before: float, bucket: int,
+                        drop_before: float) -> tuple[int, int, int]:
+        """Roll old samples up into coarser rows and delete the oldest daily rows.
+
+        Raw samples before ``raw_before`` become ``bucket``-second rows, those
+        before ``fine_before`` daily rows; daily rows before ``drop_before``
+        are deleted. One transaction. A bucket that exists already is merged with (min of
+        mins, max of maxes, means weighted by their counts), so samples stored
+        late are not lost and running it twice changes nothing. The limits
+        must be aligned to ``bucket`` and to UTC days. Returns the numbers of
+        raw rows, 5-minute rows and daily rows removed.
+        """
+        with self._transaction() as db:
+            db.execute(self._rollup_sql("samples_5m", "samples_raw", f"CAST(at / {int(bucket)} "
+                                        f"AS INTEGER) * {int(bucket)}", raw=True), (raw_before,))
+            raw = db.execute("DELETE FROM samples_raw WHERE at < ?", (raw_before,)).rowcount
+            db.execute(self._rollup_sql("samples_1d", "samples_5m",
+                                        "CAST(at / 86400 AS INTEGER) * 86400", raw=False),
+                       (fine_before,))
+            fine = db.execute("DELETE FROM samples_5m WHERE at < ?", (fine_before,)).rowcount
+            daily = db.execute("DELETE FROM samples_1d WHERE at < ?", (drop_before,)).rowcount
+            return raw, fine, daily
+
+    @staticmethod
+    @functools.lru_cache(maxsize=8)
+    def _rollup_sql(target: str, source: str, start: str, *, raw: bool) -> str:
+        columns = ["at", "samples"]
+        select = [start + " AS b", "count(*)" if raw else "sum(samples)"]
+        update = ["samples = samples + excluded.samples"]
+        for m in SAMPLE_METRICS:
+            columns += [f"{m}_min", f"{m}_mean", f"{m}_max", f"{m}_n"]
+            if raw:
+                select += [f"min({m})", f"avg({m})", f"max({m})", f"count({m})"]
+            else:
+                select += [f"min({m}_min)", f"sum({m}_mean * {m}_n) / nullif(sum({m}_n), 0)",
+                           f"max({m}_max)", f"sum({m}_n)"]
+            update += [
+                f"{m}_min = coalesce(min({m}_min, excluded.{m}_min), {m}_min, excluded.{m}_min)",
+                f"{m}_max = coalesce(max({m}_max, excluded.{m}_max), {m}_max, excluded.{m}_max)",
+                f"{m}_mean = CASE WHEN {m}_n + excluded.{m}_n = 0 THEN NULL ELSE "
+                f"(coalesce({m}_mean, 0) * {m}_n + coalesce(excluded.{m}_mean, 0) * "
+                f"excluded.{m}_n) / ({m}_n + excluded.{m}_n) END",
+                f"{m}_n = {m}_n + excluded.{m}_n",
+            ]
+        return (f"INSERT INTO {target} ({', '.join(columns)}) "  # noqa: S608
+                f"SELECT {', '.join(select)} FROM {source} WHERE at < ? GROUP BY b "
+                f"ON CONFLICT (at) DO UPDATE SET {', '.join(update)}")
+
+    def sample_rows(self, resolution: str, metric: str | None, start: float, end: float,
+                    ) -> list[tuple[float, float | None, float | None, float | None, int, int]]:
+        """Return ``(at, min, mean, max, n, samples)`` rows of one resolution, oldest first.
+
+        ``resolution`` is a key of ``SAMPLE_TABLES``. Raw rows are those with
+        ``start <= at < end``; bucket rows those that start before ``end`` and
+        after ``start`` minus a day (callers clip). A raw row reads as a bucket
+        of one sample. ``metric`` None gives only times and sample counts.
+        """
+        if resolution not in SAMPLE_TABLES:
+            raise ValueError(f"unknown resolution: {resolution!r}")
+        if metric is not None and metric not in SAMPLE_METRICS:
+            raise ValueError(f"unknown metric: {metric!r}")
+        if resolution == "raw":
+            value = metric or "NULL"
+            columns = f"at, {value}, {value}, {value}, {value} IS NOT NULL, 1"
+            low = start
+        else:
+            columns = (f"at, {metric}_min, {metric}_mean, {metric}_max, {metric}_n, samples"
+                       if metric else "at, NULL, NULL, NULL, 0, samples")
+            low = start - 86400.0
+        sql = (f"SELECT {columns} FROM {SAMPLE_TABLES[resolution]} "  # noqa: S608
+               "WHERE at >= ? AND at < ? ORDER BY at")
+        with self._lock:
+            rows = self._db.execute(sql, (low, end)).fetchall()
+        return [(float(r[0]), r[1], r[2], r[3], int(r[4]), int(r[5])) for r in rows]
+
+    def sample_counts(self) -> dict[str, int]:
+        """Return how many rows each sample table holds (keys of ``SAMPLE_TABLES``)."""
+        with self._lock:
+            return {name: int(self._db.execute(
+                        f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+                    for name, table in SAMPLE_TABLES.items()}
+
+    def disk_usage(self) -> tuple[int, int]:
+        """Return the database's size and its free (reusable) part, in bytes (pages used)."""
+        with self._lock:
+            size = self._db.execute("PRAGMA page_size").fetchone()[0]
+            pages = self._db.execute("PRAGMA page_count").fetchone()[0]
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+        return int(size) * int(pages), int(size) * int(free)
+
+    def add_closed_incident(self, incident_id: str, opened_at: float, resolved_at: float,
+                            components: Sequence[str], peak: str, manual: bool) -> bool:
+        """Remember a resolved incident; True when it was new (an id is stored once)."""
+        with self._transaction() as db:
+            return db.execute(
+                "INSERT OR IGNORE INTO incidents_closed (id, opened_at, resolved_at, "
+                "components, peak, manual) VALUES (?, ?, ?, ?, ?, ?)",
+                (incident_id, opened_at, resolved_at, json.dumps(list(components)), peak,
+                 int(manual))).rowcount > 0
+
+    def closed_incidents(self, start: float, end: float,
+                         ) -> list[tuple[str, float, float, list[str], str, bool]]:
+        """Return the resolved incidents that overlap ``[start, end)``, oldest first.
+
+        Each as ``(id, opened_at, resolved_at, components, peak, manual)``.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, opened_at, resolved_at, components, peak, manual "
+                "FROM incidents_closed WHERE resolved_at > ? AND opened_at < ? "
+                "ORDER BY opened_at, id", (start, end)).fetchall()
+        return [(str(r[0]), float(r[1]), float(r[2]),
+                 [str(c) for c in json.loads(r[3])], str(r[4]), bool(r[5])) for r in rows]

@@ -22,11 +22,12 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timedelta, timezone
 from typing import Any
 
 import redis
@@ -300,6 +301,41 @@ class SidekiqReader:
         now = self._clock()
         stats = self._parse_second(pending, counters, second, anomalies, now)
         return self._redis_stats(rtt_ms, info), stats
+
+    def daily_counters(self, days: int, today: date) -> dict[str, tuple[int, int]]:
+        """Return Sidekiq's own jobs processed and failed per UTC day, for ``days`` days.
+
+        Keys are ISO dates, oldest first, ending with ``today``; a day without
+        a counter (nothing ran, or before Sidekiq kept them) reads (0, 0).
+        Sidekiq keeps these counters 5 years, so they cover the time before
+        the bot ran. One MGET, read-only; ``days`` is capped at
+        ``DAILY_COUNTERS_MAX_DAYS``. A value that is not a number reads 0 and
+        is counted in a warning. Never raises for Redis trouble: logs it and
+        returns {}.
+        """
+        log = logging.getLogger(__name__)
+        count = max(0, min(int(days), defaults.DAILY_COUNTERS_MAX_DAYS))
+        if count == 0:
+            return {}
+        dates = [(today - timedelta(days=back)).isoformat() for back in range(count - 1, -1, -1)]
+        keys = [self.key(f"stat:{name}:{day}") for day in dates for name in ("processed", "failed")]
+        try:
+            values = list(self._client.mget(keys))
+        except redis.RedisError as exc:
+            log.warning("cannot read Sidekiq's daily counters: %s", _error_text(exc))
+            return {}
+        numbers: list[int] = []
+        malformed: list[str] = []
+        for key, value in zip(keys, values, strict=True):
+            number = _int_field(value) if value is not None else 0
+            if number is None:
+                malformed.append(key)
+                number = 0
+            numbers.append(number)
+        if malformed:
+            log.warning("%d malformed Sidekiq daily counters read as 0 (first: %s)",
+                        len(malformed), malformed[0])
+        return {day: (numbers[2 * i], numbers[2 * i + 1]) for i, day in enumerate(dates)}
 
     def _first_round_trip(self) -> list[Any]:
         today = datetime.fromtimestamp(self._clock(), tz=timezone.utc).strftime("%Y-%m-%d")
