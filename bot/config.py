@@ -154,6 +154,25 @@ class CommandsConfig:
     replies_per_hour: int = defaults.REPLIES_GLOBAL
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportsConfig:
+    """When the weekly digest and the monthly donor report go out, and what they cite.
+
+    ``weekly`` is (weekday 0-6, minutes after local midnight) or None for off;
+    ``monthly`` is (day of month 1-28, minutes) or None.
+    """
+
+    weekly: tuple[int, int] | None = (0, 9 * 60)
+    monthly: tuple[int, int] | None = (1, 9 * 60)
+    monthly_cost: float = 0.0
+    currency: str = "EUR"
+    donation_url: str = ""
+    chart: bool = True
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``path`` is None for the embedded defaults."""
@@ -168,6 +187,7 @@ class Config:
     mutes: tuple[Mute, ...] = ()
     wording: Wording = field(default_factory=Wording)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
+    reports: ReportsConfig = field(default_factory=ReportsConfig)
     path: str | None = None
 
 
@@ -298,6 +318,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "health": _health,
         "wording": _wording,
         "commands": _commands,
+        "reports": _reports,
     }
     lists = ("maintenance", "silence")
     built: dict[str, Any] = {}
@@ -353,6 +374,45 @@ def _commands(table: _Table) -> CommandsConfig:
         replies_per_account=_positive(table, "replies_per_account",
                                       defaults.REPLIES_PER_ACCOUNT),
         replies_per_hour=_positive(table, "replies_per_hour", defaults.REPLIES_GLOBAL),
+    )
+
+
+def _slot(table: _Table, key: str, default: tuple[int, int] | None,
+          weekly: bool) -> tuple[int, int] | None:
+    """Read ``"mon 09:00"`` (weekly) or ``"1 09:00"`` (monthly), or ``"off"``."""
+    example = '"mon 09:00"' if weekly else '"1 09:00" (day 1 to 28)'
+    value = table.get(key, str, "", f"a day and time like {example}, or \"off\"")
+    if not value:
+        return default
+    if value.strip().lower() == "off":
+        return None
+    match = re.fullmatch(r"\s*(\w+)\s+([01]?[0-9]|2[0-3]):([0-5][0-9])\s*", value.lower())
+    day: int | None = None
+    if match:
+        word = match.group(1)
+        if weekly and word[:3] in WEEKDAYS:
+            day = WEEKDAYS.index(word[:3])
+        elif not weekly and word.isdigit() and 1 <= int(word) <= 28:
+            day = int(word)
+    if match is None or day is None:
+        table.problem(key, f"must be a day and time like {example}, or \"off\", got {value!r}")
+        return default
+    return day, int(match.group(2)) * 60 + int(match.group(3))
+
+
+def _reports(table: _Table) -> ReportsConfig:
+    defaults_ = ReportsConfig()
+    url = table.get("donation_url", str, "", "a URL")
+    if url and urlsplit(url).scheme not in {"http", "https"}:
+        table.problem("donation_url", f"must be an https:// URL, got {url!r}")
+        url = ""
+    return ReportsConfig(
+        weekly=_slot(table, "weekly", defaults_.weekly, weekly=True),
+        monthly=_slot(table, "monthly", defaults_.monthly, weekly=False),
+        monthly_cost=table.number("monthly_cost", 0.0, minimum=0, unit="(currency units)"),
+        currency=table.get("currency", str, "EUR", "a currency code or sign"),
+        donation_url=url,
+        chart=table.get("chart", bool, True, "true or false"),
     )
 
 

@@ -29,7 +29,7 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
                      ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
-                      "health, wording, commands, [[maintenance]], [[silence]])"],
+                      "health, wording, commands, reports, [[maintenance]], [[silence]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
@@ -125,6 +125,11 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
                      ["wording.notice_footr: unknown text (see bot/wording.py for the names)",
                       "wording.resolution: unknown placeholder {{hours}} "
                       "(use {{duration}}, {{instance}})"], id="wording"),
+        pytest.param("[reports]\nweekly = 'someday 9:00'\nmonthly = '31 09:00'\n",
+                     ['reports.weekly: must be a day and time like "mon 09:00", or "off", got '
+                      "'someday 9:00'",
+                      'reports.monthly: must be a day and time like "1 09:00" (day 1 to 28), '
+                      "or \"off\", got '31 09:00'"], id="report-slots"),
         pytest.param("[redis\n", ["not valid TOML: Expected ']' at the end of a table "
                                   "declaration (at line 1, column 7)"], id="bad-toml"),
     ],
@@ -352,3 +357,12 @@ sentence = "Deine Beiträge erreichen andere Server verspätet."
     push = wording.impacts["queue:push"]
     assert push.sentence == "Deine Beiträge erreichen andere Server verspätet."
     assert push.noun == DEFAULT_WORDING.impacts["queue:push"].noun
+
+
+def test_report_slots(tmp_path: Path) -> None:
+    """Weekly and monthly report times, or off."""
+    path = write(tmp_path, "[reports]\nweekly = 'Friday 17:30'\nmonthly = 'off'\n"
+                           "monthly_cost = 42.5\ndonation_url = 'https://example.org/donate'\n")
+    reports = load_config(path, environ={}).reports
+    assert (reports.weekly, reports.monthly, reports.monthly_cost) == ((4, 17 * 60 + 30), None,
+                                                                       42.5)
