@@ -24,6 +24,7 @@ from bot.gateway import (
     RetryableError,
 )
 from bot.handlers import CommandHandler
+from bot.history import History
 from bot.loop import Bot
 from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
@@ -120,6 +121,11 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
                        if config.commands.incident_mode == "confirm" else None),
         clock=clock,
     )
+    if not dry_run:
+        bot.history = History(store, interval=config.bot.interval)
+        bot.reports = config.reports
+        bot.reports_dir = Path(config.bot.state_dir) / "reports"
+        bot.daily_counters = bot.collector.sidekiq.daily_counters
     if config.commands.enabled and isinstance(gateway, MastodonGateway):
         bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
     return bot

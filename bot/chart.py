@@ -51,6 +51,7 @@ def render_chart(figures_json: dict[str, Any], out: Path, *,
     when it leaves no PNG behind.
     """
     out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="statusbot-chart-") as folder:
         source = Path(folder) / "chart.json"
         source.write_text(json.dumps(figures_json), encoding="utf-8")

@@ -67,6 +67,18 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
     audit.add_argument("-n", "--limit", type=int, default=50, help="how many (default 50)")
 
+    report_cmd = commands.add_parser(
+        "report", help="the latest weekly digest or monthly donor report",
+        description="Compose the latest weekly digest or monthly report from the bot's "
+        "history. With --dry-run it is printed (and the chart written with --out), not "
+        "posted; without, it is queued and sent now (once: a scheduled one is not repeated).",
+    )
+    report_cmd.add_argument("kind", nargs="?", choices=("weekly", "monthly"), default="weekly")
+    report_cmd.add_argument("--config", metavar="PATH",
+                            help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    report_cmd.add_argument("--dry-run", action="store_true", help="print, do not post")
+    report_cmd.add_argument("--out", metavar="FILE.png", help="write the monthly chart here")
+
     healthcheck = commands.add_parser(
         "healthcheck", help="exit 0 when the running bot completed a tick recently, else 1",
         description="For container health checks: reads the time of the last completed "
@@ -114,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _healthcheck(config)
     if args.command == "audit":
         return _audit(config, args.limit)
+    if args.command == "report":
+        return _report(config, args.kind, dry_run=args.dry_run, out=args.out)
     try:
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
@@ -149,6 +163,66 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
     try:
         with stop_on_signals(stop):
             bot.run(config.bot.interval, stop, on_tick=show, max_ticks=1 if once else None)
+    finally:
+        bot.store.close()
+    return EXIT_OK
+
+
+def _report(config: Config, kind: str, *, dry_run: bool, out: str | None) -> int:
+    import time
+    from pathlib import Path
+
+    from bot import report, reporting
+    from bot.app import build
+    from bot.chart import ChartError, render_chart
+
+    bot = build(config, dry_run=dry_run, out=sys.stdout)
+    try:
+        if bot.history is None:  # a dry run keeps no state: read the real file, if any
+            from bot.app import state_path
+            from bot.history import History
+            from bot.store import Store
+
+            path = state_path(config)
+            store = Store(path) if path.exists() else Store(":memory:")
+            bot.history = History(store, interval=config.bot.interval)
+        history = bot.history
+        now = time.time()
+        tz = bot.settings.timezone
+        daily = bot.collector.sidekiq.daily_counters
+        open_incident = bot.incident_state().open
+        if kind == "weekly":
+            slot = config.reports.weekly or (0, 9 * 60)
+            due = reporting.last_weekly(now, slot, tz)
+            weekly = reporting.weekly_figures(history, daily, due, now, open_incident)
+            post = reporting.digest_post(weekly, due, now, bot.settings)
+        else:
+            mslot = config.reports.monthly or (1, 9 * 60)
+            due = reporting.last_monthly(now, mslot, tz)
+            try:
+                members = reporting.active_members(bot.gateway.instance_activity())
+            except Exception:
+                members = None
+            monthly = reporting.monthly_figures(history, daily, due, now, config.reports,
+                                                open_incident, members)
+            chart_path = Path(out) if out else None
+            if chart_path is None and not dry_run and config.reports.chart:
+                chart_path = reporting.chart_file(Path(config.bot.state_dir) / "reports", due)
+            chart = None
+            if chart_path is not None:
+                try:
+                    chart = render_chart(report.chart_data(monthly, bot.settings), chart_path)
+                    print(f"chart written to {chart}", file=sys.stderr)
+                except ChartError as exc:
+                    print(f"statusbot: no chart: {exc}", file=sys.stderr)
+            post = reporting.report_post(monthly, due, now, bot.settings, chart,
+                                         bot.gateway.limits().description_limit)
+        print(post.text)
+        if not dry_run:
+            bot.store.enqueue([post])
+            delivery = bot.outbox.deliver(time.time())
+            print(f"queued as {post.key}; sent now: {post.key in delivery.sent}",
+                  file=sys.stderr)
     finally:
         bot.store.close()
     return EXIT_OK

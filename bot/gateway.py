@@ -16,10 +16,12 @@ import html
 import itertools
 import logging
 import math
+import mimetypes
+import os
 import re
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -81,8 +83,37 @@ class Gateway(Protocol):
 
     calls: int
 
-    def post(self, post: Post, in_reply_to_id: str | None) -> str:
-        """Publish ``post`` (sending ``post.key`` as Idempotency-Key); return its status id."""
+    def post(self, post: Post, in_reply_to_id: str | None,
+             media_ids: Sequence[str] = ()) -> str:
+        """Publish ``post`` (sending ``post.key`` as Idempotency-Key); return its status id.
+
+        ``media_ids`` are uploaded, processed attachments (``upload_media``).
+        A 422 while one is still processing is a ``PermanentError`` with
+        status 422: the caller decides (the outbox checks ``media_ready``).
+        """
+        ...
+
+    def upload_media(self, path: str, description: str) -> str:
+        """Upload the local file ``path`` with its alt text; return the media id.
+
+        Never waits for processing: ``media_ready`` says when it is done. A
+        missing or unreadable file is a ``PermanentError`` (status None).
+        """
+        ...
+
+    def media_ready(self, media_id: str) -> bool:
+        """Return True once the instance has processed the upload ``media_id``.
+
+        A 404 (``PermanentError``) means the instance no longer has it.
+        """
+        ...
+
+    def instance_activity(self) -> list[dict[str, int]]:
+        """Return the instance's weekly activity, newest week first; [] when it is not public.
+
+        Each entry: ``week`` (epoch seconds of the week's start), ``statuses``,
+        ``logins``, ``registrations``.
+        """
         ...
 
     def pin(self, status_id: str) -> None:
@@ -403,6 +434,67 @@ def ratelimit_retry_at(reset: str | None, now: float, server_date: str | None = 
     return now + min(max(wait, 0.0), defaults.RATELIMIT_MAX_WAIT)
 
 
+# --- media and activity helpers ------------------------------------------------------
+
+MEDIA_NOT_PROCESSED = ("Cannot attach files that have not finished processing. "
+                       "Try again in a moment!")
+"""Mastodon's (English) 422 text for a status whose attachment is still processing."""
+
+
+def truncate_description(description: str, limit: int) -> str:
+    """Return ``description`` cut to ``limit`` characters (ending with "…" when cut)."""
+    if limit <= 0 or len(description) <= limit:
+        return description if limit > 0 else ""
+    return description[:limit - 1].rstrip() + "…"
+
+
+def media_type(path: str) -> str:
+    """Return the MIME type of a media file from its name; PermanentError when unknown."""
+    guessed, _ = mimetypes.guess_type(path)
+    if guessed is None or guessed.split("/")[0] not in ("image", "video", "audio"):
+        raise PermanentError(f"upload_media: {os.path.basename(path)}: not an image, video or "
+                             f"audio file name ({guessed or 'unknown type'})")
+    return guessed
+
+
+def check_media_file(path: str) -> None:
+    """Raise ``PermanentError`` when ``path`` is not a readable regular file."""
+    if not os.path.isfile(path):
+        raise PermanentError(f"upload_media: {path}: no such file")
+    if not os.access(path, os.R_OK):
+        raise PermanentError(f"upload_media: {path}: not readable")
+
+
+def _count(value: object) -> int:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value or "").strip()
+    return int(text) if text.isdigit() else 0
+
+
+def activity_from_api(weeks: object) -> list[dict[str, int]]:
+    """Return ``/api/v1/instance/activity`` entries as plain ints, newest week first.
+
+    Mastodon sends every value as a string (``"week": "1574553600"``);
+    Mastodon.py turns ``week`` into a datetime. Entries without a week are skipped.
+    """
+    result: list[dict[str, int]] = []
+    for week in weeks if isinstance(weeks, list) else []:
+        if not isinstance(week, Mapping):
+            continue
+        start = week.get("week")
+        at = int(_epoch(float(start) if isinstance(start, str) and start.strip().isdigit()
+                        else start))
+        if at <= 0:
+            continue
+        result.append({"week": at, "statuses": _count(week.get("statuses")),
+                       "logins": _count(week.get("logins")),
+                       "registrations": _count(week.get("registrations"))})
+    return sorted(result, key=lambda w: w["week"], reverse=True)
+
+
 # --- the real client ------------------------------------------------------------
 
 
@@ -428,6 +520,8 @@ class MastodonGateway:
         self._clock = clock
         self._last_headers: Mapping[str, str] | None = None
         self._limits: InstanceLimits | None = None
+        self._version_known = False
+        self._processed: set[str] = set()
         self._api: Any = Mastodon(
             api_base_url=api_base_url, access_token=access_token,
             ratelimit_method="throw", request_timeout=self.request_timeout,
@@ -488,15 +582,87 @@ class MastodonGateway:
             return min(float(reset), now + defaults.RATELIMIT_MAX_WAIT)
         return None
 
-    def post(self, post: Post, in_reply_to_id: str | None) -> str:
+    def post(self, post: Post, in_reply_to_id: str | None,
+             media_ids: Sequence[str] = ()) -> str:
         """Publish ``post`` with ``post.key`` as Idempotency-Key; return the status id."""
         status = self._call(
             "post", self._api.status_post, post.text, in_reply_to_id=in_reply_to_id,
+            media_ids=list(media_ids) or None,
             visibility=post.visibility or None, spoiler_text=post.spoiler_text or None,
             sensitive=bool(post.spoiler_text), language=post.language or None,
             idempotency_key=post.key,
         )
         return str(status["id"])
+
+    def _learn_version(self) -> None:
+        """Read the instance's version once (counted), so ``media_post`` picks /api/v2/media.
+
+        Mastodon.py would otherwise read it silently inside ``media_post`` and,
+        if that read failed (an outage), fall back to /api/v1/media for good.
+        """
+        if self._version_known:
+            return
+        from mastodon.errors import MastodonVersionError
+
+        self.calls += 1
+        try:
+            self._api.retrieve_mastodon_version(fail_hard=True)
+        except MastodonVersionError as exc:
+            # v1 answered but v2 did not (a server before 4.0): the version is known.
+            if int(getattr(self._api, "mastodon_major", 1)) <= 1:
+                cause = exc.__cause__ if exc.__cause__ is not None else exc
+                raise RetryableError(f"instance version: {self._scrub(str(cause))}") from None
+        self._version_known = True
+
+    def upload_media(self, path: str, description: str) -> str:
+        """Upload ``path`` (``media_post``, not synchronous); return the media id.
+
+        Images usually come back processed (200); video, gifv and audio come
+        back 202 with ``url`` null and are processed later (``media_ready``).
+        The file is read here and closed after the request; ``description``
+        should already fit the instance's ``description_limit``.
+        """
+        check_media_file(path)
+        mime = media_type(path)
+        self._learn_version()
+        try:
+            with open(path, "rb") as handle:
+                media = self._call("upload_media", self._api.media_post, handle,
+                                   mime_type=mime, description=description or None,
+                                   file_name=os.path.basename(path), synchronous=False)
+        except OSError as exc:
+            raise PermanentError(f"upload_media: {path}: {exc.strerror or exc}") from None
+        media_id = str(media["id"])
+        if media.get("url"):
+            self._processed.add(media_id)
+        return media_id
+
+    def media_ready(self, media_id: str) -> bool:
+        """Return True once ``media_id`` is processed (GET /api/v1/media/:id; 206 = not yet).
+
+        An upload that came back processed costs no call.
+        """
+        if media_id in self._processed:
+            return True
+        media = self._call("media", self._api.media, media_id)
+        if media.get("url"):
+            self._processed.add(media_id)
+            return True
+        return False
+
+    def instance_activity(self) -> list[dict[str, int]]:
+        """Return GET /api/v1/instance/activity (12 weeks, newest first); [] when disabled.
+
+        Admins can turn the activity API off (404); a server in limited
+        federation mode may refuse it to others (403). Both give [].
+        """
+        try:
+            weeks = self._call("instance_activity", self._api.instance_activity)
+        except PermanentError as exc:
+            if exc.status in (403, 404, 410):
+                return []
+            raise
+        return activity_from_api(list(weeks or []))
 
     def _pinned(self, status_id: str) -> bool:
         status = self._call("status", self._api.status, status_id)
@@ -708,12 +874,15 @@ class ConsoleGateway:
         self._by_key: dict[str, str] = {}
         self._pinned: set[str] = set()
         self._fields: list[tuple[str, str]] = []
+        self._media: dict[str, tuple[str, str]] = {}
+        self._media_ids = itertools.count(1)
 
     def __repr__(self) -> str:
         return "ConsoleGateway()"
 
-    def post(self, post: Post, in_reply_to_id: str | None) -> str:
-        """Print the post; return its (fake) status id."""
+    def post(self, post: Post, in_reply_to_id: str | None,
+             media_ids: Sequence[str] = ()) -> str:
+        """Print the post and its attachments; return its (fake) status id."""
         self.calls += 1
         if post.key in self._by_key:
             return self._by_key[post.key]
@@ -725,9 +894,28 @@ class ConsoleGateway:
         if post.spoiler_text:
             lines.append(f"CW: {post.spoiler_text}")
         lines.append(post.text)
+        for media_id in media_ids:
+            path, description = self._media.get(media_id, (media_id, ""))
+            lines.append(f"[image: {path}, alt: {description}]")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
         return status_id
+
+    def upload_media(self, path: str, description: str) -> str:
+        """Check the file and remember it; it is printed with the post that attaches it."""
+        check_media_file(path)
+        self.calls += 1
+        media_id = f"media-{next(self._media_ids)}"
+        self._media[media_id] = (path, description)
+        return media_id
+
+    def media_ready(self, media_id: str) -> bool:
+        """Return True: the console processes nothing."""
+        return True
+
+    def instance_activity(self) -> list[dict[str, int]]:
+        """Return []: the console has no activity to report."""
+        return []
 
     def pin(self, status_id: str) -> None:
         """Print that the status is pinned."""
@@ -812,6 +1000,23 @@ class RecordedStatus:
     id: str
     post: Post
     in_reply_to_id: str | None
+    media_ids: tuple[str, ...] = ()
+
+
+@dataclass
+class RecordedMedia:
+    """An upload as the fake instance holds it: the first ``polls_left`` polls say "not yet"."""
+
+    id: str
+    path: str
+    description: str
+    polls_left: int = 0
+    processed_at_upload: bool = False
+
+    @property
+    def ready(self) -> bool:
+        """True once processed."""
+        return self.polls_left <= 0
 
 
 class FakeStream:
@@ -904,6 +1109,11 @@ class RecordingGateway:
     streams: list[FakeStream] = field(default_factory=list)
     _notification_ids: itertools.count[int] = field(
         default_factory=lambda: itertools.count(1000))
+    media: dict[str, RecordedMedia] = field(default_factory=dict)
+    media_polls: dict[str, int] = field(default_factory=dict)
+    """Path → how many ``media_ready`` polls its upload stays unprocessed (0: ready at once)."""
+    activity: list[dict[str, int]] = field(default_factory=list)
+    _media_ids: itertools.count[int] = field(default_factory=lambda: itertools.count(500))
 
     def script(self, method: str, *outcomes: BaseException | Lost | None) -> None:
         """Queue outcomes for the next calls of ``method`` (None: succeed)."""
@@ -924,17 +1134,29 @@ class RecordingGateway:
         """Return the recorded calls of ``method``, in order."""
         return [call for call in self.log if call.method == method]
 
-    def post(self, post: Post, in_reply_to_id: str | None) -> str:
-        """Record the post; return its id (the original one for a repeated key)."""
-        lost = self._enter("post", post, in_reply_to_id)
+    def post(self, post: Post, in_reply_to_id: str | None,
+             media_ids: Sequence[str] = ()) -> str:
+        """Record the post; return its id (the original one for a repeated key).
+
+        Like Mastodon, an attachment still processing is a 422, an unknown one a 404-ish 422.
+        """
+        lost = self._enter("post", post, in_reply_to_id, tuple(media_ids))
         now = self.clock() if self.clock is not None else 0.0
         known = self._keys.get(post.key)
         if known is not None and (self.idempotency_window is None
                                   or now - known[1] <= self.idempotency_window):
             status_id = known[0]
         else:
+            for media_id in media_ids:
+                media = self.media.get(media_id)
+                if media is None:
+                    raise PermanentError(f"post: HTTP 422: Media {media_id} could not be found",
+                                         status=422)
+                if not media.ready:
+                    raise PermanentError(f"post: HTTP 422: {MEDIA_NOT_PROCESSED}", status=422)
             status_id = str(next(self._ids))
-            self.statuses[status_id] = RecordedStatus(status_id, post, in_reply_to_id)
+            self.statuses[status_id] = RecordedStatus(status_id, post, in_reply_to_id,
+                                                      tuple(media_ids))
             self._keys[post.key] = (status_id, now)
         if lost is not None:
             raise lost.error
@@ -979,6 +1201,39 @@ class RecordingGateway:
     def texts(self) -> list[str]:
         """Return the text of every status on the fake instance, in posting order."""
         return [status.post.text for status in self.statuses.values()]
+
+    def upload_media(self, path: str, description: str) -> str:
+        """Record the upload (the file must exist); unprocessed for ``media_polls[path]`` polls."""
+        check_media_file(path)  # before any request, like the real gateway
+        lost = self._enter("upload_media", path, description)
+        media_id = str(next(self._media_ids))
+        polls = self.media_polls.get(path, 0)
+        self.media[media_id] = RecordedMedia(media_id, path, description, polls, polls <= 0)
+        if lost is not None:
+            raise lost.error
+        return media_id
+
+    def media_ready(self, media_id: str) -> bool:
+        """Poll the upload: each call brings it one step closer to processed.
+
+        An upload that was processed at once costs no call (like the real gateway).
+        """
+        media = self.media.get(media_id)
+        if media is not None and media.processed_at_upload:
+            return True
+        lost = self._enter("media_ready", media_id)
+        if media is None:
+            raise PermanentError(f"media: HTTP 404: {media_id} not found", status=404)
+        ready = media.ready
+        media.polls_left -= 1
+        if lost is not None:
+            raise lost.error
+        return ready
+
+    def instance_activity(self) -> list[dict[str, int]]:
+        """Return ``activity`` (newest week first)."""
+        self._enter("instance_activity")
+        return sorted(self.activity, key=lambda w: w["week"], reverse=True)
 
     # --- mentions ---------------------------------------------------------------
 

@@ -25,8 +25,9 @@ from bot import commands, compose, incidents
 from bot.commands import Admin, Command, CommandError, Role
 from bot.gateway import Mention
 from bot.health import Mute
+from bot.history import History
 from bot.mentions import Outcome, reply_key, reply_visibility
-from bot.model import Event, Post, PostKind, Snapshot
+from bot.model import Event, EventKind, Post, PostKind, Snapshot
 from bot.store import AuditEntry, Store
 
 log = logging.getLogger(__name__)
@@ -186,6 +187,8 @@ class CommandHandler:
     def _incident_change(self, mention: Mention, event: Event, state: incidents.IncidentState,
                          reply: str, now: float) -> Outcome:
         posts = compose.compose_event(event, self.snapshot(), self.settings)
+        if event.kind is EventKind.RESOLVED:  # for the reports; idempotent by incident id
+            History(self.store).record_incident(event.incident)
         return self._answer(mention, reply, now, f"{event.kind.value} {event.incident.id}",
                             posts=posts, states={INCIDENT_STATE: state.to_json()})
 

@@ -27,10 +27,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bot import compose, health, incidents
+from bot import compose, health, incidents, report, reporting
+from bot.chart import ChartError, render_chart
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
 from bot.compose import MEMBER_KINDS
+from bot.config import ReportsConfig
 from bot.gateway import Gateway, PermanentError, RetryableError
 from bot.handlers import (
     CONFIRM_STATE,
@@ -40,6 +42,7 @@ from bot.handlers import (
     post_to_json,
     runtime_mutes,
 )
+from bot.history import History, sample_from
 from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
 from bot.outbox import DeliveryReport, Outbox
@@ -49,6 +52,9 @@ log = logging.getLogger(__name__)
 
 _SETUP_RETRY = 300.0
 """Seconds between attempts to start the mention intake while the instance cannot be asked."""
+
+_REPORT_LATE = 86400.0
+"""Seconds after its slot a report may still go out (a bot down over the slot posts late)."""
 
 _KEEP_ENDED = 86400.0
 """Seconds an ended silence or maintenance window is kept (so its end post goes out)."""
@@ -115,6 +121,10 @@ class Bot:
         self.last_snapshot: Snapshot | None = None
         self.intake: Intake | None = None
         self.setup_commands: Callable[[], Intake | None] | None = None
+        self.history: History | None = None
+        self.reports: ReportsConfig | None = None
+        self.reports_dir: Path | None = None
+        self.daily_counters: reporting.DailyCounters | None = None
         self._setup_due = 0.0
         self.clock = clock
         self._last_error: str | None = None
@@ -183,13 +193,82 @@ class Bot:
         if status is not None:
             posts.append(status)
             notes.append(f"status post {status.key} due")
+        if self.reports is not None:
+            posts += self._due_reports(now, incident_state, notes)
         new = self.store.commit_tick(posts, states)
+        self._keep_history(snapshot, incident_state, events, now)
         profile = self._update_profile(incident_state, now) if self.profile_field else None
         delivery = self.outbox.deliver(self.clock())
         for failure in delivery.failures:
             log.error("post %s failed for good: %s", failure.key, failure.error)
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
+
+    def _keep_history(self, snapshot: Snapshot, state: incidents.IncidentState,
+                      events: Sequence[Event], now: float) -> None:
+        """Record this tick's sample and resolved incidents; compact now and then."""
+        if self.history is None:
+            return
+        try:
+            self.history.record(sample_from(snapshot, state.open is not None))
+            for event in events:
+                if event.kind is EventKind.RESOLVED:
+                    self.history.record_incident(event.incident)
+            self.history.maybe_compact(now)
+        except Exception as exc:
+            self._tick_failed(exc)
+
+    def _due_reports(self, now: float, state: incidents.IncidentState,
+                     notes: list[str]) -> list[Post]:
+        """Return the weekly digest and the monthly report when their time has come.
+
+        A report is due in the day after its slot and only if its key was never
+        queued: a restart or a long tick never posts one twice, and a bot that
+        was down over the slot posts it late rather than never, for a day.
+        """
+        config, history = self.reports, self.history
+        if config is None or history is None or self.daily_counters is None:
+            return []
+        posts: list[Post] = []
+        tz = self.settings.timezone
+        candidates = []
+        if config.weekly is not None:
+            candidates.append(reporting.last_weekly(now, config.weekly, tz))
+        if config.monthly is not None:
+            candidates.append(reporting.last_monthly(now, config.monthly, tz))
+        for due in candidates:
+            if now - due.end > _REPORT_LATE or self.store.get(due.key) is not None:
+                continue
+            try:
+                posts.append(self._report_post(due, now, state, config, history))
+            except Exception as exc:
+                self._tick_failed(exc)
+                continue
+            notes.append(f"{due.kind} report {due.key} due")
+        return posts
+
+    def _report_post(self, due: reporting.Due, now: float, state: incidents.IncidentState,
+                     config: ReportsConfig, history: History) -> Post:
+        assert self.daily_counters is not None  # noqa: S101 - checked by the caller
+        if due.kind == "weekly":
+            weekly = reporting.weekly_figures(history, self.daily_counters, due, now, state.open)
+            return reporting.digest_post(weekly, due, now, self.settings)
+        try:
+            members = reporting.active_members(self.gateway.instance_activity())
+        except (RetryableError, PermanentError) as exc:
+            log.warning("instance activity not read, no cost per member: %s", exc)
+            members = None
+        monthly = reporting.monthly_figures(history, self.daily_counters, due, now, config,
+                                            state.open, members)
+        chart: Path | None = None
+        if config.chart and self.reports_dir is not None:
+            try:
+                chart = render_chart(report.chart_data(monthly, self.settings),
+                                     reporting.chart_file(self.reports_dir, due))
+            except ChartError as exc:
+                log.warning("report %s goes out without its chart: %s", due.key, exc)
+        return reporting.report_post(monthly, due, now, self.settings, chart,
+                                     self.gateway.limits().description_limit)
 
     def _hold_for_confirmation(self, posts: list[Post], events: Sequence[Event], now: float,
                                notes: list[str], delay: float,

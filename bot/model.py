@@ -311,6 +311,9 @@ class Post:
     gives the same key, so a post is never published twice. ``parent_key``
     makes it a reply to the post with that key (sent first). ``pin`` pins it
     once sent; ``unpin_key`` unpins the post with that key once this one is sent.
+    ``media`` attaches files: each is (path to a local file written before the
+    post is queued, alt text); the outbox uploads each once and waits for the
+    instance to process it before posting.
     """
 
     key: str
@@ -323,3 +326,4 @@ class Post:
     parent_key: str | None = None
     pin: bool = False
     unpin_key: str | None = None
+    media: tuple[tuple[str, str], ...] = ()

@@ -9,7 +9,11 @@ pass (``Outbox.deliver``, once per tick) does, in this order:
    (see ``Outbox``).
 3. Finish the pins and unpins of posts already sent (after a crash, or when
    the budget ran out).
-4. Send due posts in creation order; a reply waits for its parent.
+4. Send due posts in creation order; a reply waits for its parent. A post
+   with media first uploads each file once (the media id is committed right
+   after the answer), then waits, across passes, until the instance has
+   processed them: such an item is retried ``media_poll_s`` later without
+   pausing the others.
 
 Exactly once: ``first_attempt_at`` is committed before a request leaves and
 the status id right after the answer, and Mastodon returns the original
@@ -29,7 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import defaults
-from bot.gateway import Gateway, PermanentError, RetryableError
+from bot.gateway import Gateway, PermanentError, RetryableError, truncate_description
 from bot.model import Post, PostKind
 from bot.store import ItemState, OutboxItem, StepState, Store
 
@@ -43,6 +47,12 @@ EXTERNAL_PARENT = "status:"
 
 _SWEEPS = 3
 _DUE_LIMIT = 1000
+
+MEDIA_POLL_S = 5.0
+"""Seconds before an item whose media is still processing is looked at again."""
+
+MEDIA_TIMEOUT_S = 3600.0
+"""Seconds after the first upload after which media still unprocessed fail the post."""
 
 FOLDABLE = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION, PostKind.CATCHUP})
 """Member notices: folded into a catch-up post when stale."""
@@ -74,6 +84,8 @@ class Reason(enum.Enum):
     EXPIRED = "expired"
     PAUSED = "paused"
     OUT_OF_BUDGET = "out_of_budget"
+    MEDIA_UPLOADED = "media_uploaded"
+    MEDIA_PROCESSING = "media_processing"
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +211,9 @@ class Outbox:
                  idempotency_window_s: float = defaults.IDEMPOTENCY_WINDOW,
                  ratelimit_fallback_s: float = defaults.RATELIMIT_FALLBACK_WAIT,
                  catchup: Catchup | None = None,
-                 failure_notice: FailureNotice | None = None) -> None:
+                 failure_notice: FailureNotice | None = None,
+                 media_poll_s: float = MEDIA_POLL_S,
+                 media_timeout_s: float = MEDIA_TIMEOUT_S) -> None:
         if backoff_base <= 0 or backoff_cap < backoff_base:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         self.store = store
@@ -213,6 +227,8 @@ class Outbox:
         self.ratelimit_fallback_s = ratelimit_fallback_s
         self.catchup = catchup
         self.failure_notice = failure_notice
+        self.media_poll_s = media_poll_s
+        self.media_timeout_s = media_timeout_s
 
     def enqueue(self, posts: Iterable[Post]) -> int:
         """Queue posts (idempotent by key); return how many were new."""
@@ -268,15 +284,21 @@ class Outbox:
             if not quiet:
                 run.decide(item.key, Reason.WAITING_FOR_PARENT, item.post.parent_key or "")
             return False
+        if item.post.media and not item.media_ready:
+            ready = self._prepare_media(item, run)
+            if ready is None:
+                return True  # still processing, paused or failed: decided already
+            item = ready
         if not run.can_call():
             run.decide(item.key, Reason.OUT_OF_BUDGET)
             run.stopped = True
             return True
         in_reply_to = parent.status_id
+        media_ids = item.media_ids if item.post.media else ()
         self.store.mark_attempt(item.key, self.clock())
         try:
             try:
-                status_id = self.gateway.post(item.post, in_reply_to)
+                status_id = self._post(item.post, in_reply_to, media_ids)
             except PermanentError as exc:
                 if exc.status != 404 or in_reply_to is None:
                     raise
@@ -285,13 +307,15 @@ class Outbox:
                             item.key, in_reply_to, exc)
                 in_reply_to = None
                 parent = _Parent(note=f"parent status {parent.status_id} was deleted")
-                status_id = self.gateway.post(item.post, None)
+                status_id = self._post(item.post, None, media_ids)
         except RetryableError as exc:
             self._pause(item, exc, run)
             return True
         except PermanentError as exc:
             if exc.status == 401:
                 self._pause(item, exc, run)
+                return True
+            if exc.status == 422 and media_ids and self._media_unprocessed(item, exc, run):
                 return True
             self._fail(item, exc, run)
             return True
@@ -316,6 +340,104 @@ class Outbox:
                 if not run.halted():
                     self._followups(folded, run)
         return True
+
+    def _post(self, post: Post, in_reply_to: str | None, media_ids: Sequence[str]) -> str:
+        """Publish ``post``; a post without media is sent exactly as before media existed."""
+        if media_ids:
+            return self.gateway.post(post, in_reply_to, media_ids=media_ids)
+        return self.gateway.post(post, in_reply_to)
+
+    # --- media ---------------------------------------------------------------------
+
+    def _prepare_media(self, item: OutboxItem, run: _Pass) -> OutboxItem | None:
+        """Upload the files of ``item`` not uploaded yet, then check they are processed.
+
+        Returns the item as stored once every file is processed (the post may
+        go out now); None when it cannot yet (rescheduled ``media_poll_s``
+        later, or delivery paused, or the item failed), the decision made.
+        """
+        key = item.key
+        ids = item.media_ids
+        now = self.clock()
+        if (item.media_since is not None and ids
+                and now - item.media_since > self.media_timeout_s):
+            self._fail(item, PermanentError(
+                f"media not processed {now - item.media_since:.0f} s after the upload"), run)
+            return None
+        try:
+            if len(ids) < len(item.post.media):
+                limit = self.gateway.limits().description_limit
+                for path, description in item.post.media[len(ids):]:
+                    if not run.can_call():
+                        run.decide(key, Reason.OUT_OF_BUDGET, "upload")
+                        run.stopped = True
+                        return None
+                    media_id = self.gateway.upload_media(
+                        path, truncate_description(description, limit))
+                    ids = self.store.add_media_id(key, media_id, self.clock())
+                    run.decide(key, Reason.MEDIA_UPLOADED, f"{path} as media {media_id}")
+                    log.info("outbox %s: uploaded %s as media %s", key, path, media_id)
+            for media_id in ids:
+                if not run.can_call():
+                    run.decide(key, Reason.OUT_OF_BUDGET, "media")
+                    run.stopped = True
+                    return None
+                if not self.gateway.media_ready(media_id):
+                    self._media_later(item, f"media {media_id} is still processing", run)
+                    return None
+        except RetryableError as exc:
+            self._pause(item, exc, run, "media")
+            return None
+        except PermanentError as exc:
+            if exc.status == 401:
+                self._pause(item, exc, run, "media")
+            elif exc.status == 404 and ids:
+                # The instance lost an upload (unattached media are cleaned up): upload again.
+                self.store.reset_media(key)
+                self._media_later(item, f"uploads lost ({exc}); uploading again", run)
+            else:
+                self._fail(item, exc, run)
+            return None
+        except Exception as exc:
+            log.exception("outbox %s: unexpected error from the gateway (media)", key)
+            self._pause(item, RetryableError(f"unexpected: {exc!r}"), run, "media")
+            return None
+        self.store.mark_media_ready(key)
+        return self.store.get(key)
+
+    def _media_unprocessed(self, item: OutboxItem, exc: PermanentError, run: _Pass) -> bool:
+        """After a 422 on a post with media: True when it is "not finished processing".
+
+        Mastodon translates its texts, so unless the English text says so the
+        attachments are polled: one not ready means the 422 was about it, and
+        the post is retried later; all ready means the 422 is the post's own.
+        """
+        self.store.mark_media_ready(item.key, False)
+        if "processing" in str(exc).lower():
+            self._media_later(item, str(exc), run)
+            return True
+        try:
+            for media_id in item.media_ids:
+                if not run.can_call():
+                    run.decide(item.key, Reason.OUT_OF_BUDGET, "media")
+                    run.stopped = True
+                    return True
+                if not self.gateway.media_ready(media_id):
+                    self._media_later(item, f"{exc} (media {media_id} processing)", run)
+                    return True
+        except (RetryableError, PermanentError):
+            pass  # the 422 stands; the attachment check is only a hint
+        except Exception:
+            log.exception("outbox %s: unexpected error from the gateway (media)", item.key)
+        self.store.mark_media_ready(item.key, True)
+        return False
+
+    def _media_later(self, item: OutboxItem, detail: str, run: _Pass) -> None:
+        """Look at ``item`` again ``media_poll_s`` from now; every other item goes on."""
+        until = self.clock() + self.media_poll_s
+        self.store.mark_retry(item.key, detail, until)
+        run.decide(item.key, Reason.MEDIA_PROCESSING, f"{detail}; again at {until:.0f}")
+        log.debug("outbox %s: %s", item.key, detail)
 
     def _folded_unpins(self, key: str) -> list[OutboxItem]:
         """Return the items folded into catch-up ``key`` (at any depth) that owe an unpin."""
@@ -476,7 +598,7 @@ class Outbox:
             "since": gate.since if gate.since is not None else at,
         })
         key = item.key if item is not None else "*"
-        if item is not None and what == "post":
+        if item is not None and what in ("post", "media"):
             self.store.mark_retry(item.key, str(exc), until, exc.status)
         run.decide(key, reason, f"{what}: {exc}; paused until {until:.0f}")
         run.stopped = True

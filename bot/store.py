@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import re
 import sqlite3
 import threading
 import time
@@ -22,11 +23,12 @@ from typing import Any
 
 from bot.model import Post, PostKind
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 """Version of the tables below; a file written by a newer bot is refused.
 
 1: state, outbox. 2: notifications (handled mention ids), audit. 3: samples
-(raw, 5-minute, daily) and closed incidents (``bot/history.py``).
+(raw, 5-minute, daily) and closed incidents (``bot/history.py``). 4: media
+attachments of outbox rows (files, uploaded media ids, processing state).
 """
 
 SAMPLE_METRICS = (
@@ -138,8 +140,19 @@ CREATE INDEX IF NOT EXISTS incidents_closed_resolved_at ON incidents_closed (res
                               for part, kind in (("min", "REAL"), ("mean", "REAL"),
                                                  ("max", "REAL"), ("n", "INTEGER NOT NULL"))),
     ),
+    # media: JSON [[path, description], ...] as queued; media_ids: JSON list of the ids
+    # uploaded so far (index i is the upload of media[i]); media_ready: every upload was
+    # seen processed; media_since: when the first file was uploaded.
+    4: """
+ALTER TABLE outbox ADD COLUMN media TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE outbox ADD COLUMN media_ids TEXT NOT NULL DEFAULT '[]';
+ALTER TABLE outbox ADD COLUMN media_ready INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN media_since REAL
+""",
 }
 """Statements that bring a file from the previous version to the key's version."""
+
+_ADD_COLUMN = re.compile(r"\s*ALTER\s+TABLE\s+(\w+)\s+ADD\s+COLUMN\s+(\w+)", re.IGNORECASE)
 
 MENTIONS_CURSOR = "mentions.cursor"
 """Name of the state holding the mentions backfill cursor: ``{"min_id": "<id>"}``."""
@@ -196,6 +209,12 @@ class OutboxItem:
     folded_into: str | None = None
     pin_state: StepState | None = None
     unpin_state: StepState | None = None
+    media_ids: tuple[str, ...] = ()
+    """Ids of the files of ``post.media`` uploaded so far, in order (never uploaded twice)."""
+    media_ready: bool = False
+    """Every uploaded file was seen processed by the instance (the post may go out)."""
+    media_since: float | None = None
+    """When the first file was uploaded (bounds the wait for processing)."""
 
     @property
     def key(self) -> str:
@@ -241,7 +260,7 @@ _COLUMNS = (
     "seq, key, kind, text, visibility, spoiler_text, language, parent_key, pin, unpin_key, "
     "created_at, state, status_id, in_reply_to_id, attempts, next_attempt_at, "
     "first_attempt_at, last_attempt_at, last_error, error_status, sent_at, finished_at, "
-    "folded_into, pin_state, unpin_state"
+    "folded_into, pin_state, unpin_state, media, media_ids, media_ready, media_since"
 )
 
 
@@ -251,6 +270,8 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         visibility=row["visibility"], created_at=row["created_at"],
         spoiler_text=row["spoiler_text"], language=row["language"],
         parent_key=row["parent_key"], pin=bool(row["pin"]), unpin_key=row["unpin_key"],
+        media=tuple((str(path), str(description))
+                    for path, description in json.loads(row["media"] or "[]")),
     )
     return OutboxItem(
         seq=row["seq"], post=post, state=ItemState(row["state"]), status_id=row["status_id"],
@@ -261,6 +282,8 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         finished_at=row["finished_at"], folded_into=row["folded_into"],
         pin_state=StepState(row["pin_state"]) if row["pin_state"] else None,
         unpin_state=StepState(row["unpin_state"]) if row["unpin_state"] else None,
+        media_ids=tuple(str(i) for i in json.loads(row["media_ids"] or "[]")),
+        media_ready=bool(row["media_ready"]), media_since=row["media_since"],
     )
 
 
@@ -330,12 +353,26 @@ class Store:
             # A new file gets version 1 above, then every migration, like an old file.
             for target in range(int(version or 1) + 1, SCHEMA_VERSION + 1):
                 for statement in _MIGRATIONS[target].split(";"):
-                    if statement.strip():
+                    if statement.strip() and not self._has_column(db, statement):
                         db.execute(statement)
             if version is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+    @staticmethod
+    def _has_column(db: sqlite3.Connection, statement: str) -> bool:
+        """Return True when ``statement`` adds a column the table has already.
+
+        ``ALTER TABLE … ADD COLUMN`` has no ``IF NOT EXISTS``; this makes a
+        migration safe on a file whose version was set back by hand.
+        """
+        match = _ADD_COLUMN.match(statement)
+        if match is None:
+            return False
+        table, column = match.groups()
+        return any(row[1] == column
+                   for row in db.execute(f"PRAGMA table_info({table})"))
 
     def close(self) -> None:
         """Close the file (a WAL checkpoint happens on the last close)."""
@@ -379,12 +416,13 @@ class Store:
         for post in posts:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (key, kind, text, visibility, spoiler_text, "
-                "language, parent_key, pin, unpin_key, created_at, pin_state, unpin_state) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "language, parent_key, pin, unpin_key, created_at, pin_state, unpin_state, "
+                "media) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.key, post.kind.value, post.text, post.visibility, post.spoiler_text,
                  post.language, post.parent_key, int(post.pin), post.unpin_key, post.created_at,
                  StepState.PENDING.value if post.pin else None,
-                 StepState.PENDING.value if post.unpin_key else None))
+                 StepState.PENDING.value if post.unpin_key else None,
+                 json.dumps([[path, description] for path, description in post.media])))
             new += cursor.rowcount
         return new
 
@@ -431,6 +469,34 @@ class Store:
             db.execute(
                 "UPDATE outbox SET last_error = ?, error_status = ?, next_attempt_at = ? "
                 "WHERE key = ?", (error, status, next_attempt_at, key))
+
+    def add_media_id(self, key: str, media_id: str, at: float) -> tuple[str, ...]:
+        """Record that the next file of ``key`` was uploaded as ``media_id``; return all ids.
+
+        Committed right after the upload's answer, so a retry or a restart
+        uploads only the files that have no id yet.
+        """
+        with self._transaction() as db:
+            row = db.execute("SELECT media_ids FROM outbox WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                return ()
+            ids = [str(i) for i in json.loads(row[0] or "[]")]
+            ids.append(str(media_id))
+            db.execute("UPDATE outbox SET media_ids = ?, media_ready = 0, "
+                       "media_since = coalesce(media_since, ?) WHERE key = ?",
+                       (json.dumps(ids), at, key))
+            return tuple(ids)
+
+    def mark_media_ready(self, key: str, ready: bool = True) -> None:
+        """Record whether every uploaded file of ``key`` is processed (False: poll again)."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET media_ready = ? WHERE key = ?", (int(ready), key))
+
+    def reset_media(self, key: str) -> None:
+        """Forget the uploads of ``key`` (the instance lost them): upload every file again."""
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET media_ids = '[]', media_ready = 0, media_since = NULL "
+                       "WHERE key = ?", (key,))
 
     def mark_failed(self, key: str, error: str, status: int | None, at: float,
                     notices: Sequence[Post] = ()) -> bool:

@@ -109,7 +109,7 @@ def posted(gateway: RecordingGateway) -> list[tuple[str, str | None]]:
     """(key, in_reply_to_id) of every post call, in order."""
     result: list[tuple[str, str | None]] = []
     for call in gateway.calls_to("post"):
-        sent, reply_to = call.args
+        sent, reply_to, *_ = call.args
         assert isinstance(sent, Post)
         assert reply_to is None or isinstance(reply_to, str)
         result.append((sent.key, reply_to))
@@ -794,3 +794,256 @@ def test_console_gateway_prints_what_members_see() -> None:
     assert f"reply to #{first}" in text and f"#{first} pinned" in text
     assert int(second) > int(first)
     assert text.count("[k1]") == 1
+
+
+# --- media ------------------------------------------------------------------------------------
+
+
+def image(tmp_path: Path, name: str = "chart.png") -> str:
+    """A file the bot wrote before queueing the post (content does not matter to the fake)."""
+    path = tmp_path / name
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    return str(path)
+
+
+def with_media(key: str, *media: tuple[str, str], kind: PostKind = PostKind.STATUS) -> Post:
+    return Post(key=key, kind=kind, text=f"text of {key}", visibility="public", created_at=T0,
+                media=media)
+
+
+def uploads(gateway: RecordingGateway) -> list[tuple[object, ...]]:
+    return [call.args for call in gateway.calls_to("upload_media")]
+
+
+def test_media_is_uploaded_once_across_retries_and_a_restart(
+        tmp_path: Path, gateway: RecordingGateway, clock: Clock) -> None:
+    """Uploaded ids are committed at once: a 503 on the post, then a crash, upload nothing again."""
+    path = tmp_path / "state.sqlite3"
+    chart = image(tmp_path)
+    gateway.media_polls[chart] = 1
+    gateway.script("post", RetryableError("post: HTTP 503", status=503))
+    with Store(path) as store:
+        outbox = make_outbox(store, gateway, clock)
+        outbox.enqueue([with_media("report", (chart, "memory chart"))])
+        report = outbox.deliver(clock.now)
+        assert [d.reason for d in report.decisions] == [Reason.MEDIA_UPLOADED,
+                                                        Reason.MEDIA_PROCESSING]
+        clock.advance(5)
+        report = outbox.deliver(clock.now)  # processed now; the post gets a 503
+        assert report.decisions[-1].reason is Reason.RETRY
+        gateway.script("media_ready", Crash())
+        store.mark_media_ready("report", False)  # make the next pass poll, and die there
+        clock.advance(60)
+        with pytest.raises(Crash):
+            outbox.deliver(clock.now)
+    with Store(path) as store:  # the restart
+        item = store.get("report")
+        assert item is not None and len(item.media_ids) == 1
+        assert make_outbox(store, gateway, clock).deliver(clock.now).sent == ("report",)
+        assert state(store, "report") is ItemState.SENT
+    assert uploads(gateway) == [(chart, "memory chart")]
+    [status] = gateway.statuses.values()
+    assert status.media_ids == item.media_ids
+
+
+def test_waits_for_processing_without_holding_other_posts(
+        tmp_path: Path, outbox: Outbox, store: Store, gateway: RecordingGateway,
+        clock: Clock) -> None:
+    """A 202 upload is polled on later passes, 5 s apart; the next post goes out meanwhile."""
+    video = image(tmp_path, "clip.mp4")
+    gateway.media_polls[video] = 2
+    outbox.enqueue([with_media("report", (video, "a clip")), post("after")])
+    first = outbox.deliver(clock.now)
+    assert first.sent == ("after",)
+    assert first.paused_until is None and store.get_state(GATE_STATE) is None
+    item = store.get("report")
+    assert item is not None and item.next_attempt_at == clock.now + 5
+    assert outbox.deliver(clock.advance(1)).calls == 0  # not due yet
+    assert outbox.deliver(clock.advance(4)).sent == ()
+    assert outbox.deliver(clock.advance(5)).sent == ("report",)
+    assert len(gateway.calls_to("media_ready")) == 3
+    assert posted(gateway) == [("after", None), ("report", None)]
+    assert len(uploads(gateway)) == 1
+    assert gateway.calls_to("post")[-1].args[2] == item.media_ids
+
+
+def test_processed_upload_costs_no_poll(tmp_path: Path, outbox: Outbox,
+                                        gateway: RecordingGateway, clock: Clock) -> None:
+    """An image processed at once: limits, upload, post; nothing else."""
+    outbox.enqueue([with_media("report", (image(tmp_path), "chart"))])
+    report = outbox.deliver(clock.now)
+    assert report.sent == ("report",)
+    assert [c.method for c in gateway.log] == ["limits", "upload_media", "post"]
+
+
+def test_422_not_processed_is_retried_not_failed(tmp_path: Path, outbox: Outbox, store: Store,
+                                                 gateway: RecordingGateway,
+                                                 clock: Clock) -> None:
+    """Posting too early gets a 422: the post is retried shortly, with the same upload."""
+    gateway.script("post", PermanentError(
+        "post: HTTP 422: Cannot attach files that have not finished processing. "
+        "Try again in a moment!", status=422))
+    outbox.enqueue([with_media("report", (image(tmp_path), "chart"))])
+    first = outbox.deliver(clock.now)
+    assert first.failures == () and first.decisions[-1].reason is Reason.MEDIA_PROCESSING
+    assert store.get_state(GATE_STATE) is None
+    assert outbox.deliver(clock.advance(5)).sent == ("report",)
+    assert len(uploads(gateway)) == 1 and len(gateway.calls_to("post")) == 2
+
+
+def test_422_in_another_language_polls_the_media(tmp_path: Path, outbox: Outbox,
+                                                 gateway: RecordingGateway,
+                                                 clock: Clock) -> None:
+    """A translated 422 is about processing when an attachment turns out not ready."""
+    chart = image(tmp_path)
+    outbox.enqueue([with_media("report", (chart, "chart"))])
+    gateway.media_polls[chart] = 0
+    gateway.script("post", PermanentError("post: HTTP 422: Fichiers en cours", status=422))
+    gateway.script("media_ready", None)
+    outbox.deliver(clock.now)  # upload (ready), 422, poll says ready: a genuine refusal
+    assert [i.key for i in outbox.store.items([ItemState.FAILED])] == ["report"]
+
+
+def test_genuine_422_with_media_fails_once(tmp_path: Path, store: Store,
+                                           gateway: RecordingGateway, clock: Clock) -> None:
+    """A 422 that is not about processing (all media ready) fails the post for good."""
+    outbox = make_outbox(store, gateway, clock, failure_notice=refused)
+    gateway.script("post", PermanentError("post: HTTP 422: Text is too long", status=422))
+    outbox.enqueue([with_media("report", (image(tmp_path), "chart"))])
+    report = outbox.deliver(clock.now)
+    assert [(i.key, i.error_status) for i in report.failures] == [("report", 422)]
+
+
+def test_missing_file_fails_for_good(tmp_path: Path, store: Store, gateway: RecordingGateway,
+                                     clock: Clock) -> None:
+    """A file that is not there: no request, the post fails once, admins are told."""
+    outbox = make_outbox(store, gateway, clock, failure_notice=refused)
+    outbox.enqueue([with_media("report", (str(tmp_path / "gone.png"), "chart")),
+                    post("after")])
+    report = outbox.deliver(clock.now)
+    assert [i.key for i in report.failures] == ["report"]
+    assert "no such file" in (report.failures[0].last_error or "")
+    assert uploads(gateway) == [] and "after" in report.sent
+    assert store.get("refused:report") is not None  # the admin message, queued with it
+    assert outbox.deliver(clock.advance(60)).failures == ()
+
+
+def test_description_is_cut_to_the_instance_limit(tmp_path: Path, store: Store,
+                                                  clock: Clock) -> None:
+    """Alt text longer than description_limit is cut (ending with an ellipsis)."""
+    gateway = RecordingGateway(clock=clock, limits_value=InstanceLimits(description_limit=10))
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([with_media("report", (image(tmp_path), "Memory use stayed below half"))])
+    outbox.deliver(clock.now)
+    [(_, description)] = uploads(gateway)
+    assert description == "Memory us…" and len(str(description)) == 10
+    item = store.get("report")
+    assert item is not None and item.post.media[0][1] == "Memory use stayed below half"
+
+
+def test_lost_upload_is_uploaded_again(tmp_path: Path, outbox: Outbox, store: Store,
+                                       gateway: RecordingGateway, clock: Clock) -> None:
+    """A 404 on the poll (the instance cleaned the upload up): upload again, then post."""
+    chart = image(tmp_path)
+    gateway.media_polls[chart] = 1
+    gateway.script("media_ready", PermanentError("media: HTTP 404: not found", status=404))
+    outbox.enqueue([with_media("report", (chart, "chart"))])
+    assert outbox.deliver(clock.now).decisions[-1].reason is Reason.MEDIA_PROCESSING
+    assert store.get("report") is not None and store.get("report").media_ids == ()  # type: ignore[union-attr]
+    gateway.media_polls[chart] = 0
+    assert outbox.deliver(clock.advance(5)).sent == ("report",)
+    assert len(uploads(gateway)) == 2
+
+
+def test_media_never_processed_fails_after_the_timeout(tmp_path: Path, store: Store,
+                                                       gateway: RecordingGateway,
+                                                       clock: Clock) -> None:
+    """Processing that never ends does not hold the post forever."""
+    outbox = make_outbox(store, gateway, clock, media_timeout_s=60.0)
+    chart = image(tmp_path)
+    gateway.media_polls[chart] = 10**6
+    outbox.enqueue([with_media("report", (chart, "chart"))])
+    for _ in range(14):
+        outbox.deliver(clock.advance(5))
+    assert state(store, "report") is ItemState.FAILED
+
+
+def test_schema_3_file_is_migrated_with_its_rows(tmp_path: Path) -> None:
+    """A version 3 file gets the media columns; its queued post survives without media."""
+    import sqlite3
+
+    from bot import store as store_module
+
+    path = tmp_path / "old.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(store_module._SCHEMA + store_module._MIGRATIONS[2]
+                         + store_module._MIGRATIONS[3])
+        db.execute("INSERT INTO schema_version (version) VALUES (3)")
+        db.execute("INSERT INTO outbox (key, kind, text, visibility, created_at) "
+                   "VALUES ('old', 'notice', 'queued before the upgrade', 'public', ?)", (T0,))
+    with Store(path) as store:
+        item = store.get("old")
+        assert item is not None
+        assert (item.post.text, item.post.media, item.media_ids) == (
+            "queued before the upgrade", (), ())
+        store.enqueue([with_media("new", ("/tmp/x.png", "alt"))])
+        new = store.get("new")
+        assert new is not None and new.post.media == (("/tmp/x.png", "alt"),)
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT max(version) FROM schema_version").fetchone()[0] == 4
+
+
+def test_console_and_fake_show_media_and_activity(tmp_path: Path) -> None:
+    """The console prints the attachment; activity is [] there, scripted in the fake."""
+    out = io.StringIO()
+    console = ConsoleGateway(out)
+    chart = image(tmp_path)
+    media_id = console.upload_media(chart, "memory chart")
+    assert console.media_ready(media_id)
+    console.post(with_media("k", (chart, "memory chart")), None, media_ids=[media_id])
+    assert f"[image: {chart}, alt: memory chart]" in out.getvalue()
+    assert console.instance_activity() == []
+    with pytest.raises(PermanentError):
+        console.upload_media(str(tmp_path / "gone.png"), "x")
+    fake = RecordingGateway(activity=[{"week": 1, "statuses": 2, "logins": 3,
+                                       "registrations": 0},
+                                      {"week": 8, "statuses": 5, "logins": 6,
+                                       "registrations": 1}])
+    assert [w["week"] for w in fake.instance_activity()] == [8, 1]
+
+
+def test_activity_from_the_api() -> None:
+    """Mastodon's strings (or Mastodon.py's datetimes) become ints, newest week first."""
+    from datetime import datetime, timezone
+
+    from bot.gateway import activity_from_api
+
+    weeks = [{"week": "1574553600", "statuses": "37", "logins": "12", "registrations": "1"},
+             {"week": datetime(2019, 12, 1, tzinfo=timezone.utc), "statuses": 5, "logins": 2,
+              "registrations": 0},
+             {"statuses": "1"}]
+    assert activity_from_api(weeks) == [
+        {"week": 1575158400, "statuses": 5, "logins": 2, "registrations": 0},
+        {"week": 1574553600, "statuses": 37, "logins": 12, "registrations": 1}]
+    assert activity_from_api(None) == []
+
+
+def test_real_gateway_maps_media_calls() -> None:
+    """upload_media refuses a missing file before any request; 206/url None is not ready."""
+    gateway = MastodonGateway("http://127.0.0.1:9", "t")
+    with pytest.raises(PermanentError) as raised:
+        gateway.upload_media("/nonexistent/chart.png", "x")
+    assert raised.value.status is None and gateway.calls == 0
+    gateway._api.media = lambda media_id: {"id": media_id, "url": None}
+    assert gateway.media_ready("7") is False
+    gateway._api.media = lambda media_id: {"id": media_id, "url": "https://x/y.png"}
+    assert gateway.media_ready("7") is True
+    assert gateway.media_ready("7") is True and gateway.calls == 2  # remembered
+    exc = _mastodon_error("MastodonNotFoundError", "Mastodon API returned error", 404,
+                          "Not Found", None)
+
+    def not_found() -> None:
+        raise exc
+
+    gateway._api.instance_activity = not_found
+    assert gateway.instance_activity() == []

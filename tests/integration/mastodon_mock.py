@@ -199,8 +199,9 @@ def deliver_child(argv: Sequence[str]) -> int:
     stall = float(rest[0]) if rest else 0.0
 
     class Stalling(MastodonGateway):
-        def post(self, post: Post, in_reply_to_id: str | None) -> str:
-            status_id = super().post(post, in_reply_to_id)
+        def post(self, post: Post, in_reply_to_id: str | None,
+                 media_ids: Sequence[str] = ()) -> str:
+            status_id = super().post(post, in_reply_to_id, media_ids)
             time.sleep(stall)  # answered, not yet recorded: the moment to die
             return status_id
 

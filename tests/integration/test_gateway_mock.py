@@ -392,3 +392,83 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(server: MastodonMock, toke
     assert [s["in_reply_to_id"] for s in statuses] == [None, ids[0], ids[1]]
     assert server.statuses(token, pinned=True) == []  # pinned, then unpinned by the resolution
     assert len({s["content"] for s in statuses}) == 3
+
+
+# --- media ----------------------------------------------------------------------------------
+
+
+def write_png(path: Path, width: int = 4, height: int = 2) -> Path:
+    """Write a small valid RGB PNG with zlib and struct only."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    rows = b"".join(b"\x00" + b"\x20\x80\xc0" * width for _ in range(height))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n"
+                     + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_report_with_its_image_is_posted_once(server: MastodonMock, token: str,
+                                              gateway: MastodonGateway, store: Store,
+                                              tmp_path: Path) -> None:
+    """A post with a PNG goes out once, with its attachment and alt text.
+
+    The same key again (re-queued, or a second outbox on the same server) does
+    not duplicate it.
+    """
+    chart = write_png(tmp_path / "chart.png")
+    description = "Memory stayed below half of the server's 8 GB all month."
+    report = Post(key="report:2026-05", kind=PostKind.STATUS, text="Monthly report.",
+                  visibility="public", created_at=time.time(),
+                  media=((str(chart), description),))
+    outbox = make_outbox(store, gateway)
+    assert outbox.enqueue([report]) == 1
+    run_until_done(outbox)
+    assert outbox.enqueue([report]) == 0
+    run_until_done(outbox)
+    [status] = server.statuses(token)
+    assert status["id"] == store.status_id("report:2026-05")
+    [attachment] = status["media_attachments"]
+    assert attachment["description"] == description and attachment["type"] == "image"
+    item = store.get("report:2026-05")
+    assert item is not None and item.media_ids == (str(attachment["id"]),)
+    # Another process with its own outbox posting the same key: the instance dedupes it.
+    with Store(":memory:") as other:
+        again = make_outbox(other, MastodonGateway(server.url, token, request_timeout=TIMEOUT))
+        again.enqueue([report])
+        run_until_done(again)
+        assert other.status_id("report:2026-05") == status["id"]
+    assert len(server.statuses(token)) == 1
+
+
+def test_upload_errors_map_like_other_calls(server: MastodonMock, gateway: MastodonGateway,
+                                            tmp_path: Path) -> None:
+    """A 503 on the upload is retryable, a 422 permanent; a processed image is ready at once."""
+    chart = str(write_png(tmp_path / "chart.png"))
+    server.fault({"match": {"methods": ["POST"], "path": "/api/v2/media"},
+                  "effect": {"type": "status", "status": 503}, "count": 1})
+    with pytest.raises(RetryableError):
+        gateway.upload_media(chart, "alt")
+    server.fault({"match": {"methods": ["POST"], "path": "/api/v2/media"},
+                  "effect": {"type": "status", "status": 422}, "count": 1})
+    with pytest.raises(PermanentError) as raised:
+        gateway.upload_media(chart, "alt")
+    assert raised.value.status == 422
+    media_id = gateway.upload_media(chart, "alt")
+    calls = gateway.calls
+    assert gateway.media_ready(media_id) and gateway.calls == calls
+
+
+def test_instance_activity(server: MastodonMock, gateway: MastodonGateway) -> None:
+    """Weekly activity as ints, newest first; a 404 (disabled) is []."""
+    weeks = gateway.instance_activity()
+    assert weeks and set(weeks[0]) == {"week", "statuses", "logins", "registrations"}
+    assert [w["week"] for w in weeks] == sorted((w["week"] for w in weeks), reverse=True)
+    server.fault({"match": {"methods": ["GET"], "path": "/api/v1/instance/activity"},
+                  "effect": {"type": "status", "status": 404}, "count": 1})
+    assert gateway.instance_activity() == []
