@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
 
-from bot import compose, defaults, incidents
+from bot import compose, defaults, incidents, report, reporting
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
 from bot.commands import Admin
@@ -131,6 +131,16 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
     return bot
 
 
+def latest_report(bot: Bot, now: float) -> str:
+    """Return the figures of the last seven days, as the admin command ``report`` gives them."""
+    if bot.history is None or bot.daily_counters is None:
+        return "No history is kept here, so there is no report to give."
+    due = reporting.Due("weekly", now - reporting.WEEK, now, "report:latest")
+    figures = reporting.weekly_figures(bot.history, bot.daily_counters, due, now,
+                                       bot.incident_state().open)
+    return report.digest_text(figures, bot.settings)
+
+
 def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
                    clock: Callable[[], float]) -> Intake | None:
     """Resolve the bot's and the admins' accounts and start the mention intake.
@@ -161,7 +171,8 @@ def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
         snapshot=lambda: bot.last_snapshot, public_commands=commands_config.public,
         admin_visibilities=commands_config.admin_visibilities,
         confirm_enabled=commands_config.incident_mode == "confirm",
-        local_domain=urlsplit(config.mastodon.api_base_url).hostname, clock=clock)
+        local_domain=urlsplit(config.mastodon.api_base_url).hostname,
+        latest_report=functools.partial(latest_report, bot), clock=clock)
     limiter = ReplyLimiter(per_account=commands_config.replies_per_account,
                            total=commands_config.replies_per_hour)
     intake = Intake(bot.store, gateway, handler, clock=clock, stream=commands_config.stream,

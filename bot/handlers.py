@@ -106,6 +106,7 @@ class CommandHandler:
                  public_commands: Sequence[str] = tuple(sorted(commands.PUBLIC_COMMANDS)),
                  admin_visibilities: Sequence[str] = ("direct",),
                  confirm_enabled: bool = False, local_domain: str | None = None,
+                 latest_report: Callable[[float], str] | None = None,
                  clock: Callable[[], float]) -> None:
         self.store = store
         self.settings = settings
@@ -117,6 +118,7 @@ class CommandHandler:
         self.admin_visibilities = tuple(admin_visibilities)
         self.confirm_enabled = confirm_enabled
         self.local_domain = local_domain
+        self.latest_report = latest_report
         self.clock = clock
 
     def __call__(self, mention: Mention) -> Outcome:
@@ -230,8 +232,10 @@ class CommandHandler:
         if name in {"confirm", "discard"}:
             return self._confirm(name, mention, now)
         if name == "report":
-            return self._answer(mention, "No resource report yet: reports come with a later "
-                                         "version of the bot.", now, "report")
+            if self.latest_report is None:
+                raise CommandError("No history is kept here (a dry run?), so there is no "
+                                   "report to give.")
+            return self._answer(mention, self.latest_report(now), now, "report")
         raise CommandError(f"\u201c{name}\u201d is not handled yet.")
 
     def _mutes(self, command: Command, mention: Mention, now: float) -> Outcome:

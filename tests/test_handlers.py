@@ -201,3 +201,12 @@ def test_replies_fit_the_instance() -> None:
     for text in ("help", "status", "queues", "x" * 400, "incident " + "y" * 400):
         for post in run(mention(text)).posts:
             assert compose.mastodon_length(post.text) <= 120, (text, post.text)
+
+
+def test_report_answers_with_the_latest_figures() -> None:
+    """`report` gives the last seven days' figures; without history it says why."""
+    store = Store(":memory:")
+    with_history = handler(store, latest_report=lambda now: f"Last 7 days to {now:.0f}: fine.")
+    assert reply_of(with_history(mention("report"))) == f"@alice Last 7 days to {NOW:.0f}: fine."
+    without = handler(store)(mention("report"))
+    assert reply_of(without).startswith("@alice No history is kept here")
