@@ -16,7 +16,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/statusbot \
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
-RUN pip install . && rm -rf /src
+RUN pip install '.[chart]' && rm -rf /src
 
 WORKDIR /var/lib/statusbot
 USER statusbot
