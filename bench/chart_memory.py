@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 
 from bot import chart, report
-from bot.report import Point
+from bot.model import Point
 
 HEADING = "## Chart rendering and the bot's memory"
 RESULTS = Path(__file__).with_name("RESULTS.md")

@@ -149,7 +149,7 @@ def profile_field(open_incident: Incident | None, now: float,
         value = fill(words.profile_trouble, summary=summary,
                      time=_when(open_incident.opened_at, now, settings))
     limit = defaults.PROFILE_FIELD_MAX
-    return _truncate(words.profile_name, limit, len), _truncate(value, limit, len)
+    return truncate(words.profile_name, limit, len), truncate(value, limit, len)
 
 
 def member_status(open_incident: Incident | None, snapshot: Snapshot | None, now: float,
@@ -226,7 +226,7 @@ def maintenance_post(window_id: str, phase: str, start: float, end: float, text:
     body = fill(templates[phase], start=_when(start, now, settings), end=_when(end, now, settings),
                 text=text, instance=settings.instance)
     measure = _measure(settings)
-    cw = _truncate(words.cw_maintenance, _cw_limit(settings), measure)
+    cw = truncate(words.cw_maintenance, _cw_limit(settings), measure)
     announce = f"maint:{window_id}:announce"
     return Post(key=f"maint:{window_id}:{phase}", kind=PostKind.UPDATE if phase != "announce"
                 else PostKind.NOTICE,
@@ -277,10 +277,10 @@ def catchup(posts: Sequence[Post], start: float, end: float, settings: Settings)
                             time=_when(post.created_at, end, settings, zone=False),
                             text=" ".join(said if newest else said[:1])))
     measure = _measure(settings)
-    cw = _truncate(words.cw_catchup, _cw_limit(settings), measure)
+    cw = truncate(words.cw_catchup, _cw_limit(settings), measure)
     budget = settings.max_characters - measure(cw)
     if len(entries) > 1:  # the newest in full, but leaving room for the story before it
-        entries[-1] = _truncate(entries[-1], budget // 2, measure)
+        entries[-1] = truncate(entries[-1], budget // 2, measure)
 
     def lines(kept: int) -> list[str]:
         left_out = len(entries) - kept
@@ -353,7 +353,7 @@ def _member_post(event: Event, settings: Settings) -> Post:
         cw = words.cw_reminder if kind is EventKind.REMINDER else words.cw_update
         lines = _update_lines(event, settings)
     measure = _measure(settings)
-    cw = _truncate(cw, _cw_limit(settings), measure)
+    cw = truncate(cw, _cw_limit(settings), measure)
     text = _fit(lines, settings.max_characters - measure(cw), measure, optional)
     opening = post_kind is PostKind.NOTICE
     return Post(
@@ -628,13 +628,13 @@ def _fit(lines: Sequence[str], budget: int, measure: Callable[[str], int],
     complete = "\n".join([*kept, *(line for line in optional if line)])
     if measure(complete) <= budget:
         return complete
-    return _truncate("\n".join(kept), budget, measure)
+    return truncate("\n".join(kept), budget, measure)
 
 
 _TRIM = " \t\n,;:.·-(/\N{EN DASH}"
 
 
-def _truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
+def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
     """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``."""
     if measure(text) <= budget:
         return text

@@ -44,7 +44,7 @@ from typing import Any
 
 from bot import defaults
 from bot.incidents import component_order
-from bot.model import Incident, Severity, Snapshot
+from bot.model import Incident, Point, Severity, Snapshot
 from bot.store import SAMPLE_METRICS, Store
 
 DAY = 86400
@@ -92,17 +92,6 @@ class Sample:
 
 if tuple(f.name for f in fields(Sample))[1:] != SAMPLE_METRICS:  # pragma: no cover
     raise ImportError("bot.history.Sample and bot.store.SAMPLE_METRICS disagree")
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One point of a series: a raw sample (``count`` 1) or a bucket starting at ``at``."""
-
-    at: float
-    min: float
-    mean: float
-    max: float
-    count: int
 
 
 @dataclass(frozen=True, slots=True)

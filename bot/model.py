@@ -117,6 +117,20 @@ class SidekiqStats:
 
 
 @dataclass(frozen=True, slots=True)
+class Point:
+    """One point of a metric's history: a raw sample (``count`` 1) or a bucket starting at ``at``.
+
+    ``min``, ``mean`` and ``max`` are the bucket's (all equal for a raw sample).
+    """
+
+    at: float
+    min: float
+    mean: float
+    max: float
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
 class DiskStats:
     """Usage of the filesystem holding ``path`` (or the error reading it)."""
 

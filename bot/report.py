@@ -36,14 +36,15 @@ from __future__ import annotations
 import enum
 import itertools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot import defaults
-from bot.compose import Settings, mastodon_length
+from bot.compose import Settings, mastodon_length, truncate
+from bot.model import Point
 from bot.wording import Wording, fill
 
 AREA_WEB = "the website and apps"
@@ -68,8 +69,6 @@ _AREA_OF: Mapping[str, tuple[str, ...]] = {
     "unserved:*": AREAS,
 }
 
-ELLIPSIS = "…"
-
 
 def area_of(component: str) -> tuple[str, ...]:
     """Return the member-facing areas an incident in ``component`` touches (maybe none)."""
@@ -81,17 +80,6 @@ def area_of(component: str) -> tuple[str, ...]:
 
 
 # --- inputs -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Point:
-    """One bucket of a metric's samples: bucket start (epoch s), min, mean, max, sample count."""
-
-    at: float
-    min: float
-    mean: float
-    max: float
-    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -561,7 +549,7 @@ def alt_text(figures: MonthlyFigures, limit: int = defaults.INSTANCE_DESCRIPTION
         lines.append(words.alt_wait_none)
     if figures.unknown_share > 0:
         lines.append(fill(words.alt_gap, percent=_percent(figures.unknown_share, whole=True)))
-    return _truncate(" ".join(lines), limit, len)
+    return truncate(" ".join(lines), limit, len)
 
 
 def chart_data(figures: MonthlyFigures, settings: Settings | None = None) -> dict[str, Any]:
@@ -710,22 +698,7 @@ def _fit(lines: Sequence[tuple[str, bool]], settings: Settings, tail: str = "") 
         if not optional:
             break
         del kept[optional[-1]]
-    body = _truncate("\n".join(text for text, _ in kept), budget, measure)
+    body = truncate("\n".join(text for text, _ in kept), budget, measure)
     return "\n".join(filter(None, [body, tail]))
 
 
-_TRIM = " \t\n,;:.·-(/\N{EN DASH}"
-
-
-def _truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
-    """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``."""
-    if measure(text) <= budget:
-        return text
-    if budget < 1:
-        return ""
-    room = budget - measure(ELLIPSIS)
-    for cut in reversed([i for i, char in enumerate(text) if char.isspace()]):
-        head = text[:cut].rstrip(_TRIM)
-        if head and measure(head) <= room:
-            return head + ELLIPSIS
-    return ELLIPSIS

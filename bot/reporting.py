@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from bot import compose, report
 from bot.config import ReportsConfig
 from bot.history import History
-from bot.model import Incident, Post, PostKind
+from bot.model import Incident, Point, Post, PostKind
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,8 @@ def _days(start: float, end: float) -> list[str]:
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 
-def _points(history: History, metric: str, start: float, end: float) -> list[report.Point]:
-    return [report.Point(p.at, p.min, p.mean, p.max, p.count)
-            for p in history.series(metric, start, end)]
+def _points(history: History, metric: str, start: float, end: float) -> list[Point]:
+    return history.series(metric, start, end)
 
 
 def _incidents(history: History, open_incident: Incident | None, start: float,

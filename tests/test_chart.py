@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot import chart, defaults, report
-from bot.report import Point
+from bot.model import Point
 
 T0 = 1714521600.0
 H = 3600.0

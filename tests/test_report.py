@@ -8,7 +8,8 @@ import pytest
 
 from bot import report
 from bot.compose import Settings, mastodon_length
-from bot.report import AREA_EMAILS, AREA_FEDERATION, AREA_TIMELINES, AREA_WEB, Point, Sizing
+from bot.model import Point
+from bot.report import AREA_EMAILS, AREA_FEDERATION, AREA_TIMELINES, AREA_WEB, Sizing
 from bot.report import ClosedIncident as Inc
 
 H = 3600.0
