@@ -70,6 +70,15 @@ _AREA_OF: Mapping[str, tuple[str, ...]] = {
 }
 
 
+UNWATCHED_WHOLE = 0.999
+"""An unknown share at least this large means the bot did not watch the period at all."""
+
+
+def figures_unwatched(figures: MonthlyFigures) -> bool:
+    """Return True when the bot watched none of the month (nothing can be said of it)."""
+    return figures.unknown_share >= UNWATCHED_WHOLE
+
+
 def area_of(component: str) -> tuple[str, ...]:
     """Return the member-facing areas an incident in ``component`` touches (maybe none)."""
     if component in _AREA_OF:
@@ -370,6 +379,7 @@ class ReportWording:
     """
 
     digest_quiet: str = "{week} on {instance}: everything worked normally{unwatched}."
+    digest_unwatched: str = "{week} on {instance}: I was not watching, so I cannot say how it went."
     digest_trouble: str = ("{week} on {instance}: {count} {disruptions}, "
                            "{duration} in total{unwatched}.")
     disruption_one: str = "disruption"
@@ -398,6 +408,8 @@ class ReportWording:
     report_disk: str = "Disk: {percent} full."
     report_work: str = "{count} background tasks done."
     report_quiet: str = "No disruptions{unwatched}."
+    report_unwatched: str = ("I was not watching this month, so I cannot say whether it "
+                             "was disrupted.")
     report_trouble: str = ("{count} {disruptions}, {duration} in total; working normally "
                            "{percent} of the time watched{unwatched}.")
     report_cost: str = "Running costs: {cost} a month, {per_member} per active member ({members})."
@@ -447,8 +459,9 @@ def digest_text(figures: WeeklyFigures, settings: Settings,
         delay_line = fill(words.worst_delay, duration=_duration(figures.worst_delay_s, common))
     if not figures.incidents:
         second = " ".join(filter(None, [jobs_line, delay_line]))
-        lines = [fill(words.digest_quiet, week=week, instance=settings.instance,
-                      unwatched=unwatched), second]
+        quiet = (words.digest_unwatched if figures.unknown_share >= UNWATCHED_WHOLE
+                 else words.digest_quiet)
+        lines = [fill(quiet, week=week, instance=settings.instance, unwatched=unwatched), second]
         return _fit([(line, True) for line in lines], settings)
     count = len(figures.incidents)
     head = fill(words.digest_trouble, week=week, instance=settings.instance, count=str(count),
@@ -509,7 +522,8 @@ def report_text(figures: MonthlyFigures, settings: Settings,
                           duration=_duration(figures.incident_time_s, common),
                           percent=_percent(figures.available), unwatched=unwatched))
     else:
-        lines.append(fill(words.report_quiet, unwatched=unwatched))
+        lines.append(words.report_unwatched if figures_unwatched(figures)
+                     else fill(words.report_quiet, unwatched=unwatched))
     if figures.monthly_cost is not None:
         cost = _money(figures.monthly_cost, figures.currency)
         if figures.cost_per_member is not None and figures.active_members is not None:

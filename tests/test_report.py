@@ -260,3 +260,15 @@ def test_chart_data_breaks_lines_at_gaps() -> None:
     data = report.chart_data(month(memory))
     assert data["memory"]["mean"] == [2, 2, 2, None, 2, 2]
     assert data["provisioned_bytes"] == 4 * GIB
+
+
+
+def test_a_week_not_watched_at_all_says_so() -> None:
+    """With no observation at all, the digest does not claim all was well."""
+    from bot import report
+    from bot.compose import Settings
+
+    figures = report.weekly_figures(0.0, 7 * 86400.0, [], 0.0, None, {}, None)
+    text = report.digest_text(figures, Settings(instance="example.social"))
+    assert "I was not watching" in text
+    assert "worked normally" not in text
