@@ -56,20 +56,13 @@ from typing import Any
 from bot import defaults
 from bot.gateway import Gateway, Mention, PermanentError, RetryableError, StreamHandle
 from bot.model import Post, PostKind
-from bot.outbox import EXTERNAL_PARENT
+from bot.outbox import EXTERNAL_PARENT, backoff_delay
 from bot.store import AuditEntry, HandledNotification, Store
 
 log = logging.getLogger(__name__)
 
 
 # --- rate limiting (pure) ---------------------------------------------------------
-
-
-def backoff_delay(failures: int, base: float, cap: float) -> float:
-    """Return the wait after ``failures`` failures in a row: base·2^(n-1), at most ``cap``."""
-    if failures <= 0:
-        return 0.0
-    return float(min(cap, base * 2.0 ** min(failures - 1, 62)))
 
 
 @dataclass

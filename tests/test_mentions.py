@@ -37,7 +37,6 @@ from bot.mentions import (
     Source,
     StreamState,
     TokenBucket,
-    backoff_delay,
     ensure_notification_policy,
     format_audit,
     generic_error_reply,
@@ -46,6 +45,7 @@ from bot.mentions import (
     reply_visibility,
 )
 from bot.model import Post, PostKind
+from bot.outbox import backoff_delay
 from bot.store import SCHEMA_VERSION, AuditEntry, Store
 
 T0 = 1_780_000_000.0

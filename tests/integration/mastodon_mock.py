@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tests.integration.servers import free_port, wait_for
+from bot.demo import free_port
+from tests.integration.servers import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -22,15 +21,10 @@ from typing import Any
 
 import redis
 
+from bot.demo import free_port
+
 RUBY_DIR = Path(__file__).parent / "ruby"
 SIDEKIQ7_ROOT = Path(os.environ.get("STATUSBOT_SIDEKIQ7_ROOT", "/var/cache/statusbot/trixie"))
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,

@@ -20,8 +20,9 @@ from redis.connection import Connection
 from bot.collect import redis_client
 from bot.collect.sidekiq import SidekiqReader
 from bot.config import RedisConfig
+from bot.demo import free_port
 from bot.model import Anomaly
-from tests.integration.servers import RedisServer, free_port
+from tests.integration.servers import RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -278,7 +278,7 @@ def test_bad_token_is_401_and_never_shown(server: MastodonMock) -> None:
 
 def test_unreachable_is_retryable() -> None:
     """Nothing listening: a network error, retryable, quickly."""
-    from tests.integration.servers import free_port
+    from bot.demo import free_port
 
     gateway = MastodonGateway(f"http://127.0.0.1:{free_port()}", "t", request_timeout=TIMEOUT)
     with pytest.raises(RetryableError) as raised:
