@@ -175,8 +175,13 @@ def _report(config: Config, kind: str, *, dry_run: bool, out: str | None) -> int
     from bot import report, reporting
     from bot.app import build
     from bot.chart import ChartError, render_chart
+    from bot.store import StoreError
 
-    bot = build(config, dry_run=dry_run, out=sys.stdout)
+    try:
+        bot = build(config, dry_run=dry_run, out=sys.stdout)
+    except StoreError as exc:
+        print(f"statusbot: cannot use the state file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         if bot.history is None:  # a dry run keeps no state: read the real file, if any
             from bot.app import state_path
@@ -184,7 +189,11 @@ def _report(config: Config, kind: str, *, dry_run: bool, out: str | None) -> int
             from bot.store import Store
 
             path = state_path(config)
-            store = Store(path) if path.exists() else Store(":memory:")
+            try:
+                store = Store(path) if path.exists() else Store(":memory:")
+            except StoreError as exc:
+                print(f"statusbot: cannot use the state file: {exc}", file=sys.stderr)
+                return EXIT_CONFIG
             bot.history = History(store, interval=config.bot.interval)
         history = bot.history
         now = time.time()
@@ -254,13 +263,17 @@ def _healthcheck(config: Config) -> int:
     import time
 
     from bot.app import heartbeat_path
-    from bot.loop import heartbeat_age
+    from bot.loop import heartbeat_age, heartbeat_problem
 
     path = heartbeat_path(config)
     age = heartbeat_age(path, time.time())
     limit = 3 * config.bot.interval + defaults.HEALTHCHECK_SLACK
     if age is None:
         print(f"unhealthy: no completed tick recorded in {path}")
+        return EXIT_UNREACHABLE
+    problem = heartbeat_problem(path)
+    if problem is not None:
+        print(f"unhealthy: {problem}")
         return EXIT_UNREACHABLE
     if age > limit:
         print(f"unhealthy: the last tick completed {duration(age)} ago (limit {duration(limit)})")

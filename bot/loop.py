@@ -449,20 +449,34 @@ class Bot:
             return None
 
 
-def write_heartbeat(path: Path, at: float) -> None:
-    """Write ``at`` (epoch seconds) to ``path`` atomically."""
+def write_heartbeat(path: Path, at: float, problem: str | None = None) -> None:
+    """Write ``at`` (epoch seconds) to ``path`` atomically; ``problem`` on a second line.
+
+    A problem makes ``statusbot healthcheck`` fail although ticks complete
+    (the state file was lost while running, for instance).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
-    partial.write_text(f"{at:.3f}\n", encoding="ascii")
+    extra = " ".join(problem.split()) + "\n" if problem else ""
+    partial.write_text(f"{at:.3f}\n{extra}", encoding="utf-8")
     os.replace(partial, path)
 
 
 def heartbeat_age(path: Path, now: float) -> float | None:
     """Return seconds since the last completed tick, or None when there is no heartbeat."""
     try:
-        return now - float(path.read_text(encoding="ascii").strip())
+        return now - float(path.read_text(encoding="utf-8").split("\n", 1)[0].strip())
     except (OSError, ValueError):
         return None
+
+
+def heartbeat_problem(path: Path) -> str | None:
+    """Return the problem the running bot wrote with its heartbeat, or None."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return None
+    return lines[1].strip() or None if len(lines) > 1 else None
 
 
 @contextmanager

@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 import functools
 import json
+import os
 import re
 import sqlite3
 import threading
@@ -158,6 +159,15 @@ MENTIONS_CURSOR = "mentions.cursor"
 """Name of the state holding the mentions backfill cursor: ``{"min_id": "<id>"}``."""
 
 
+CREATED_STATE = "store.created"
+"""Named state: when this file was created (``{"at": epoch, "new": bool}``; ``new`` False
+when the file predates this record)."""
+
+ADOPT_STATE = "adopt.pending"
+"""Named state of a new file: the bot account's pinned notices are still to be looked at
+(``bot/adopt.py`` deletes it once they were)."""
+
+
 class StoreError(Exception):
     """The state file cannot be used (written by a newer version, or corrupt)."""
 
@@ -264,6 +274,10 @@ _COLUMNS = (
 )
 
 
+def _one_line(error: object) -> str:
+    return " ".join(str(error).split())
+
+
 def _item(row: sqlite3.Row) -> OutboxItem:
     post = Post(
         key=row["key"], kind=PostKind(row["kind"]), text=row["text"],
@@ -297,11 +311,15 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        self._identity: tuple[int, int] | None = None
+        try:
+            if self.path != ":memory:":
+                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       check_same_thread=False, timeout=10.0)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open it: {_one_line(exc)}") from exc
         self._lock = threading.RLock()
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=10.0)
         self._db.row_factory = sqlite3.Row
         try:
             self._db.execute("PRAGMA busy_timeout = 10000")
@@ -309,15 +327,63 @@ class Store:
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path}: cannot switch to WAL (journal_mode={mode})")
+                self._check_pages()
             # FULL: a committed "attempted" or "sent" survives power loss too; writes are rare.
             self._db.execute("PRAGMA synchronous = FULL")
             self._migrate()
+            self._identity = self._stat()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            raise StoreError(f"{self.path}: {exc}") from exc
+            if str(getattr(exc, "sqlite_errorname", "")).startswith(("SQLITE_CORRUPT",
+                                                                     "SQLITE_NOTADB")):
+                raise StoreError(self._damaged(f"SQLite: {_one_line(exc)}")) from exc
+            raise StoreError(f"{self.path}: {_one_line(exc)}") from exc
+        except OSError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: cannot open it: {_one_line(exc)}") from exc
         except StoreError:
             self._db.close()
             raise
+
+    def _check_pages(self) -> None:
+        """Refuse a file with damaged pages now, rather than fail every tick later.
+
+        ``quick_check`` reads every page (milliseconds for a state file of a
+        few MB); a damaged file is left as it is for the admin to look at.
+        """
+        rows = [str(r[0]) for r in self._db.execute("PRAGMA quick_check(3)").fetchall()]
+        if rows != ["ok"]:
+            raise StoreError(self._damaged(f"SQLite quick_check: {'; '.join(rows)}"))
+
+    def _damaged(self, detail: str) -> str:
+        return (f"{self.path} is damaged ({_one_line(detail)}); move it aside to start with "
+                f"an empty state (the bot then picks up its pinned notice)")
+
+    def _stat(self) -> tuple[int, int] | None:
+        if self.path == ":memory:":
+            return None
+        info = os.stat(self.path)
+        return info.st_dev, info.st_ino
+
+    def file_problem(self) -> str | None:
+        """Return what happened to the open file's path, or None when it is still this file.
+
+        One ``stat`` (cheap enough for every tick): the path is gone (the file
+        or its directory was deleted) or holds another file (device and inode
+        differ). The open file keeps working either way, but a restart would
+        not find it.
+        """
+        if self._identity is None:
+            return None
+        try:
+            identity = self._stat()
+        except FileNotFoundError:
+            return f"{self.path} was deleted"
+        except OSError as exc:
+            return f"{self.path} cannot be checked: {_one_line(exc)}"
+        if identity != self._identity:
+            return f"{self.path} was replaced by another file"
+        return None
 
     def __repr__(self) -> str:
         return f"Store({self.path!r})"
@@ -357,7 +423,13 @@ class Store:
                         db.execute(statement)
             if version is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif version < SCHEMA_VERSION:
+                # A new file: whatever the account shows (a pinned notice) is unknown here.
+                self._put(db, ADOPT_STATE, {"since": time.time()})
+            if self._get(db, CREATED_STATE) is None:
+                self._put(db, CREATED_STATE, {"at": time.time(), "new": version is None})
+            else:
+                # Always a write, so a file the bot may not write fails here, not at the
+                # first tick (SQLite opens such a file read-only without a word).
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
 
     @staticmethod
@@ -394,6 +466,11 @@ class Store:
         """Store ``value`` (a JSON object) under ``name``, replacing what was there."""
         with self._transaction() as db:
             self._put(db, name, value)
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, name: str) -> dict[str, Any] | None:
+        row = db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
+        return None if row is None else dict(json.loads(row[0]))
 
     @staticmethod
     def _put(db: sqlite3.Connection, name: str, value: dict[str, Any]) -> None:
@@ -878,3 +955,45 @@ class Store:
                 "ORDER BY opened_at, id", (start, end)).fetchall()
         return [(str(r[0]), float(r[1]), float(r[2]),
                  [str(c) for c in json.loads(r[3])], str(r[4]), bool(r[5])) for r in rows]
+
+    # --- statuses published before this file existed (bot/adopt.py) -------------------
+
+    def known_status_ids(self, status_ids: Iterable[str]) -> set[str]:
+        """Return those of ``status_ids`` that an outbox row was published as."""
+        wanted = list(dict.fromkeys(status_ids))
+        if not wanted:
+            return set()
+        marks = ", ".join("?" for _ in wanted)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT status_id FROM outbox WHERE status_id IN ({marks})",  # noqa: S608
+                wanted).fetchall()
+        return {str(r[0]) for r in rows}
+
+    def record_published(self, published: Sequence[tuple[Post, str]], posts: Sequence[Post],
+                         at: float, states: dict[str, dict[str, Any] | None]) -> list[str]:
+        """Record posts as published already, queue ``posts`` and set ``states``: one transaction.
+
+        Each ``(post, status_id)`` becomes a sent row (its pin done) when its
+        key is new or its row is pending and was never tried; a row that was
+        tried or sent is left alone (it may exist on the instance). A None in
+        ``states`` deletes that state. Returns the keys recorded.
+        """
+        recorded: list[str] = []
+        with self._transaction() as db:
+            for post, status_id in published:
+                self._insert(db, [post])
+                changed = db.execute(
+                    "UPDATE outbox SET state = 'sent', status_id = ?, sent_at = ?, "
+                    "finished_at = ?, pin_state = CASE WHEN pin = 1 THEN 'done' END "
+                    "WHERE key = ? AND state = 'pending' AND first_attempt_at IS NULL "
+                    "AND status_id IS NULL", (status_id, at, at, post.key)).rowcount
+                if changed:
+                    recorded.append(post.key)
+            self._insert(db, posts)
+            for name, value in states.items():
+                if value is None:
+                    db.execute("DELETE FROM state WHERE name = ?", (name,))
+                else:
+                    self._put(db, name, value)
+        return recorded

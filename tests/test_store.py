@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bot.model import Post, PostKind
-from bot.store import SCHEMA_VERSION, ItemState, StepState, Store, StoreError
+from bot.store import (
+    ADOPT_STATE,
+    CREATED_STATE,
+    SCHEMA_VERSION,
+    ItemState,
+    StepState,
+    Store,
+    StoreError,
+)
 
 T0 = 1_780_000_000.0
 
@@ -235,3 +247,173 @@ def test_last_created_by_kind(store: Store) -> None:
                    post("n", at=T0 + 90000)])
     store.fold(["s2"], None, T0 + 99999, "expired")
     assert store.last_created(PostKind.STATUS) == T0 + 86400
+
+
+# --- damaged, lost and replaced state files ---------------------------------------------
+
+
+def _filled(path: Path) -> None:
+    """Write a real state file of many pages (outbox rows and samples)."""
+    with Store(path) as s:
+        s.enqueue([post(f"k{i}", text="x" * 500) for i in range(200)])
+        s.add_samples([(T0 + i, *([1.0] * 14)) for i in range(500)])
+    assert path.stat().st_size > 40 * 4096
+
+
+def _garbage_pages(path: Path) -> None:
+    _filled(path)
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2 // 4096 * 4096
+    data[middle:middle + 8 * 4096] = b"\xde\xad\xbe\xef" * (2 * 4096)
+    path.write_bytes(bytes(data))
+
+
+def _truncated(path: Path) -> None:
+    _filled(path)
+    data = path.read_bytes()
+    path.write_bytes(data[:len(data) // 2 + 100])
+
+
+def _not_sqlite(path: Path) -> None:
+    path.write_bytes(b"this is not sqlite" * 100)
+
+
+def _directory(path: Path) -> None:
+    path.mkdir()
+
+
+def _parent_is_a_file(path: Path) -> None:
+    path.parent.rmdir()
+    path.parent.write_text("a file where the state directory should be")
+
+
+@pytest.mark.parametrize(
+    ("damage", "says"),
+    [
+        pytest.param(_garbage_pages, "damaged", id="garbage-pages"),
+        pytest.param(_truncated, "damaged", id="truncated"),
+        pytest.param(_not_sqlite, "damaged.*not a database", id="not-sqlite"),
+        pytest.param(_directory, "cannot open", id="directory"),
+        pytest.param(_parent_is_a_file, "cannot open", id="parent-is-a-file"),
+    ],
+)
+def test_unusable_file_is_one_store_error(tmp_path: Path, damage: Any, says: str) -> None:
+    """A damaged or impossible state file is refused at opening with one clear StoreError."""
+    path = tmp_path / "state" / "state.sqlite3"
+    path.parent.mkdir()
+    damage(path)
+    with pytest.raises(StoreError, match=says) as caught:
+        Store(path)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_read_only_file_is_a_store_error(tmp_path: Path) -> None:
+    """A state file the bot may not write is refused at opening, not on the first tick."""
+    path = tmp_path / "state.sqlite3"
+    Store(path).close()
+    path.chmod(0o444)
+    immutable = os.geteuid() == 0 and shutil.which("chattr") is not None
+    if immutable:  # root ignores permissions; an immutable file it cannot write either
+        subprocess.run(["chattr", "+i", str(path)], check=True)
+    try:
+        if os.access(path, os.W_OK) and not immutable:
+            pytest.skip("running as root without chattr: permissions do not stop writes")
+        with pytest.raises(StoreError, match=r"readonly|read-only|cannot") as caught:
+            Store(path)
+        assert str(path) in str(caught.value)
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def _adopted(path: Path) -> None:
+    with Store(path) as s:
+        s.delete_state(ADOPT_STATE)
+
+
+@pytest.mark.parametrize(
+    ("prepare", "fresh"),
+    [
+        pytest.param(lambda p: None, True, id="no-file"),
+        pytest.param(lambda p: p.write_bytes(b""), True, id="zero-length"),
+        pytest.param(_adopted, False, id="existing"),
+    ],
+)
+def test_a_new_file_is_marked_fresh(tmp_path: Path, prepare: Any, fresh: bool) -> None:
+    """A file without the schema is new: it records when, and that pinned notices are to check."""
+    path = tmp_path / "state.sqlite3"
+    prepare(path)
+    with Store(path) as s:
+        assert (s.get_state(CREATED_STATE) is not None) is True
+        assert (s.get_state(ADOPT_STATE) is not None) is fresh
+
+
+def _delete(path: Path) -> None:
+    path.unlink()
+
+
+def _delete_dir(path: Path) -> None:
+    shutil.rmtree(path.parent)
+
+
+def _replace(path: Path) -> None:
+    Store(path.with_name("other.sqlite3")).close()
+    os.replace(path.with_name("other.sqlite3"), path)
+
+
+@pytest.mark.parametrize(
+    ("change", "says"),
+    [
+        pytest.param(lambda p: None, None, id="untouched"),
+        pytest.param(lambda p: p.touch(), None, id="touched"),
+        pytest.param(_delete, "was deleted", id="deleted"),
+        pytest.param(_delete_dir, "was deleted", id="directory-deleted"),
+        pytest.param(_replace, "was replaced", id="replaced"),
+    ],
+)
+def test_file_problem_notices_a_lost_file(tmp_path: Path, change: Any, says: str | None) -> None:
+    """The open file is compared with what the path holds now (device and inode)."""
+    path = tmp_path / "state" / "state.sqlite3"
+    with Store(path) as s:
+        change(path)
+        problem = s.file_problem()
+        assert problem is None if says is None else says in (problem or "")
+        s.enqueue([post("still-works")])  # the open copy keeps working
+        assert s.get("still-works") is not None
+
+
+def test_memory_store_has_no_file_problem(store: Store) -> None:
+    """An in-memory store has no file to lose."""
+    assert store.file_problem() is None
+
+
+@pytest.mark.parametrize(
+    ("before", "adopted"),
+    [
+        pytest.param(None, True, id="no-row"),
+        pytest.param("pending", True, id="pending-never-tried"),
+        pytest.param("attempted", False, id="attempted"),
+        pytest.param("sent", False, id="sent-elsewhere"),
+    ],
+)
+def test_record_published_adopts_a_status(store: Store, before: str | None,
+                                          adopted: bool) -> None:
+    """A status published before the state was lost becomes a sent row, once."""
+    notice = post("inc-1:0", pin=True)
+    if before is not None:
+        store.enqueue([notice])
+    if before == "attempted":
+        store.mark_attempt(notice.key, T0)
+    if before == "sent":
+        store.mark_sent(notice.key, "77", T0)
+    reply = post("adopt:55:resolved", PostKind.RESOLUTION, parent="inc-1:0", unpin="inc-1:0")
+    done = store.record_published([(notice, "55")], [reply], T0, {ADOPT_STATE: None})
+    assert done == ([notice.key] if adopted else [])
+    item = store.get(notice.key)
+    assert item is not None
+    if adopted:
+        assert (item.state, item.status_id, item.pin_state) == (ItemState.SENT, "55",
+                                                                StepState.DONE)
+        assert store.known_status_ids(["55", "56"]) == {"55"}
+    assert store.get(reply.key) is not None
+    assert store.get_state(ADOPT_STATE) is None
