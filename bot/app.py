@@ -11,6 +11,7 @@ from typing import TextIO
 from urllib.parse import urlsplit
 
 from bot import compose, defaults, incidents, report, reporting
+from bot.adopt import Adopter
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
 from bot.commands import Admin
@@ -29,7 +30,7 @@ from bot.loop import Bot
 from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
 from bot.outbox import Outbox
-from bot.store import OutboxItem, Store
+from bot.store import ADOPT_STATE, OutboxItem, Store
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,8 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
                        if config.commands.incident_mode == "confirm" else None),
         clock=clock,
     )
+    if not dry_run and mastodon.api_base_url and store.get_state(ADOPT_STATE) is not None:
+        bot.adopter = Adopter(store, gateway, settings, clock)  # a new state file
     if not dry_run:
         bot.history = History(store, interval=config.bot.interval)
         bot.reports = config.reports

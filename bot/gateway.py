@@ -162,6 +162,10 @@ class Gateway(Protocol):
         """Return (account id, acct, bot flag) of the account the instance knows as ``acct``."""
         ...
 
+    def pinned_statuses(self) -> list[PinnedStatus]:
+        """Return the statuses pinned to the bot account's profile (``bot/adopt.py``)."""
+        ...
+
     def notification_policy(self) -> dict[str, str]:
         """Return the bot's notification policy (``for_*`` fields); empty before Mastodon 4.3."""
         ...
@@ -233,6 +237,46 @@ def id_order(value: str | None) -> int:
         return -1
     text = str(value).strip()
     return int(text) if text.isdigit() else -1
+
+
+@dataclass(frozen=True, slots=True)
+class PinnedStatus:
+    """A status pinned to the bot account's profile, as far as adoption needs it.
+
+    ``text`` is the content as plain text (tags stripped, entities decoded,
+    whitespace folded, at most ``PINNED_TEXT_LIMIT`` characters).
+    """
+
+    id: str
+    created_at: float
+    visibility: str
+    spoiler_text: str
+    text: str
+    in_reply_to_id: str | None = None
+
+
+PINNED_TEXT_LIMIT = 5000
+"""Characters of a pinned status's text kept (an instance may allow long posts)."""
+
+
+def pinned_from_api(status: object) -> PinnedStatus | None:
+    """Return the ``PinnedStatus`` of one API status, or None when it is not a usable one."""
+    if not isinstance(status, Mapping):
+        return None
+    status_id = str(status.get("id", "")).strip()
+    if not status_id.isdigit():
+        return None
+    reply = status.get("in_reply_to_id")
+
+    def plain(value: object) -> str:
+        text = _plain(re.sub(r"<br\s*/?>|</p>", "\n", str(value or "")))
+        return " ".join(text.split())[:PINNED_TEXT_LIMIT]
+
+    return PinnedStatus(id=status_id, created_at=_epoch(status.get("created_at")),
+                        visibility=str(status.get("visibility") or ""),
+                        spoiler_text=plain(status.get("spoiler_text")),
+                        text=plain(status.get("content")),
+                        in_reply_to_id=None if reply in (None, "") else str(reply))
 
 
 def _epoch(value: object) -> float:
@@ -787,6 +831,16 @@ class MastodonGateway:
         account = self._call("account_lookup", self._api.account_lookup, acct.lstrip("@"))
         return str(account["id"]), str(account.get("acct") or acct), bool(account.get("bot"))
 
+    def pinned_statuses(self) -> list[PinnedStatus]:
+        """Return ``GET /api/v1/accounts/:id/statuses?pinned=true`` of the bot (two calls).
+
+        One page: an account has at most a few pins (``max_pinned``, 5 by default).
+        """
+        account_id, _ = self.own_account()
+        page = self._call("pinned_statuses", self._api.account_statuses, account_id,
+                          pinned=True, limit=40)
+        return [pinned for pinned in map(pinned_from_api, page or ()) if pinned is not None]
+
     def notification_policy(self) -> dict[str, str]:
         """Return the ``for_*`` fields of ``/api/v2/notifications/policy``; empty on a 404.
 
@@ -872,6 +926,7 @@ class ConsoleGateway:
         self._limits = limits or InstanceLimits()
         self._ids = itertools.count(1)
         self._by_key: dict[str, str] = {}
+        self._posts: dict[str, Post] = {}
         self._pinned: set[str] = set()
         self._fields: list[tuple[str, str]] = []
         self._media: dict[str, tuple[str, str]] = {}
@@ -888,6 +943,7 @@ class ConsoleGateway:
             return self._by_key[post.key]
         status_id = str(next(self._ids))
         self._by_key[post.key] = status_id
+        self._posts[status_id] = post
         where = f"reply to #{in_reply_to_id}" if in_reply_to_id else "new thread"
         lines = [f"--- #{status_id} {post.kind.value}, {post.visibility}, {where}, "
                  f"{post.language or 'no language'} [{post.key}]"]
@@ -958,6 +1014,13 @@ class ConsoleGateway:
         """Return a placeholder id (``console:<acct>``) that no instance would use."""
         name = acct.lstrip("@")
         return f"console:{name}", name, False
+
+    def pinned_statuses(self) -> list[PinnedStatus]:
+        """Return the statuses pinned since the console started (it remembers no more)."""
+        self.calls += 1
+        return [PinnedStatus(status_id, post.created_at, post.visibility, post.spoiler_text,
+                             post.text, None if post.parent_key is None else "?")
+                for status_id, post in self._posts.items() if status_id in self._pinned]
 
     def notification_policy(self) -> dict[str, str]:
         """Return a policy that accepts everything."""
@@ -1298,6 +1361,18 @@ class RecordingGateway:
             raise PermanentError(f"account_lookup: HTTP 404: {name} not found", status=404)
         account_id, bot = self.accounts[name]
         return account_id, name, bot
+
+    def pinned_statuses(self) -> list[PinnedStatus]:
+        """Return the pinned statuses (``pinned``), newest pin first like Mastodon."""
+        lost = self._enter("pinned_statuses")
+        found = [PinnedStatus(status.id, status.post.created_at, status.post.visibility,
+                              status.post.spoiler_text, status.post.text,
+                              status.in_reply_to_id)
+                 for status in map(self.statuses.get, reversed(self.pinned))
+                 if status is not None]
+        if lost is not None:
+            raise lost.error
+        return found
 
     def notification_policy(self) -> dict[str, str]:
         """Return ``policy``."""

@@ -28,6 +28,7 @@ from types import FrameType
 from typing import Any
 
 from bot import compose, health, incidents, report, reporting
+from bot.adopt import Adopter, state_lost_notice
 from bot.chart import ChartError, render_chart
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
@@ -127,6 +128,10 @@ class Bot:
         self.daily_counters: reporting.DailyCounters | None = None
         self._setup_due = 0.0
         self.clock = clock
+        self.adopter: Adopter | None = None
+        """Picks up pinned notices on a fresh state file (``bot/adopt.py``); None: never."""
+        self.state_problem: str | None = None
+        """What happened to the state file while running (``_check_state_file``), or None."""
         self._last_error: str | None = None
 
     # --- state --------------------------------------------------------------------
@@ -161,6 +166,7 @@ class Bot:
 
     def tick(self) -> TickReport:
         """Run one pass: collect, evaluate, step, compose, store, deliver."""
+        self._check_state_file()
         snapshot = self.collector.collect()
         self.last_snapshot = snapshot
         instance = self.prober.read() if self.prober is not None else None
@@ -196,13 +202,32 @@ class Bot:
         if self.reports is not None:
             posts += self._due_reports(now, incident_state, notes)
         new = self.store.commit_tick(posts, states)
+        may_deliver = self.adopter is None or self.adopter.step(
+            incident_state.open, not health_state.components, now)
         self._keep_history(snapshot, incident_state, events, now)
         profile = self._update_profile(incident_state, now) if self.profile_field else None
-        delivery = self.outbox.deliver(self.clock())
-        for failure in delivery.failures:
+        delivery = self.outbox.deliver(self.clock()) if may_deliver else None
+        for failure in delivery.failures if delivery is not None else ():
             log.error("post %s failed for good: %s", failure.key, failure.error)
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
+
+    def _check_state_file(self) -> None:
+        """Notice the state file disappearing or being replaced under the running bot.
+
+        The open file keeps working, so the bot goes on; but a restart would
+        start from whatever the path holds then. Logged and told to the admins
+        once per problem, and written with every heartbeat (healthcheck fails).
+        """
+        problem = self.store.file_problem()
+        if problem is None or f"state file {problem}" == self.state_problem:
+            return
+        self.state_problem = f"state file {problem}"
+        log.error("%s: going on with the open copy; restart the bot (an empty state picks "
+                  "up its pinned notice) or put the file back", self.state_problem)
+        notice = state_lost_notice(self.state_problem, self.clock(), self.settings)
+        if notice is not None:
+            self.store.enqueue([notice])
 
     def _keep_history(self, snapshot: Snapshot, state: incidents.IncidentState,
                       events: Sequence[Event], now: float) -> None:
@@ -427,7 +452,7 @@ class Bot:
         if self.heartbeat is None:
             return
         try:
-            write_heartbeat(self.heartbeat, self.clock())
+            write_heartbeat(self.heartbeat, self.clock(), self.state_problem)
         except OSError as exc:
             log.warning("cannot write the heartbeat file %s: %s", self.heartbeat, exc)
 

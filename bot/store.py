@@ -425,12 +425,12 @@ class Store:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 # A new file: whatever the account shows (a pinned notice) is unknown here.
                 self._put(db, ADOPT_STATE, {"since": time.time()})
-            if self._get(db, CREATED_STATE) is None:
-                self._put(db, CREATED_STATE, {"at": time.time(), "new": version is None})
             else:
                 # Always a write, so a file the bot may not write fails here, not at the
                 # first tick (SQLite opens such a file read-only without a word).
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+            if self._get(db, CREATED_STATE) is None:
+                self._put(db, CREATED_STATE, {"at": time.time(), "new": version is None})
 
     @staticmethod
     def _has_column(db: sqlite3.Connection, statement: str) -> bool:

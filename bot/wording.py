@@ -257,6 +257,25 @@ class Wording:
         "Post {key}: {text}")
     """Sent once per refused post. Placeholders: {instance}, {error}, {key}, {text}."""
 
+    # --- a lost state file (bot/adopt.py) ---
+    adopted_resolution: str = "Resolved: {instance} works normally again."
+    """Reply that closes a pinned notice found after the bot lost its state, when all is
+    well by then (the notice is unpinned). Placeholders: {instance}."""
+    admin_adopted_attached: str = (
+        "{instance}: the bot started with an empty state file and found its pinned notice "
+        "{status}. Incident {id} continues in that thread (no second notice).")
+    """Placeholders: {instance}, {status} (status id), {id} (incident)."""
+    admin_adopted_resolved: str = (
+        "{instance}: the bot started with an empty state file and found its pinned notice "
+        "{status}. All is well now: it gets a resolution reply and is unpinned.")
+    """Placeholders: {instance}, {status} (status id)."""
+    admin_state_lost: str = (
+        "{instance}: {problem}. The bot goes on with the copy it has open, but a restart "
+        "starts from whatever is at that path then (an empty state picks up the pinned "
+        "notice). statusbot healthcheck says unhealthy until the bot is restarted.")
+    """Sent once when the state file disappears or is replaced while the bot runs.
+    Placeholders: {instance}, {problem}."""
+
     # --- maintenance (admin command) ---
     cw_maintenance: str = "Planned maintenance"
     """Content warning of maintenance posts."""
@@ -352,6 +371,10 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_redis_up": ("rtt",),
     "admin_redis_down": ("error",),
     "admin_delivery_failed": ("instance", "error", "key", "text"),
+    "adopted_resolution": ("instance",),
+    "admin_adopted_attached": ("instance", "status", "id"),
+    "admin_adopted_resolved": ("instance", "status"),
+    "admin_state_lost": ("instance", "problem"),
     "maintenance_announce": ("start", "end", "text", "instance"),
     "maintenance_start": ("end", "text"),
     "maintenance_end": ("text",),
