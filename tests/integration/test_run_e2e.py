@@ -324,3 +324,41 @@ def test_dry_run_prints_and_sends_nothing(instance: Instance) -> None:
     assert "event opened" in result.stdout
     assert instance.statuses() == []
     assert not (instance.workdir / "state").exists()
+
+
+@pytest.mark.parametrize("meanwhile", [
+    pytest.param("still-broken", id="still-broken"),
+    pytest.param("fixed", id="fixed-meanwhile"),
+])
+def test_state_dir_deleted_between_runs_keeps_one_thread(instance: Instance,
+                                                         meanwhile: str) -> None:
+    """Stopped, state dir deleted, restarted: no second notice; the pinned one closes once."""
+    with instance.config.open("a") as config:  # no digest due on the day the test runs
+        config.write('\n[reports]\nweekly = "off"\nmonthly = "off"\n')
+    backlog(instance)
+    bot = instance.start_bot()
+    notice = wait_for_notice(instance, bot)
+    wait_for(lambda: notice["id"] in instance.pinned(), 30, "the notice to be pinned")
+    assert stop(bot) == 0, instance.log()
+    shutil.rmtree(instance.workdir / "state")
+    if meanwhile == "fixed":
+        instance.sidekiq.start_worker(["push"], 2)
+        wait_for(lambda: instance.sidekiq.api()["enqueued"] == 0, 60, "the queue to drain")
+    bot = instance.start_bot()
+    if meanwhile == "fixed":
+        wait_for(lambda: notice["id"] not in instance.pinned(), 60, "the notice to be unpinned")
+    else:
+        time.sleep(3)  # a few ticks with the incident still there
+        drain_and_wait_for_resolution(instance, bot, notice)
+    assert stop(bot) == 0, instance.log()
+    statuses = instance.statuses()
+    members = member_posts(statuses)
+    assert [s["id"] for s in members if s["in_reply_to_id"] is None] == [notice["id"]], \
+        "a second notice was posted"
+    closing = [s for s in members if "Resolved" in s["content"]]
+    assert len(closing) == 1 and closing[0]["in_reply_to_id"] == notice["id"], closing
+    assert instance.pinned() == []
+    if meanwhile == "still-broken":
+        assert_one_incident_thread(statuses)
+    adopted = [s for s in statuses if "found its pinned notice" in s["content"]]
+    assert len(adopted) == 1 and adopted[0]["visibility"] == "direct", adopted
