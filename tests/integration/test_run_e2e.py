@@ -362,3 +362,26 @@ def test_state_dir_deleted_between_runs_keeps_one_thread(instance: Instance,
         assert_one_incident_thread(statuses)
     adopted = [s for s in statuses if "found its pinned notice" in s["content"]]
     assert len(adopted) == 1 and adopted[0]["visibility"] == "direct", adopted
+
+
+def test_state_dir_deleted_while_running_is_noticed(instance: Instance) -> None:
+    """The state dir deleted under a running bot: admins told once, healthcheck unhealthy."""
+    bot = instance.start_bot()
+    beat = instance.workdir / "state" / "last-tick"
+    wait_for(beat.exists, 30, "a completed tick")
+    shutil.rmtree(instance.workdir / "state")
+
+    def told() -> bool:
+        assert bot.poll() is None, instance.log()
+        return any("was deleted" in s["content"] for s in instance.statuses())
+
+    wait_for(told, 30, "the admin message about the lost state file", interval=0.3)
+    time.sleep(2)  # more ticks: still one message
+    healthcheck = subprocess.run(
+        [sys.executable, "-m", "bot", "healthcheck", "--config", str(instance.config)],
+        capture_output=True, text=True, check=False, env={**os.environ, TOKEN_ENV: BOT_TOKEN})
+    assert stop(bot) == 0, instance.log()
+    assert healthcheck.returncode == 1, healthcheck.stdout
+    assert "was deleted" in healthcheck.stdout, healthcheck.stdout
+    told_admins = [s for s in instance.statuses() if "was deleted" in s["content"]]
+    assert len(told_admins) == 1 and told_admins[0]["visibility"] == "direct", told_admins
