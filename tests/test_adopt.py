@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,14 @@ import pytest
 from bot import adopt, compose, incidents
 from bot.app import build
 from bot.config import load_config
-from bot.gateway import PinnedStatus, RecordingGateway, RetryableError, pinned_from_api
+from bot.gateway import (
+    ConsoleGateway,
+    Gateway,
+    PinnedStatus,
+    RecordingGateway,
+    RetryableError,
+    pinned_from_api,
+)
 from bot.loop import Bot, heartbeat_problem
 from bot.model import Incident, Post, PostKind, Severity
 from bot.outbox import Outbox
@@ -238,3 +245,22 @@ def test_plan(orphans: list[PinnedStatus], incident: Incident | None, quiet: boo
 def test_pinned_from_api(raw: object, expected: PinnedStatus | None) -> None:
     """API statuses are read defensively: junk is dropped, text is plain and bounded."""
     assert pinned_from_api(raw) == expected
+
+
+@pytest.mark.parametrize("make", [
+    pytest.param(lambda: ConsoleGateway(io.StringIO()), id="console"),
+    pytest.param(RecordingGateway, id="recording"),
+])
+def test_gateways_list_what_is_pinned(make: Callable[[], Gateway]) -> None:
+    """pinned_statuses lists the pinned statuses only, with their CW and text."""
+    gateway = make()
+    notice = Post(key="inc-1:0", kind=PostKind.NOTICE, text="Since 02:00 …",
+                  visibility="public", created_at=T0, spoiler_text="Service notice: disruption")
+    other = Post(key="status:x", kind=PostKind.STATUS, text="All normal", visibility="public",
+                 created_at=T0)
+    first, second = gateway.post(notice, None), gateway.post(other, None)
+    gateway.pin(first)
+    gateway.pin(second)
+    gateway.unpin(second)
+    assert gateway.pinned_statuses() == [
+        PinnedStatus(first, T0, "public", "Service notice: disruption", "Since 02:00 …")]
