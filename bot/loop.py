@@ -222,12 +222,13 @@ class Bot:
         problem = self.store.file_problem()
         if problem is None or f"state file {problem}" == self.state_problem:
             return
-        self.state_problem = f"state file {problem}"
+        lost = f"state file {problem}"
         log.error("%s: going on with the open copy; restart the bot (an empty state picks "
-                  "up its pinned notice) or put the file back", self.state_problem)
-        notice = state_lost_notice(self.state_problem, self.clock(), self.settings)
+                  "up its pinned notice) or put the file back", lost)
+        notice = state_lost_notice(lost, self.clock(), self.settings)
         if notice is not None:
             self.store.enqueue([notice])
+        self.state_problem = lost  # after the enqueue: a failed one is tried again next tick
 
     def _keep_history(self, snapshot: Snapshot, state: incidents.IncidentState,
                       events: Sequence[Event], now: float) -> None:
