@@ -272,7 +272,7 @@ def _healthcheck(config: Config) -> int:
         print(f"unhealthy: no completed tick recorded in {path}")
         return EXIT_UNREACHABLE
     problem = heartbeat_problem(path)
-    if problem is not None:
+    if problem is not None:  # before the age: it says why ticks stopped, too
         print(f"unhealthy: {problem}")
         return EXIT_UNREACHABLE
     if age > limit:

@@ -47,7 +47,7 @@ from bot.history import History, sample_from
 from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
 from bot.outbox import DeliveryReport, Outbox
-from bot.store import Store
+from bot.store import Store, damage_of
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +131,8 @@ class Bot:
         self.adopter: Adopter | None = None
         """Picks up pinned notices on a fresh state file (``bot/adopt.py``); None: never."""
         self.state_problem: str | None = None
-        """What happened to the state file while running (``_check_state_file``), or None."""
+        """What happened to the state file while running (lost, replaced, damaged), or None."""
+        self._last_beat = 0.0
         self._last_error: str | None = None
 
     # --- state --------------------------------------------------------------------
@@ -448,16 +449,28 @@ class Bot:
             self._tick_failed(exc)
             stop.wait(seconds)
 
-    def _beat(self) -> None:
-        """Record that a tick completed (``statusbot healthcheck`` reads it)."""
+    def _beat(self, at: float | None = None) -> None:
+        """Record that a tick completed (``statusbot healthcheck`` reads it).
+
+        ``at`` rewrites the last completed tick's time with a new problem.
+        """
         if self.heartbeat is None:
             return
+        if at is None:
+            at = self._last_beat = self.clock()
         try:
-            write_heartbeat(self.heartbeat, self.clock(), self.state_problem)
+            write_heartbeat(self.heartbeat, at, self.state_problem)
         except OSError as exc:
             log.warning("cannot write the heartbeat file %s: %s", self.heartbeat, exc)
 
     def _tick_failed(self, exc: Exception) -> None:
+        damage = damage_of(exc)
+        if damage is not None and self.state_problem is None:
+            # Nothing can be queued in a damaged file: healthcheck is the voice left.
+            self.state_problem = (f"state file {self.store.path} is damaged ({damage}); stop "
+                                  f"the bot and move it aside to start afresh")
+            log.error("%s", self.state_problem)
+            self._beat(self._last_beat)
         signature = f"{type(exc).__name__}: {exc}"
         if signature != self._last_error:
             log.error("tick failed (logged once while it repeats): %s", signature,

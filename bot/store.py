@@ -274,6 +274,18 @@ _COLUMNS = (
 )
 
 
+def damage_of(error: BaseException) -> str | None:
+    """Return SQLite's words when ``error`` says the state file is damaged, else None."""
+    if not isinstance(error, sqlite3.DatabaseError):
+        return None
+    name = str(getattr(error, "sqlite_errorname", ""))
+    text = _one_line(error)
+    if name.startswith(("SQLITE_CORRUPT", "SQLITE_NOTADB")) or any(
+            words in text for words in ("malformed", "not a database")):
+        return text
+    return None
+
+
 def _one_line(error: object) -> str:
     return " ".join(str(error).split())
 

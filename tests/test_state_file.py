@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from bot import defaults
-from bot.loop import write_heartbeat
+from bot.loop import heartbeat_age, heartbeat_problem, write_heartbeat
 from bot.store import Store
+from tests.test_loop import START, make_bot, snapshot
 
 
 def _garbage(path: Path) -> None:
@@ -75,3 +78,29 @@ def test_healthcheck_reports_the_heartbeats_problem(tmp_path: Path, problem: str
     result = statusbot(tmp_path, "healthcheck")
     assert result.returncode == status, result.stdout
     assert result.stdout.startswith(says), result.stdout
+
+
+@pytest.mark.parametrize(("error", "damaged"), [
+    pytest.param(sqlite3.DatabaseError("database disk image is malformed"), True,
+                 id="malformed"),
+    pytest.param(sqlite3.DatabaseError("file is not a database"), True, id="not-a-database"),
+    pytest.param(sqlite3.OperationalError("database is locked"), False, id="locked"),
+    pytest.param(RuntimeError("malformed reply"), False, id="not-sqlite"),
+])
+def test_damage_found_while_running_makes_healthcheck_say_so(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: Exception,
+        damaged: bool) -> None:
+    """A tick that finds the state file damaged writes that with the heartbeat at once."""
+    beat = tmp_path / "state" / defaults.HEARTBEAT_FILE
+    bot, store, _ = make_bot([snapshot(START, 0), snapshot(START + 30, 0)])
+    bot.heartbeat = beat
+    bot.run(0.0, threading.Event(), max_ticks=1)
+
+    def fail(*args: object) -> int:
+        raise error
+
+    monkeypatch.setattr(store, "commit_tick", fail)
+    bot.run(0.0, threading.Event(), max_ticks=1)
+    problem = heartbeat_problem(beat)
+    assert (problem is not None and "is damaged" in problem) is damaged, problem
+    assert heartbeat_age(beat, START + 5) == pytest.approx(5.0)  # the last completed tick
