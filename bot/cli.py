@@ -83,7 +83,8 @@ def _parser() -> argparse.ArgumentParser:
         "healthcheck", help="exit 0 when the running bot completed a tick recently, else 1",
         description="For container health checks: reads the time of the last completed "
         "tick from the state directory; fails when it is older than three intervals "
-        f"plus {defaults.HEALTHCHECK_SLACK:.0f} s.",
+        f"plus {defaults.HEALTHCHECK_SLACK:.0f} s, or when the bot wrote a problem with it "
+        "(its state file was deleted, replaced or found damaged while it runs).",
     )
     healthcheck.add_argument("--config", metavar="PATH",
                              help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
