@@ -11,11 +11,13 @@ pinned statuses once, keeps the bot's own incident notices that no outbox row
 knows (``is_notice``: a top-level, member-visible status whose content warning
 is one of the notice CWs, as configured or as shipped), and ``plan`` decides:
 
-- an incident is open in this tick's state: the newest such notice becomes
-  its notice (the outbox row ``<incident>:0`` is recorded as published with
-  that status id and pinned), so updates and the resolution go into that
-  thread and the resolution unpins it; no second notice is posted. Any other
-  one is closed as below.
+- an incident opened since the start (its notice is queued but was never
+  tried, or held for confirmation; it may even have resolved since): the
+  newest such pinned notice becomes its notice (the outbox row
+  ``<incident>:0`` is recorded as published with that status id and
+  pinned), so updates and the resolution go into that thread and the
+  resolution unpins it; no second notice is posted. Any other one is closed
+  as below, as all of them are when the open incident's notice went out already.
 - all is well (no component firing or on its way): each gets a short
   resolution reply in its thread and is unpinned (through the outbox, keys
   ``adopt:<status id>`` for the old notice, ``…:resolved`` for the reply).
@@ -27,10 +29,10 @@ Admins get a direct message per adopted notice (``adopt:<status id>:admin``).
 What was decided, the posts and the removal of the mark are one transaction,
 and the keys derive from the pinned status's id: a crash repeats the whole
 decision or nothing, and a repeat after another lost file reuses the same
-idempotency keys. Listing the pins fails retryably: tried again next tick,
-and while an incident is open its delivery waits (its notice must not go out
-beside the old one). A permanent refusal gives up (logged; a second notice
-may then appear).
+idempotency keys. Listing the pins fails retryably: tried again after
+``ADOPT_RETRY`` seconds, and while an incident notice is unsent, delivery
+waits (that notice must not go out beside the old one). A permanent refusal
+gives up (logged; a second notice may then appear).
 
 ``state_lost_notice`` is the admin message sent when the file disappears or
 is replaced while the bot runs (``Bot`` checks it every tick).
@@ -40,19 +42,23 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bot import compose
 from bot.gateway import Gateway, PermanentError, PinnedStatus, RetryableError, id_order
 from bot.model import Incident, Post, PostKind
-from bot.store import ADOPT_STATE, ItemState, Store
+from bot.store import ADOPT_STATE, Store
 from bot.wording import DEFAULT_WORDING, fill
 
 log = logging.getLogger(__name__)
 
 ADOPT_WAIT = 900.0
 """Seconds a fresh start waits for a problem on its way to fire before closing old notices."""
+
+ADOPT_RETRY = 60.0
+"""Seconds between attempts to read the pinned statuses while the instance cannot be asked
+(``RetryableError``; one attempt per tick could cost a request timeout every tick)."""
 
 MEMBER_VISIBILITIES = frozenset({"public", "unlisted"})
 """Visibilities the bot's member posts may have (``member_visibility``)."""
@@ -84,22 +90,28 @@ class Plan:
     close: tuple[PinnedStatus, ...]
     wait: bool
     reason: str
+    notice_key: str | None = None
+    """The outbox key of the notice ``attach`` stands for (``<incident>:0``)."""
 
 
-def plan(orphans: Sequence[PinnedStatus], open_incident: Incident | None, quiet: bool,
-         waited: float) -> Plan:
+def plan(orphans: Sequence[PinnedStatus], notice_key: str | None, incident_open: bool,
+         quiet: bool, waited: float) -> Plan:
     """Decide, from this tick's state, what happens to ``orphans`` (pure).
 
-    ``open_incident`` is the incident open after this tick's step (None: none,
-    or its notice cannot be re-attached); ``quiet`` says no component is firing
+    ``notice_key`` is the key of an incident notice that was never sent (the
+    incident opened since the start; it may have resolved since), None when
+    there is none; ``incident_open`` says an incident is open (with a notice of
+    its own when ``notice_key`` is None); ``quiet`` says no component is firing
     or on its way; ``waited`` is how long adoption has been deciding.
     """
     newest = sorted(orphans, key=lambda s: id_order(s.id), reverse=True)
     if not newest:
         return Plan(None, (), False, "no pinned notice to pick up")
-    if open_incident is not None:
+    if notice_key is not None:
         return Plan(newest[0], tuple(newest[1:]), False,
-                    f"incident {open_incident.id} is open: it continues in {newest[0].id}")
+                    f"{notice_key} continues in {newest[0].id}", notice_key)
+    if incident_open:
+        return Plan(None, tuple(newest), False, "the open incident has a notice of its own")
     if not quiet and waited < ADOPT_WAIT:
         return Plan(None, (), True, "something is on its way: waiting for it to fire or clear")
     return Plan(None, tuple(newest), False,
@@ -123,18 +135,19 @@ def _as_post(status: PinnedStatus, key: str, settings: compose.Settings) -> Post
                 spoiler_text=status.spoiler_text, language=settings.language, pin=True)
 
 
-def posts_for(chosen: Plan, open_incident: Incident | None, now: float,
-              settings: compose.Settings) -> tuple[list[tuple[Post, str]], list[Post]]:
+def posts_for(chosen: Plan, now: float, settings: compose.Settings,
+              ) -> tuple[list[tuple[Post, str]], list[Post]]:
     """Return the rows to record as published (with their status ids) and the posts to queue."""
     words = settings.wording
     published: list[tuple[Post, str]] = []
     queued: list[Post] = []
-    if chosen.attach is not None and open_incident is not None:
+    if chosen.attach is not None and chosen.notice_key is not None:
         status = chosen.attach
-        published.append((_as_post(status, f"{open_incident.id}:0", settings), status.id))
+        published.append((_as_post(status, chosen.notice_key, settings), status.id))
+        incident = chosen.notice_key.rsplit(":", 1)[0]
         admin = _admin(f"adopt:{status.id}:admin",
                        fill(words.admin_adopted_attached, instance=settings.instance,
-                            status=status.id, id=open_incident.id), now, settings)
+                            status=status.id, id=incident), now, settings)
         queued += [admin] if admin is not None else []
     for status in chosen.close:
         notice = f"adopt:{status.id}"
@@ -169,15 +182,14 @@ class Adopter:
     while waiting) and writes to the store.
     """
 
-    def __init__(self, store: Store, gateway: Gateway, settings: compose.Settings,
-                 clock: Callable[[], float]) -> None:
+    def __init__(self, store: Store, gateway: Gateway, settings: compose.Settings) -> None:
         self.store = store
         self.gateway = gateway
         self.settings = settings
-        self.clock = clock
         self.done = store.get_state(ADOPT_STATE) is None
         self._pinned: list[PinnedStatus] | None = None
         self._started: float | None = None
+        self._retry_at = 0.0
 
     def step(self, open_incident: Incident | None, quiet: bool, now: float) -> bool:
         """Do what this tick allows; return False when delivery must wait (see the module)."""
@@ -186,11 +198,15 @@ class Adopter:
         if self._started is None:
             self._started = now
         if self._pinned is None:
+            if now < self._retry_at:
+                return self._unsent_notice(open_incident) is None
             try:
                 self._pinned = self.gateway.pinned_statuses()
             except RetryableError as exc:
-                log.warning("pinned notices not read yet (tried again next tick): %s", exc)
-                return open_incident is None
+                self._retry_at = now + ADOPT_RETRY
+                log.warning("pinned notices not read yet (tried again in %.0f s): %s",
+                            ADOPT_RETRY, exc)
+                return self._unsent_notice(open_incident) is None
             except PermanentError as exc:
                 log.error("cannot read the account's pinned notices, none picked up "
                           "(a second notice may appear): %s", exc)
@@ -200,17 +216,12 @@ class Adopter:
         notices = [s for s in self._pinned if is_notice(s, self.settings)]
         known = self.store.known_status_ids(s.id for s in notices)
         orphans = [s for s in notices if s.id not in known]
-        attachable = open_incident
-        if open_incident is not None and not self._attachable(open_incident):
-            attachable = None
-            chosen = Plan(None, tuple(orphans), False,
-                          f"incident {open_incident.id} has a notice of its own")
-        else:
-            chosen = plan(orphans, open_incident, quiet, now - self._started)
+        chosen = plan(orphans, self._unsent_notice(open_incident), open_incident is not None,
+                      quiet, now - self._started)
         if chosen.wait:
             log.info("adopting pinned notices: %s", chosen.reason)
             return True
-        published, queued = posts_for(chosen, attachable, now, self.settings)
+        published, queued = posts_for(chosen, now, self.settings)
         recorded = self.store.record_published(published, queued, now, {ADOPT_STATE: None})
         self.done = True
         for post, status_id in published:
@@ -220,7 +231,17 @@ class Adopter:
             log.info("adoption done: %s", chosen.reason)
         return True
 
-    def _attachable(self, incident: Incident) -> bool:
-        """Whether the incident's notice was never tried (so it is not on the instance)."""
-        item = self.store.get(f"{incident.id}:0")
-        return item is None or (item.state is ItemState.PENDING and item.first_attempt_at is None)
+    def _unsent_notice(self, open_incident: Incident | None) -> str | None:
+        """Return the key of the newest incident notice never tried, or None.
+
+        Queued since the start (delivery waited for this decision), or held
+        for an admin's confirmation (not queued yet: the open incident's key).
+        """
+        unsent = [item.key for item in self.store.pending()
+                  if item.post.kind is PostKind.NOTICE and item.post.pin
+                  and item.first_attempt_at is None]
+        if unsent:
+            return unsent[-1]
+        if open_incident is not None and self.store.get(f"{open_incident.id}:0") is None:
+            return f"{open_incident.id}:0"
+        return None

@@ -123,7 +123,7 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         clock=clock,
     )
     if not dry_run and mastodon.api_base_url and store.get_state(ADOPT_STATE) is not None:
-        bot.adopter = Adopter(store, gateway, settings, clock)  # a new state file
+        bot.adopter = Adopter(store, gateway, settings)  # a new state file
     if not dry_run:
         bot.history = History(store, interval=config.bot.interval)
         bot.reports = config.reports

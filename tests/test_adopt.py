@@ -22,7 +22,7 @@ from bot.gateway import (
     pinned_from_api,
 )
 from bot.loop import Bot, heartbeat_problem
-from bot.model import Incident, Post, PostKind, Severity
+from bot.model import Post, PostKind
 from bot.outbox import Outbox
 from bot.store import ADOPT_STATE, Store
 from tests.test_loop import RULES, snapshot
@@ -199,30 +199,31 @@ def test_is_notice(status: PinnedStatus, notice: bool) -> None:
     assert adopt.is_notice(status, SETTINGS) is notice
 
 
-INCIDENT = Incident(id="inc-9", opened_at=T0, affected=(), severity=Severity.WARNING,
-                    peak=Severity.WARNING, sequence=0, last_announced_at=T0)
-
-
 @pytest.mark.parametrize(
-    ("orphans", "incident", "quiet", "waited", "attach", "close", "wait"),
+    ("orphans", "key", "open_", "quiet", "waited", "attach", "close", "wait"),
     [
-        pytest.param([], INCIDENT, False, 0.0, None, [], False, id="nothing-pinned"),
-        pytest.param([pinned("7"), pinned("12")], INCIDENT, False, 0.0, "12", ["7"], False,
-                     id="open-newest-attached"),
-        pytest.param([pinned("7"), pinned("12")], None, True, 0.0, None, ["12", "7"], False,
-                     id="quiet-all-closed"),
-        pytest.param([pinned("7")], None, False, 10.0, None, [], True, id="on-its-way-waits"),
-        pytest.param([pinned("7")], None, False, adopt.ADOPT_WAIT, None, ["7"], False,
+        pytest.param([], "inc-9:0", True, False, 0.0, None, [], False, id="nothing-pinned"),
+        pytest.param([pinned("7"), pinned("12")], "inc-9:0", True, False, 0.0, "12", ["7"],
+                     False, id="unsent-notice-newest-attached"),
+        pytest.param([pinned("7")], "inc-9:0", False, True, 0.0, "7", [], False,
+                     id="resolved-meanwhile-still-attached"),
+        pytest.param([pinned("7")], None, True, False, 0.0, None, ["7"], False,
+                     id="open-with-its-own-notice"),
+        pytest.param([pinned("7"), pinned("12")], None, False, True, 0.0, None, ["12", "7"],
+                     False, id="quiet-all-closed"),
+        pytest.param([pinned("7")], None, False, False, 10.0, None, [], True,
+                     id="on-its-way-waits"),
+        pytest.param([pinned("7")], None, False, False, adopt.ADOPT_WAIT, None, ["7"], False,
                      id="waited-long-enough"),
         pytest.param([pinned("99999999999999999999"), pinned("100000000000000000000")],
-                     INCIDENT, False, 0.0, "100000000000000000000", ["99999999999999999999"],
-                     False, id="bigint-ids"),
+                     "inc-9:0", True, False, 0.0, "100000000000000000000",
+                     ["99999999999999999999"], False, id="bigint-ids"),
     ],
 )
-def test_plan(orphans: list[PinnedStatus], incident: Incident | None, quiet: bool,
+def test_plan(orphans: list[PinnedStatus], key: str | None, open_: bool, quiet: bool,
               waited: float, attach: str | None, close: list[str], wait: bool) -> None:
-    """Attach the newest to an open incident, close the rest; wait while something brews."""
-    chosen = adopt.plan(orphans, incident, quiet, waited)
+    """Attach the newest to an unsent notice, close the rest; wait while something brews."""
+    chosen = adopt.plan(orphans, key, open_, quiet, waited)
     assert (chosen.attach.id if chosen.attach else None, [s.id for s in chosen.close],
             chosen.wait) == (attach, close, wait)
 
