@@ -526,16 +526,50 @@ def test_restart_handles_each_mention_once(tmp_path: Path, gateway: RecordingGat
     store.close()
 
 
-def test_first_start_acts_only_on_recent_mentions(store: Store, gateway: RecordingGateway,
-                                                 clock: Clock) -> None:
-    """Without a cursor the newest page is read; mentions older than max_age are stale."""
-    old = gateway.mention("alice", "old", created_at=T0 - 7200, deliver=False)
-    new = gateway.mention("alice", "new", created_at=T0 - 60, deliver=False)
+@pytest.mark.parametrize(("ages", "stream"), [
+    pytest.param([1200.0], False, id="admin-incident-20-min-old"),
+    pytest.param([3000.0, 1200.0, 60.0, 1.0], True, id="last-hour-with-stream"),
+    pytest.param([7200.0, 30.0], False, id="older-and-newer-than-max-age"),
+    pytest.param([], True, id="never-mentioned"),
+])
+def test_fresh_state_acts_on_no_earlier_mention(store: Store, gateway: RecordingGateway,
+                                                clock: Clock, ages: list[float],
+                                                stream: bool) -> None:
+    """A fresh state starts its cursor at the newest mention: none before runs, a new one does."""
+    old = [gateway.mention("ops", "incident Uploads fail", created_at=T0 - age, deliver=False)
+           for age in ages]
     handler = Recorder()
-    report = make_intake(store, gateway, clock, handler, stream=False).drain()
+    intake = make_intake(store, gateway, clock, handler, stream=stream)
+    intake.start()
+    first = intake.drain()
+    clock.advance(300)
+    second = intake.drain()
+    assert (handler.seen, store.items(), first.handled, second.handled) == ([], [], (), ())
+    assert store.mentions_cursor() == (old[-1].notification_id if old else None)
+    new = gateway.mention("ops", "status", deliver=stream)
+    clock.advance(0 if stream else 300)
+    report = intake.drain()
     assert [(h.notification_id, h.result) for h in report.handled] == [
-        (old.notification_id, Result.STALE), (new.notification_id, Result.ANSWERED)]
+        (new.notification_id, Result.ANSWERED)]
     assert handler.seen == [new.notification_id]
+
+
+def test_fresh_state_unreachable_at_start_acts_on_mentions_made_since(
+        store: Store, gateway: RecordingGateway, clock: Clock) -> None:
+    """When the first look fails, mentions made after the start still run; older ones do not."""
+    old = gateway.mention("ops", "incident Uploads fail", created_at=T0 - 600, deliver=False)
+    gateway.script("notifications", RetryableError("HTTP 503", status=503))
+    handler = Recorder()
+    intake = make_intake(store, gateway, clock, handler, stream=False)
+    intake.start()
+    clock.advance(60)
+    since = gateway.mention("ops", "status", deliver=False)
+    clock.advance(60)
+    report = intake.drain()
+    assert [(h.notification_id, h.result) for h in report.handled] == [
+        (since.notification_id, Result.ANSWERED)]
+    assert handler.seen == [since.notification_id]
+    assert store.mentions_cursor() == since.notification_id != old.notification_id
 
 
 def test_bots_are_not_answered(store: Store, gateway: RecordingGateway, clock: Clock) -> None:
