@@ -9,7 +9,10 @@ intake commits in one transaction with the claim of the mention: a crash can
 neither lose a command's effect nor apply it twice.
 
 User errors (``CommandError``) become the reply; anything else propagates to
-the intake, which logs it and answers generically.
+the intake, which logs it and answers generically. Every admin action and every
+refused attempt (a member's admin command, a denied sender, bad arguments) is
+audited; ``is_admin`` and ``dropped`` serve the intake, which never rate-limits
+an admin's command away and audits the mentions it drops unrun.
 """
 
 from __future__ import annotations

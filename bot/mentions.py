@@ -22,11 +22,16 @@ Exactly once:
   stream does not move it: a higher id seen on the stream says nothing about
   lower ids that were sent while the stream was down.
 
-Safety: mentions older than ``max_age`` (after an outage, or on the very first
-start, whose backfill sees the newest page) are claimed as "stale" and not
-acted on; accounts flagged as bots are not answered (two bots would answer
-each other for ever); replies are limited per account and overall
-(``ReplyLimiter``); the backfill never makes more than ``MENTIONS_PAGINATED_BUDGET``
+Safety: a fresh state (no cursor, as after a lost state file) takes its cursor
+from the newest mention before the stream opens, so nothing the account was
+mentioned in before this start is acted on, however recent (a lost state must
+not post an admin's ``incident`` again). Mentions older than ``max_age``
+(after an outage) are claimed as "stale" and not acted on; accounts flagged as
+bots are not answered (two bots would answer each other for ever); replies are
+limited per account and overall (``ReplyLimiter``), except that an ``exempt``
+sender's (an admin's) command always runs: only its reply is noted as over the
+limit. Every mention dropped unrun (stale, bot, rate limited) is audited
+(``audit_drop``). The backfill never makes more than ``MENTIONS_PAGINATED_BUDGET``
 paginated requests per 15 minutes, and a 429 or a failure pauses it with
 backoff. A handler that raises is logged with its traceback, the mention is
 claimed as "error" and answered with a generic reply (never retried in a loop).

@@ -935,3 +935,39 @@ def test_store_failure_makes_the_backfill_fetch_it_again(
     report = intake.drain()
     assert [(h.notification_id, h.source) for h in report.handled] == [
         (mention.notification_id, Source.BACKFILL)]
+
+
+def _raises(*args: Any) -> Any:
+    raise RuntimeError("hook bug")
+
+
+@pytest.mark.parametrize(("exempt", "audit_drop", "results", "audited"), [
+    pytest.param(lambda m: True, None, [Result.ANSWERED] * 3, [], id="exempt"),
+    pytest.param(lambda m: False, None, [Result.ANSWERED, Result.RATE_LIMITED,
+                                         Result.RATE_LIMITED], [], id="not-exempt"),
+    pytest.param(lambda m: "yes", None, [Result.ANSWERED, Result.RATE_LIMITED,
+                                         Result.RATE_LIMITED], [], id="truthy-is-not-true"),
+    pytest.param(_raises, None, [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 [], id="exempt-raises-limits-apply"),
+    pytest.param(None, lambda m, why, now: [AuditEntry(now, m.account_id, m.acct, "status",
+                                                       "", f"dropped: {why}")],
+                 [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 ["dropped: rate limited: account"] * 2, id="audited"),
+    pytest.param(None, _raises, [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 ["dropped: rate limited: account"] * 2, id="audit-hook-raises"),
+])
+def test_exemption_and_drop_audit_fail_closed(store: Store, gateway: RecordingGateway,
+                                              clock: Clock, exempt: Any, audit_drop: Any,
+                                              results: list[Result],
+                                              audited: list[str]) -> None:
+    """Only a plain True exempts; a broken hook applies the limits and still audits the drop."""
+    intake = make_intake(store, gateway, clock, stream=False, limiter=ReplyLimiter(per_account=1),
+                         exempt=exempt, audit_drop=audit_drop)
+    intake.drain()
+    made = [gateway.mention("alice", f"status {i}") for i in range(3)]
+    clock.advance(300)
+    assert [h.result for h in intake.drain().handled] == results
+    entries = store.audit()
+    assert [e.result for e in entries] == audited
+    assert [e.notification_id for e in entries] == [m.notification_id
+                                                    for m in made[3 - len(audited):]]
