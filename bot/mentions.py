@@ -30,7 +30,7 @@ not post an admin's ``incident`` again). Mentions older than ``max_age``
 bots are not answered (two bots would answer each other for ever); replies are
 limited per account and overall (``ReplyLimiter``), except that an ``exempt``
 sender's (an admin's) command always runs: only its reply is noted as over the
-limit. Every mention dropped unrun (stale, bot, rate limited) is audited
+limit. Every mention dropped unrun (stale, bot, rate limited, failed) is audited
 (``audit_drop``). The backfill never makes more than ``MENTIONS_PAGINATED_BUDGET``
 paginated requests per 15 minutes, and a 429 or a failure pauses it with
 backoff. A handler that raises is logged with its traceback, the mention is
@@ -881,7 +881,9 @@ class Intake:
             except Exception:
                 log.exception("composing the generic reply failed too")
                 posts = ()
-            return Result.ERROR, Outcome(posts=posts, detail=type(exc).__name__)
+            # Nothing the command changed is committed: it was dropped, and the audit says so.
+            audit = self._dropped(mention, f"failed: {type(exc).__name__}", now).audit
+            return Result.ERROR, Outcome(posts=posts, detail=type(exc).__name__, audit=audit)
         return (Result.ANSWERED if outcome.posts else Result.NO_REPLY), outcome
 
     def _log_limited(self, mention: Mention, limit: Limit, now: float) -> None:

@@ -971,3 +971,19 @@ def test_exemption_and_drop_audit_fail_closed(store: Store, gateway: RecordingGa
     assert [e.result for e in entries] == audited
     assert [e.notification_id for e in entries] == [m.notification_id
                                                     for m in made[3 - len(audited):]]
+
+
+def test_failed_command_is_audited_as_dropped(store: Store, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """A command whose handler raised changed nothing; the audit says it failed."""
+    def describe(m: Mention, why: str, now: float) -> list[AuditEntry]:
+        return [AuditEntry(now, m.account_id, m.acct, "incident", "", f"dropped: {why}")]
+
+    intake = make_intake(store, gateway, clock, Recorder(), stream=False, audit_drop=describe)
+    intake.drain()
+    bad = gateway.mention("ops", "boom")
+    clock.advance(300)
+    [handled] = intake.drain().handled
+    assert handled.result is Result.ERROR
+    assert [(e.notification_id, e.result) for e in store.audit()] == [
+        (bad.notification_id, "dropped: failed: ValueError")]
