@@ -344,9 +344,16 @@ def format_audit(entries: Iterable[AuditEntry], tz: timezone = timezone.utc) -> 
 
 
 def _printable(text: str) -> str:
-    """Return ``text`` with control and format characters escaped (a mention wrote it)."""
-    return "".join(c if unicodedata.category(c) not in ("Cc", "Cf") or c == " "
-                   else c.encode("unicode_escape").decode("ascii") for c in text)
+    """Return ``text`` with control, format and line-breaking characters escaped.
+
+    A mention wrote it, and it goes to a terminal: no escape sequence, no
+    forged line.
+    """
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 # --- notification policy -----------------------------------------------------------------
@@ -523,7 +530,10 @@ class Intake:
     def start(self, ensure_policy: bool = True) -> PolicyResult | None:
         """Set the notification policy (unless told not to) and open the stream.
 
-        The first backfill runs in the first ``drain``. Never raises.
+        A fresh state takes its cursor from the newest mention here, before
+        the stream opens (or, when the instance does not answer, in the first
+        ``drain``); the first backfill runs in the first ``drain``. Gateway
+        errors never propagate.
         """
         result = ensure_notification_policy(self.gateway) if ensure_policy else None
         now = self.clock()

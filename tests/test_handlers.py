@@ -333,6 +333,7 @@ def test_rate_limited_member_mention_is_audited(limiter: ReplyLimiter, sent: int
     pytest.param("hello there", "?", "hello there", id="chat"),
     pytest.param("", "help", "", id="empty"),
     pytest.param("st\u200batus \x1b[2J", "status", "\x1b[2J", id="hidden-and-control"),
+    pytest.param("status \u2028-> forged", "status", "-> forged", id="line-separator"),
 ])
 def test_dropped_mentions_are_described_for_the_audit(text: str, command: str,
                                                       args: str) -> None:
@@ -342,7 +343,8 @@ def test_dropped_mentions_are_described_for_the_audit(text: str, command: str,
     [entry] = run.dropped(m, "rate limited: account", NOW)
     assert (entry.command, entry.args, entry.result, entry.notification_id) == (
         command, args, "dropped: rate limited: account", m.notification_id)
-    assert "\x1b" not in format_audit([entry])
+    shown = format_audit([entry])
+    assert "\x1b" not in shown and "\u2028" not in shown and "\n" not in shown
 
 
 @pytest.mark.parametrize(("who", "text", "audited"), [

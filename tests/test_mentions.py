@@ -987,3 +987,20 @@ def test_failed_command_is_audited_as_dropped(store: Store, gateway: RecordingGa
     assert handled.result is Result.ERROR
     assert [(e.notification_id, e.result) for e in store.audit()] == [
         (bad.notification_id, "dropped: failed: ValueError")]
+
+
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    pytest.param("args", "\x1b[2J\x1b[31mhi", "\\x1b[2J\\x1b[31mhi", id="escape-sequence"),
+    pytest.param("args", "a\n     9  forged line", "a\\n     9  forged line", id="newline"),
+    pytest.param("result", "ok\u2028forged", "ok\\u2028forged", id="line-separator"),
+    pytest.param("acct", "bob\u202eevil", "bob\\u202eevil", id="bidi-override"),
+    pytest.param("args", "caf\u00e9 \u2014 fine", "caf\u00e9 \u2014 fine", id="plain-unicode-kept"),
+])
+def test_format_audit_neutralises_what_mentions_wrote(field: str, value: str,
+                                                      shown: str) -> None:
+    """What a sender wrote reaches the terminal escaped: one line per entry, no control codes."""
+    entry = AuditEntry(T0, "7", value if field == "acct" else "bob", "status",
+                       value if field == "args" else "",
+                       value if field == "result" else "dropped")
+    text = format_audit([entry])
+    assert len(text.splitlines()) == 1 and shown in text
