@@ -179,7 +179,8 @@ def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
     limiter = ReplyLimiter(per_account=commands_config.replies_per_account,
                            total=commands_config.replies_per_hour)
     intake = Intake(bot.store, gateway, handler, clock=clock, stream=commands_config.stream,
-                    backfill_every=commands_config.backfill_every, limiter=limiter)
+                    backfill_every=commands_config.backfill_every, limiter=limiter,
+                    exempt=handler.is_admin, audit_drop=handler.dropped)
     intake.start(ensure_policy=commands_config.ensure_policy)
     log.info("answering mentions as @%s; admins: %s", bot_acct,
              ", ".join(a.acct for a in admins) or "none")

@@ -28,6 +28,27 @@ CONFIG_ENV = "STATUSBOT_CONFIG"
 """Environment variable naming the config file when ``--config`` is not given."""
 
 
+TOKENLESS = frozenset({"audit", "healthcheck"})
+"""Subcommands that only read the state directory: they work without the access token."""
+
+AUDIT_MAX = 1_000_000
+"""The most audit entries ``audit -n`` shows (SQLite takes no bigger LIMIT than 2**63-1)."""
+
+
+def _audit_limit(text: str) -> int:
+    """Read ``audit -n``: a whole number from 1 up; above ``AUDIT_MAX`` it is ``AUDIT_MAX``."""
+    digits = text.strip()
+    if digits.isdecimal() and len(digits.lstrip("0")) > len(str(AUDIT_MAX)):
+        return AUDIT_MAX  # before int(): Python refuses to read over 4300 digits
+    try:
+        value = int(digits)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text[:40]!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return min(value, AUDIT_MAX)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="statusbot",
@@ -65,7 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--config", metavar="PATH",
                        help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
-    audit.add_argument("-n", "--limit", type=int, default=50, help="how many (default 50)")
+    audit.add_argument("-n", "--limit", type=_audit_limit, default=50,
+                       help=f"how many, 1 to {AUDIT_MAX} (default 50)")
 
     report_cmd = commands.add_parser(
         "report", help="the latest weekly digest or monthly donor report",
@@ -117,7 +139,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_demo()
     try:
-        config = load_config(args.config or os.environ.get(CONFIG_ENV) or None)
+        config = load_config(args.config or os.environ.get(CONFIG_ENV) or None,
+                             need_token=args.command not in TOKENLESS)
     except ConfigError as exc:
         print(f"statusbot: configuration error\n{exc}", file=sys.stderr)
         return EXIT_CONFIG

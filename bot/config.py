@@ -275,12 +275,14 @@ class _Table:
 
 
 def load_config(path: str | os.PathLike[str] | None,
-                environ: Mapping[str, str] | None = None) -> Config:
+                environ: Mapping[str, str] | None = None, *, need_token: bool = True) -> Config:
     """Load ``path``, or the embedded defaults when it is None.
 
     ``environ`` (default ``os.environ``) supplies ``REDIS_URL`` and the
-    variables a ``password_env`` names. Raises ``ConfigError`` listing every
-    problem, each prefixed with the file name.
+    variables a ``password_env`` names. With ``need_token=False`` the Mastodon
+    access token is neither read nor required (``audit`` and ``healthcheck``
+    never talk to Mastodon). Raises ``ConfigError`` listing every problem, each
+    prefixed with the file name.
     """
     env = os.environ if environ is None else environ
     if path is None:
@@ -300,20 +302,20 @@ def load_config(path: str | os.PathLike[str] | None,
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     problems: list[str] = []
-    config = _parse(data, Path(source).parent, env, problems)
+    config = _parse(data, Path(source).parent, env, problems, need_token)
     if problems:
         raise ConfigError(source, problems)
     return dataclasses.replace(config, path=source)
 
 
 def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
-           problems: list[str]) -> Config:
+           problems: list[str], need_token: bool = True) -> Config:
     sections: dict[str, Callable[[_Table], Any]] = {
         "redis": lambda t: _redis(t, base, env),
         "sidekiq": _sidekiq,
         "host": _host,
         "bot": _bot,
-        "mastodon": lambda t: _mastodon(t, base, env),
+        "mastodon": lambda t: _mastodon(t, base, env, need_token),
         "posts": _posts,
         "health": _health,
         "wording": _wording,
@@ -552,7 +554,8 @@ def _posts(table: _Table) -> PostsConfig:
 ACCT = re.compile(r"@?([A-Za-z0-9_]+)(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?")
 
 
-def _mastodon(table: _Table, base: Path, env: Mapping[str, str]) -> MastodonConfig:
+def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
+              need_token: bool = True) -> MastodonConfig:
     url = table.get("api_base_url", str, "", "an https:// URL").rstrip("/")
     token_file = table.get("access_token_file", str, "", "a path")
     token_env = table.get("access_token_env", str, defaults.ACCESS_TOKEN_ENV,
@@ -571,7 +574,9 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str]) -> MastodonConf
     if url:
         if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).netloc:
             table.problem("api_base_url", f"must be an https:// URL, got {url!r}")
-        if token_file:
+        if not need_token:  # audit, healthcheck: the token is not read at all
+            pass
+        elif token_file:
             try:
                 token = Secret(_resolve(base, token_file).read_text(encoding="utf-8").strip())
             except OSError as exc:

@@ -9,7 +9,10 @@ intake commits in one transaction with the claim of the mention: a crash can
 neither lose a command's effect nor apply it twice.
 
 User errors (``CommandError``) become the reply; anything else propagates to
-the intake, which logs it and answers generically.
+the intake, which logs it and answers generically. Every admin action and every
+refused attempt (a member's admin command, a denied sender, bad arguments) is
+audited; ``is_admin`` and ``dropped`` serve the intake, which never rate-limits
+an admin's command away and audits the mentions it drops unrun.
 """
 
 from __future__ import annotations
@@ -124,21 +127,24 @@ class CommandHandler:
     def __call__(self, mention: Mention) -> Outcome:
         """Handle one mention: always a reply to a person, except to denied senders."""
         now = self.clock()
-        sender = commands.Sender(mention.account_id, mention.acct, mention.bot,
-                                 mention.visibility)
-        role, why = commands.role_of(sender, self.admins, local_domain=self.local_domain)
+        role, why = self._role(mention)
         if role is Role.DENIED:
             log.info("mention %s from %s ignored: %s", mention.notification_id, mention.acct, why)
-            return Outcome(detail=f"denied: {why}")
+            outcome = Outcome(detail=f"denied: {why}")
+            return self._audited(outcome, mention, self._described(mention),
+                                 f"refused: {why}", now, True)
         acting = commands.effective_role(role, mention.visibility,
                                          admin_visibilities=self.admin_visibilities)
-        text = commands.extract_text(mention.content, mention.spoiler_text, self.bot_acct,
-                                     self.bot_account_id,
-                                     [dataclasses.asdict(m) for m in mention.mentions])
+        text = self._text(mention)
         try:
             command = commands.parse(text)
         except CommandError as exc:
-            return self._answer(mention, f"{exc} {self._help(acting)}", now, "unknown command")
+            outcome = self._answer(mention, f"{exc} {self._help(acting)}", now,
+                                   "unknown command")
+            # A chat with the bot is no attempt; a known command with bad arguments is.
+            attempt = role is Role.ADMIN or not isinstance(exc, commands.UnknownCommand)
+            return self._audited(outcome, mention, self._described(mention),
+                                 f"refused: {exc}", now, attempt)
         allowed, reason = commands.authorize(
             command, role, mention.visibility, public_commands=self.public_commands,
             admin_visibilities=self.admin_visibilities, confirm_enabled=self.confirm_enabled)
@@ -152,7 +158,45 @@ class CommandHandler:
             outcome = self._answer(mention, str(exc), now, f"{command.name}: {exc}")
         return self._audited(outcome, mention, command, outcome.detail, now, audit)
 
+    def is_admin(self, mention: Mention) -> bool:
+        """Return True when an admin sent ``mention`` (by id and full acct; fails closed).
+
+        The intake's ``exempt``: an admin's command is never rate-limited away.
+        """
+        return self._role(mention)[0] is Role.ADMIN
+
+    def dropped(self, mention: Mention, why: str, now: float) -> list[AuditEntry]:
+        """Return the audit entry of a mention the intake dropped unrun (its ``audit_drop``)."""
+        command = self._described(mention)
+        return [AuditEntry(at=now, account_id=mention.account_id, acct=mention.acct,
+                           command=command.name, args=command.args[:500],
+                           result=f"dropped: {why}"[:500],
+                           notification_id=mention.notification_id)]
+
     # --- helpers ------------------------------------------------------------------
+
+    def _role(self, mention: Mention) -> tuple[Role, str]:
+        sender = commands.Sender(mention.account_id, mention.acct, mention.bot,
+                                 mention.visibility)
+        return commands.role_of(sender, self.admins, local_domain=self.local_domain)
+
+    def _text(self, mention: Mention) -> str:
+        return commands.extract_text(mention.content, mention.spoiler_text, self.bot_acct,
+                                     self.bot_account_id,
+                                     [dataclasses.asdict(m) for m in mention.mentions])
+
+    def _described(self, mention: Mention) -> Command:
+        """Return the command ``mention`` asks for, for the audit; ``?`` when it is none."""
+        try:
+            text = self._text(mention)
+        except Exception:  # the audit of a drop must not fail on hostile HTML
+            return Command("?", "", "")
+        try:
+            return commands.parse(text)
+        except CommandError:
+            word, _, rest = text.partition(" ")
+            name = word.casefold() if word.casefold() in commands.COMMANDS else "?"
+            return Command(name, (rest if name != "?" else text)[:200], text)
 
     def _help(self, role: Role) -> str:
         return commands.help_text(role, public_commands=self.public_commands,

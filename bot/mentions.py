@@ -22,11 +22,16 @@ Exactly once:
   stream does not move it: a higher id seen on the stream says nothing about
   lower ids that were sent while the stream was down.
 
-Safety: mentions older than ``max_age`` (after an outage, or on the very first
-start, whose backfill sees the newest page) are claimed as "stale" and not
-acted on; accounts flagged as bots are not answered (two bots would answer
-each other for ever); replies are limited per account and overall
-(``ReplyLimiter``); the backfill never makes more than ``MENTIONS_PAGINATED_BUDGET``
+Safety: a fresh state (no cursor, as after a lost state file) takes its cursor
+from the newest mention before the stream opens, so nothing the account was
+mentioned in before this start is acted on, however recent (a lost state must
+not post an admin's ``incident`` again). Mentions older than ``max_age``
+(after an outage) are claimed as "stale" and not acted on; accounts flagged as
+bots are not answered (two bots would answer each other for ever); replies are
+limited per account and overall (``ReplyLimiter``), except that an ``exempt``
+sender's (an admin's) command always runs: only its reply is noted as over the
+limit. Every mention dropped unrun (stale, bot, rate limited, failed) is audited
+(``audit_drop``). The backfill never makes more than ``MENTIONS_PAGINATED_BUDGET``
 paginated requests per 15 minutes, and a 429 or a failure pauses it with
 backoff. A handler that raises is logged with its traceback, the mention is
 claimed as "error" and answered with a generic reply (never retried in a loop).
@@ -47,6 +52,7 @@ import math
 import queue
 import threading
 import time
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -54,7 +60,14 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bot import defaults
-from bot.gateway import Gateway, Mention, PermanentError, RetryableError, StreamHandle
+from bot.gateway import (
+    Gateway,
+    Mention,
+    PermanentError,
+    RetryableError,
+    StreamHandle,
+    id_order,
+)
 from bot.model import Post, PostKind
 from bot.outbox import EXTERNAL_PARENT, backoff_delay
 from bot.store import AuditEntry, HandledNotification, Store
@@ -201,6 +214,15 @@ Handler = Callable[[Mention], "Outcome | Sequence[Post]"]
 ErrorReply = Callable[[Mention, float], Sequence[Post]]
 """Composes the generic reply to a mention whose handler raised (mention, now)."""
 
+Exempt = Callable[[Mention], bool]
+"""Says whether a mention's sender is exempt from the reply limits (the admins)."""
+
+DropAudit = Callable[[Mention, str, float], Sequence[AuditEntry]]
+"""Describes a mention the intake drops (mention, why, now) as audit entries."""
+
+BASELINE_STATE = "mentions.baseline"
+"""Named state written when a fresh state took its cursor from the newest mention."""
+
 
 class Source(enum.Enum):
     """Where a mention came from."""
@@ -273,6 +295,15 @@ class IntakeReport:
         return sum(h.replies for h in self.handled)
 
 
+def _over_limit(outcome: Outcome, limit: Limit) -> Outcome:
+    """Return an exempt sender's outcome, its detail and audit noting the reply over ``limit``."""
+    note = f"reply over the limit: {limit.name.lower()}"
+    audit = tuple(dataclasses.replace(e, result=f"{e.result} ({note})"[:500])
+                  for e in outcome.audit)
+    detail = f"{outcome.detail} ({note})" if outcome.detail else note
+    return dataclasses.replace(outcome, detail=detail, audit=audit)
+
+
 # --- replies ---------------------------------------------------------------------------
 
 
@@ -305,10 +336,24 @@ def format_audit(entries: Iterable[AuditEntry], tz: timezone = timezone.utc) -> 
     lines = []
     for entry in entries:
         when = datetime.fromtimestamp(entry.at, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
-        who = f"@{entry.acct} ({entry.account_id})"
-        what = f"{entry.command} {entry.args}".strip()
-        lines.append(f"{entry.seq or '-':>6}  {when}  {who}  {what}  -> {entry.result}")
+        who = _printable(f"@{entry.acct} ({entry.account_id})")
+        what = _printable(f"{entry.command} {entry.args}".strip())
+        lines.append(f"{entry.seq or '-':>6}  {when}  {who}  {what}  -> "
+                     f"{_printable(entry.result)}")
     return "\n".join(lines)
+
+
+def _printable(text: str) -> str:
+    """Return ``text`` with control, format and line-breaking characters escaped.
+
+    A mention wrote it, and it goes to a terminal: no escape sequence, no
+    forged line.
+    """
+    return "".join(c.encode("unicode_escape").decode("ascii")
+                   if unicodedata.category(c) in _UNPRINTABLE else c for c in text)
+
+
+_UNPRINTABLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
 
 
 # --- notification policy -----------------------------------------------------------------
@@ -383,6 +428,11 @@ class Intake:
     whose thread died is closed and restarted after a backoff
     (``restart_base`` doubling up to ``restart_cap``); every (re)connection
     and every death makes a backfill due.
+
+    ``exempt`` names the senders the reply limits never stop (the admins: their
+    commands always run; their replies count against the limits but are sent).
+    ``audit_drop`` turns each mention dropped without running its command
+    (rate limited, stale, from a bot) into audit entries, committed with its claim.
     """
 
     def __init__(
@@ -408,6 +458,8 @@ class Intake:
         queue_size: int = defaults.MENTIONS_QUEUE_SIZE,
         retention: float = defaults.NOTIFICATION_RETENTION,
         error_reply: ErrorReply = generic_error_reply,
+        exempt: Exempt | None = None,
+        audit_drop: DropAudit | None = None,
     ) -> None:
         self.store = store
         self.gateway = gateway
@@ -426,6 +478,8 @@ class Intake:
         self.answer_bots = answer_bots
         self.retention = retention
         self.error_reply = error_reply
+        self.exempt = exempt
+        self.audit_drop = audit_drop
         self.budget = TokenBucket(paginated_budget, paginated_window)
         self._queue: queue.Queue[Mention | None] = queue.Queue(maxsize=queue_size)
         self._lock = threading.Lock()
@@ -445,6 +499,7 @@ class Intake:
         self._limited_logged: dict[str, float] = {}
         self._pruned_at = -math.inf
         now = clock()
+        self._started_at = now
         self.limiter.restore(store.replied_since(
             now - max(self.limiter.account_window, self.limiter.overall.window)))
 
@@ -475,10 +530,16 @@ class Intake:
     def start(self, ensure_policy: bool = True) -> PolicyResult | None:
         """Set the notification policy (unless told not to) and open the stream.
 
-        The first backfill runs in the first ``drain``. Never raises.
+        A fresh state takes its cursor from the newest mention here, before
+        the stream opens (or, when the instance does not answer, in the first
+        ``drain``); the first backfill runs in the first ``drain``. Gateway
+        errors never propagate.
         """
         result = ensure_notification_policy(self.gateway) if ensure_policy else None
-        self._supervise(self.clock())
+        now = self.clock()
+        if self._fresh():  # before the stream: every later mention lies after the cursor
+            self._backfill(now)
+        self._supervise(now)
         return result
 
     def close(self) -> None:
@@ -668,6 +729,9 @@ class Intake:
             return Backfill.OUT_OF_BUDGET, 0, [], 0
         self._budget_logged = False
         cursor = self.store.mentions_cursor()
+        fresh = self._fresh()
+        if fresh:
+            pages = 1
         before = self.gateway.calls
         try:
             mentions = self.gateway.mentions_since(cursor, self.page_limit, pages)
@@ -686,6 +750,8 @@ class Intake:
             self._last_error = None
         self._failures = 0
         self._next_backfill_at = now + self.backfill_every
+        if fresh:
+            return (Backfill.RAN, used, *self._baseline(mentions, now))
         # All pages used without reaching an empty one: more may be waiting.
         self._backfill_due = bool(mentions) and used >= pages
         handled: list[Handled] = []
@@ -704,6 +770,40 @@ class Intake:
                 self.store.advance_mentions_cursor(last)
         return Backfill.RAN, used, handled, duplicates
 
+    def _fresh(self) -> bool:
+        """Return True for a state that never had a cursor: no mention was ever looked at."""
+        return (self.store.mentions_cursor() is None
+                and self.store.get_state(BASELINE_STATE) is None)
+
+    def _baseline(self, newest: Sequence[Mention], now: float) -> tuple[list[Handled], int]:
+        """Start a fresh state's cursor at the newest mention; act on none from before the start.
+
+        A lost state file must not replay what the bot answered before (an
+        admin's ``incident`` posted twice): what the account was mentioned in
+        before this intake started is left alone, however recent. Mentions
+        made since (when the instance could not be asked at once) are handled.
+        """
+        earlier = [m for m in newest if not m.created_at >= self._started_at]
+        later = [m for m in newest if m.created_at >= self._started_at]
+        last = max((m.notification_id for m in earlier), key=id_order, default=None)
+        if last is not None:
+            self.store.advance_mentions_cursor(last)
+            log.warning("fresh state: %d earlier mention(s) left alone, the newest %s; only "
+                        "mentions after it are acted on", len(earlier), last)
+        self.store.put_state(BASELINE_STATE, {"at": now, "cursor": last})
+        handled: list[Handled] = []
+        duplicates = 0
+        for mention in later:
+            result = self._handle_one(mention, Source.BACKFILL, now)
+            if result is None:
+                duplicates += 1
+            else:
+                handled.append(result)
+            self.store.advance_mentions_cursor(mention.notification_id)
+        # The cursor is set: fetch what came after it at once (usually nothing).
+        self._backfill_due = bool(newest)
+        return handled, duplicates
+
     def _failed(self, what: str, exc: Exception) -> None:
         signature = f"{type(exc).__name__}: {exc}"
         if signature != self._last_error:
@@ -719,16 +819,25 @@ class Intake:
         outcome = Outcome()
         if mention.created_at > 0 and now - mention.created_at > self.max_age:
             result = Result.STALE
+            outcome = self._dropped(mention, f"older than {self.max_age:.0f} s", now)
         elif mention.bot and not self.answer_bots:
             result = Result.IGNORED_BOT
+            outcome = self._dropped(mention, "bot account", now)
         else:
             limit = self.limiter.check(mention.account_id, now)
-            if limit is not Limit.ALLOWED:
-                result = Result.RATE_LIMITED
-                outcome = Outcome(detail=limit.name.lower())
-                self._log_limited(mention, limit, now)
-            else:
+            if limit is Limit.ALLOWED:
                 result, outcome = self._call_handler(mention, now)
+            elif self._is_exempt(mention):
+                # An admin's command always runs: only its reply is over the limit.
+                result, outcome = self._call_handler(mention, now)
+                outcome = _over_limit(outcome, limit)
+                log.info("mention %s from @%s: %s, but exempt (admin)",
+                         mention.notification_id, mention.acct, limit.value)
+            else:
+                result = Result.RATE_LIMITED
+                outcome = self._dropped(mention, f"rate limited: {limit.name.lower()}", now,
+                                        detail=limit.name.lower())
+                self._log_limited(mention, limit, now)
         posts = tuple(outcome.posts)
         audit = tuple(entry if entry.notification_id is not None
                       else dataclasses.replace(entry, notification_id=mention.notification_id)
@@ -747,6 +856,29 @@ class Intake:
         return Handled(mention.notification_id, mention.acct, source, result, outcome.detail,
                        len(posts))
 
+    def _is_exempt(self, mention: Mention) -> bool:
+        if self.exempt is None:
+            return False
+        try:
+            return self.exempt(mention) is True
+        except Exception:  # fails closed: the limits apply
+            log.exception("checking whether @%s is exempt from the reply limits failed",
+                          mention.acct)
+            return False
+
+    def _dropped(self, mention: Mention, why: str, now: float, detail: str = "") -> Outcome:
+        """Return the outcome of a mention dropped unrun: no reply, an audit entry."""
+        audit: Sequence[AuditEntry] = ()
+        if self.audit_drop is not None:
+            try:
+                audit = tuple(self.audit_drop(mention, why, now))
+            except Exception:
+                log.exception("describing the dropped mention %s for the audit failed",
+                              mention.notification_id)
+                audit = (AuditEntry(at=now, account_id=mention.account_id, acct=mention.acct,
+                                    command="?", args="", result=f"dropped: {why}"),)
+        return Outcome(detail=detail, audit=audit)
+
     def _call_handler(self, mention: Mention, now: float) -> tuple[Result, Outcome]:
         try:
             answer = self.handler(mention)
@@ -759,7 +891,9 @@ class Intake:
             except Exception:
                 log.exception("composing the generic reply failed too")
                 posts = ()
-            return Result.ERROR, Outcome(posts=posts, detail=type(exc).__name__)
+            # Nothing the command changed is committed: it was dropped, and the audit says so.
+            audit = self._dropped(mention, f"failed: {type(exc).__name__}", now).audit
+            return Result.ERROR, Outcome(posts=posts, detail=type(exc).__name__, audit=audit)
         return (Result.ANSWERED if outcome.posts else Result.NO_REPLY), outcome
 
     def _log_limited(self, mention: Mention, limit: Limit, now: float) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from bot import compose, incidents
 from bot.commands import Admin
-from bot.gateway import Mention, MentionedAccount
+from bot.gateway import Mention, MentionedAccount, RecordingGateway
 from bot.handlers import (
     CONFIRM_STATE,
     INCIDENT_STATE,
@@ -18,7 +18,15 @@ from bot.handlers import (
     post_to_json,
     runtime_mutes,
 )
-from bot.mentions import Outcome
+from bot.mentions import (
+    Handled,
+    Intake,
+    Limit,
+    Outcome,
+    ReplyLimiter,
+    Result,
+    format_audit,
+)
 from bot.model import PostKind
 from bot.store import Store
 
@@ -210,3 +218,158 @@ def test_report_answers_with_the_latest_figures() -> None:
     assert reply_of(with_history(mention("report"))) == f"@alice Last 7 days to {NOW:.0f}: fine."
     without = handler(store)(mention("report"))
     assert reply_of(without).startswith("@alice No history is kept here")
+
+
+# --- with the intake: the reply limits never stop an admin, every drop is audited ---------
+
+
+class Clock:
+    """A settable clock."""
+
+    def __init__(self, now: float = NOW) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def wired(store: Store, gateway: RecordingGateway, clock: Clock,
+          limiter: ReplyLimiter | None = None) -> Intake:
+    """The intake with the commands handler, wired as ``bot.app.start_commands`` does."""
+    settings = compose.Settings(instance="example.social", admin_accts=("alice",))
+    run = CommandHandler(store, settings, bot_acct="statusbot", bot_account_id="bot",
+                         admins=[ALICE], snapshot=lambda: None, clock=clock)
+    gateway.accounts["alice"] = ("10", False)
+    intake = Intake(store, gateway, run, clock=clock, stream=False, limiter=limiter,
+                    backfill_every=0.0,
+                    exempt=run.is_admin, audit_drop=run.dropped)
+    intake.drain()  # the fresh state's first look, before any mention
+    return intake
+
+
+def admin_says(gateway: RecordingGateway, clock: Clock, text: str) -> Mention:
+    return gateway.mention("alice", text, visibility="direct", created_at=clock())
+
+
+@pytest.mark.parametrize("count", [pytest.param(6, id="6th"), pytest.param(20, id="20th")])
+def test_admin_commands_within_the_window_all_run(count: int) -> None:
+    """An admin's commands past the per-account limit still run; the audit says so."""
+    store, clock = Store(":memory:"), Clock()
+    gateway = RecordingGateway(clock=clock)
+    intake = wired(store, gateway, clock)
+    texts = ["incident Uploads fail", *[f"update step {i}" for i in range(count - 2)],
+             "resolve Uploads work again"]
+    handled: list[Handled] = []
+    for text in texts:
+        admin_says(gateway, clock, text)
+        clock.now += 1.0  # well within the 10 minutes in which the account gets 5 replies
+        handled += intake.drain(now=clock.now).handled
+    assert [h.result for h in handled] == [Result.ANSWERED] * count
+    state = incidents.IncidentState.from_json(store.get_state(INCIDENT_STATE) or {})
+    assert state.open is None  # the last one, `resolve`, ran: the notice is unpinned
+    assert any(i.post.unpin_key for i in store.items())
+    audit = store.audit()
+    assert [e.command for e in audit] == [t.split()[0] for t in texts]
+    over = [e for e in audit if "reply over the limit: account" in e.result]
+    assert len(over) == count - 5 and over[-1].command == "resolve"
+
+
+def test_members_exhausting_the_global_budget_leave_the_admin_free() -> None:
+    """Ten members spend the hourly budget; an admin's `incident` runs, members' are dropped."""
+    store, clock = Store(":memory:"), Clock()
+    gateway = RecordingGateway(clock=clock)
+    intake = wired(store, gateway, clock)
+    results: list[Result] = []
+    for round_ in range(2):  # five each now, five each when their own buckets are full again
+        clock.now += 600 * round_
+        for member in range(10):
+            for _ in range(5):
+                gateway.mention(f"m{member}", "status", created_at=clock())
+        results += [h.result for h in intake.drain(now=clock.now).handled]
+    assert intake.limiter.check("a-m9", clock.now) is Limit.GLOBAL
+    assert results.count(Result.RATE_LIMITED) > 0
+    incident = admin_says(gateway, clock, "incident Uploads fail")
+    late_member = gateway.mention("m9", "status", created_at=clock())
+    [admin, limited] = intake.drain(now=clock.now).handled
+    assert (admin.notification_id, admin.result) == (incident.notification_id,
+                                                     Result.ANSWERED)
+    assert (limited.notification_id, limited.result) == (late_member.notification_id,
+                                                         Result.RATE_LIMITED)
+    state = incidents.IncidentState.from_json(store.get_state(INCIDENT_STATE) or {})
+    assert state.open is not None and state.open.manual
+    assert any(i.post.text.startswith("Uploads fail") for i in store.items()
+               if i.post.kind is PostKind.NOTICE)
+    entries = {e.notification_id: e for e in store.audit(10_000)}
+    assert entries[incident.notification_id].result.endswith(
+        "(reply over the limit: global)")
+    assert entries[late_member.notification_id].result == "dropped: rate limited: global"
+
+
+@pytest.mark.parametrize(("limiter", "sent", "reason"), [
+    pytest.param(ReplyLimiter(per_account=2), 3, "dropped: rate limited: account",
+                 id="account"),
+    pytest.param(ReplyLimiter(per_account=5, total=2), 3, "dropped: rate limited: global",
+                 id="global"),
+])
+def test_rate_limited_member_mention_is_audited(limiter: ReplyLimiter, sent: int,
+                                                reason: str) -> None:
+    """A member's mention dropped by the limits is in `statusbot audit`, with the reason."""
+    store, clock = Store(":memory:"), Clock()
+    gateway = RecordingGateway(clock=clock)
+    intake = wired(store, gateway, clock, limiter)
+    made = [gateway.mention("bob", f"status {i}", visibility="public", created_at=clock())
+            for i in range(sent)]
+    results = [h.result for h in intake.drain(now=clock.now).handled]
+    assert results == [Result.ANSWERED] * (sent - 1) + [Result.RATE_LIMITED]
+    [entry] = store.audit()  # a member's `status` that ran is no admin action
+    assert (entry.notification_id, entry.acct, entry.command, entry.result) == (
+        made[-1].notification_id, "bob", "status", reason)
+    assert reason in format_audit([entry])
+
+
+@pytest.mark.parametrize(("text", "command", "args"), [
+    pytest.param("incident Uploads fail", "incident", "Uploads fail", id="command"),
+    pytest.param("incident", "incident", "", id="bad-arguments"),
+    pytest.param("hello there", "?", "hello there", id="chat"),
+    pytest.param("", "help", "", id="empty"),
+    pytest.param("st\u200batus \x1b[2J", "status", "\x1b[2J", id="hidden-and-control"),
+    pytest.param("status \u2028-> forged", "status", "-> forged", id="line-separator"),
+])
+def test_dropped_mentions_are_described_for_the_audit(text: str, command: str,
+                                                      args: str) -> None:
+    """What a dropped mention asked for is named in its audit entry; never raises."""
+    run = handler(Store(":memory:"))
+    m = mention(text, acct="bob", account_id="20")
+    [entry] = run.dropped(m, "rate limited: account", NOW)
+    assert (entry.command, entry.args, entry.result, entry.notification_id) == (
+        command, args, "dropped: rate limited: account", m.notification_id)
+    shown = format_audit([entry])
+    assert "\x1b" not in shown and "\u2028" not in shown and "\n" not in shown
+
+
+@pytest.mark.parametrize(("who", "text", "audited"), [
+    pytest.param(("alice", "10"), "incident", True, id="admin-bad-arguments"),
+    pytest.param(("alice", "10"), "frobnicate", True, id="admin-unknown"),
+    pytest.param(("bob", "20"), "incident", True, id="member-admin-command-no-text"),
+    pytest.param(("bob", "20"), "hello there", False, id="member-chat"),
+    pytest.param(("otherbot", "40"), "incident x", True, id="denied-bot"),
+])
+def test_refused_attempts_are_audited(who: tuple[str, str], text: str, audited: bool) -> None:
+    """Commands the handler refuses before running them leave a trace; chatting does not."""
+    m = mention(text, acct=who[0], account_id=who[1], bot=who[0] == "otherbot")
+    outcome = handler(Store(":memory:"))(m)
+    assert [e.result.split(":")[0] for e in outcome.audit] == (["refused"] if audited else [])
+
+
+@pytest.mark.parametrize(("who", "expected"), [
+    pytest.param(("alice", "10", False), True, id="admin"),
+    pytest.param(("alice", "99", False), False, id="admin-acct-other-id"),
+    pytest.param(("alice@evil.example", "10", False), False, id="remote-namesake"),
+    pytest.param(("bob", "20", False), False, id="member"),
+    pytest.param(("alice", "10", True), False, id="bot-flag"),
+])
+def test_only_admins_are_exempt_from_the_limits(who: tuple[str, str, bool],
+                                                expected: bool) -> None:
+    """The limits' exemption is the admin check itself: id and full acct, failing closed."""
+    m = mention("status", acct=who[0], account_id=who[1], bot=who[2])
+    assert handler(Store(":memory:")).is_admin(m) is expected

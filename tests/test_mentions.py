@@ -526,16 +526,50 @@ def test_restart_handles_each_mention_once(tmp_path: Path, gateway: RecordingGat
     store.close()
 
 
-def test_first_start_acts_only_on_recent_mentions(store: Store, gateway: RecordingGateway,
-                                                 clock: Clock) -> None:
-    """Without a cursor the newest page is read; mentions older than max_age are stale."""
-    old = gateway.mention("alice", "old", created_at=T0 - 7200, deliver=False)
-    new = gateway.mention("alice", "new", created_at=T0 - 60, deliver=False)
+@pytest.mark.parametrize(("ages", "stream"), [
+    pytest.param([1200.0], False, id="admin-incident-20-min-old"),
+    pytest.param([3000.0, 1200.0, 60.0, 1.0], True, id="last-hour-with-stream"),
+    pytest.param([7200.0, 30.0], False, id="older-and-newer-than-max-age"),
+    pytest.param([], True, id="never-mentioned"),
+])
+def test_fresh_state_acts_on_no_earlier_mention(store: Store, gateway: RecordingGateway,
+                                                clock: Clock, ages: list[float],
+                                                stream: bool) -> None:
+    """A fresh state starts its cursor at the newest mention: none before runs, a new one does."""
+    old = [gateway.mention("ops", "incident Uploads fail", created_at=T0 - age, deliver=False)
+           for age in ages]
     handler = Recorder()
-    report = make_intake(store, gateway, clock, handler, stream=False).drain()
+    intake = make_intake(store, gateway, clock, handler, stream=stream)
+    intake.start()
+    first = intake.drain()
+    clock.advance(300)
+    second = intake.drain()
+    assert (handler.seen, store.items(), first.handled, second.handled) == ([], [], (), ())
+    assert store.mentions_cursor() == (old[-1].notification_id if old else None)
+    new = gateway.mention("ops", "status", deliver=stream)
+    clock.advance(0 if stream else 300)
+    report = intake.drain()
     assert [(h.notification_id, h.result) for h in report.handled] == [
-        (old.notification_id, Result.STALE), (new.notification_id, Result.ANSWERED)]
+        (new.notification_id, Result.ANSWERED)]
     assert handler.seen == [new.notification_id]
+
+
+def test_fresh_state_unreachable_at_start_acts_on_mentions_made_since(
+        store: Store, gateway: RecordingGateway, clock: Clock) -> None:
+    """When the first look fails, mentions made after the start still run; older ones do not."""
+    old = gateway.mention("ops", "incident Uploads fail", created_at=T0 - 600, deliver=False)
+    gateway.script("notifications", RetryableError("HTTP 503", status=503))
+    handler = Recorder()
+    intake = make_intake(store, gateway, clock, handler, stream=False)
+    intake.start()
+    clock.advance(60)
+    since = gateway.mention("ops", "status", deliver=False)
+    clock.advance(60)
+    report = intake.drain()
+    assert [(h.notification_id, h.result) for h in report.handled] == [
+        (since.notification_id, Result.ANSWERED)]
+    assert handler.seen == [since.notification_id]
+    assert store.mentions_cursor() == since.notification_id != old.notification_id
 
 
 def test_bots_are_not_answered(store: Store, gateway: RecordingGateway, clock: Clock) -> None:
@@ -901,3 +935,72 @@ def test_store_failure_makes_the_backfill_fetch_it_again(
     report = intake.drain()
     assert [(h.notification_id, h.source) for h in report.handled] == [
         (mention.notification_id, Source.BACKFILL)]
+
+
+def _raises(*args: Any) -> Any:
+    raise RuntimeError("hook bug")
+
+
+@pytest.mark.parametrize(("exempt", "audit_drop", "results", "audited"), [
+    pytest.param(lambda m: True, None, [Result.ANSWERED] * 3, [], id="exempt"),
+    pytest.param(lambda m: False, None, [Result.ANSWERED, Result.RATE_LIMITED,
+                                         Result.RATE_LIMITED], [], id="not-exempt"),
+    pytest.param(lambda m: "yes", None, [Result.ANSWERED, Result.RATE_LIMITED,
+                                         Result.RATE_LIMITED], [], id="truthy-is-not-true"),
+    pytest.param(_raises, None, [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 [], id="exempt-raises-limits-apply"),
+    pytest.param(None, lambda m, why, now: [AuditEntry(now, m.account_id, m.acct, "status",
+                                                       "", f"dropped: {why}")],
+                 [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 ["dropped: rate limited: account"] * 2, id="audited"),
+    pytest.param(None, _raises, [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
+                 ["dropped: rate limited: account"] * 2, id="audit-hook-raises"),
+])
+def test_exemption_and_drop_audit_fail_closed(store: Store, gateway: RecordingGateway,
+                                              clock: Clock, exempt: Any, audit_drop: Any,
+                                              results: list[Result],
+                                              audited: list[str]) -> None:
+    """Only a plain True exempts; a broken hook applies the limits and still audits the drop."""
+    intake = make_intake(store, gateway, clock, stream=False, limiter=ReplyLimiter(per_account=1),
+                         exempt=exempt, audit_drop=audit_drop)
+    intake.drain()
+    made = [gateway.mention("alice", f"status {i}") for i in range(3)]
+    clock.advance(300)
+    assert [h.result for h in intake.drain().handled] == results
+    entries = store.audit()
+    assert [e.result for e in entries] == audited
+    assert [e.notification_id for e in entries] == [m.notification_id
+                                                    for m in made[3 - len(audited):]]
+
+
+def test_failed_command_is_audited_as_dropped(store: Store, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """A command whose handler raised changed nothing; the audit says it failed."""
+    def describe(m: Mention, why: str, now: float) -> list[AuditEntry]:
+        return [AuditEntry(now, m.account_id, m.acct, "incident", "", f"dropped: {why}")]
+
+    intake = make_intake(store, gateway, clock, Recorder(), stream=False, audit_drop=describe)
+    intake.drain()
+    bad = gateway.mention("ops", "boom")
+    clock.advance(300)
+    [handled] = intake.drain().handled
+    assert handled.result is Result.ERROR
+    assert [(e.notification_id, e.result) for e in store.audit()] == [
+        (bad.notification_id, "dropped: failed: ValueError")]
+
+
+@pytest.mark.parametrize(("field", "value", "shown"), [
+    pytest.param("args", "\x1b[2J\x1b[31mhi", "\\x1b[2J\\x1b[31mhi", id="escape-sequence"),
+    pytest.param("args", "a\n     9  forged line", "a\\n     9  forged line", id="newline"),
+    pytest.param("result", "ok\u2028forged", "ok\\u2028forged", id="line-separator"),
+    pytest.param("acct", "bob\u202eevil", "bob\\u202eevil", id="bidi-override"),
+    pytest.param("args", "caf\u00e9 \u2014 fine", "caf\u00e9 \u2014 fine", id="plain-unicode-kept"),
+])
+def test_format_audit_neutralises_what_mentions_wrote(field: str, value: str,
+                                                      shown: str) -> None:
+    """What a sender wrote reaches the terminal escaped: one line per entry, no control codes."""
+    entry = AuditEntry(T0, "7", value if field == "acct" else "bob", "status",
+                       value if field == "args" else "",
+                       value if field == "result" else "dropped")
+    text = format_audit([entry])
+    assert len(text.splitlines()) == 1 and shown in text

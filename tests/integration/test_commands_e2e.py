@@ -110,6 +110,10 @@ probe_health = false
 [posts]
 status_every = 0
 
+[reports]
+weekly = "off"
+monthly = "off"
+
 [commands]
 backfill_every = 2
 {extra}
@@ -276,4 +280,70 @@ def test_each_account_sends_each_command(setup: Setup) -> None:
     replied_to_bot = [s for s in setup.bot_statuses()
                       if "@otherbot" in text(s)]
     assert replied_to_bot == []
+    stop(setup, bot)
+
+
+def audit_without_token(setup: Setup) -> str:
+    """`statusbot audit` as an operator runs it: no access token in the environment."""
+    env = {k: v for k, v in os.environ.items() if k != TOKEN_ENV}
+    return subprocess.run([sys.executable, "-m", "bot", "audit", "-n", "9" * 30, "--config",
+                           str(setup.config)], env=env, capture_output=True, text=True,
+                          check=True).stdout
+
+
+@pytest.mark.parametrize("setup", ["replies_per_account = 2\nreplies_per_hour = 4"],
+                         indirect=True)
+def test_spent_reply_limits_never_stop_the_admin(setup: Setup) -> None:
+    """Members spend the account and global limits; all six admin commands still run."""
+    bot = setup.start()
+    answered = [setup.say("bob", "status"), setup.say("bob", "status"),
+                setup.say("ops@evil.example", "status"),
+                setup.say("ops@evil.example", "status")]
+    for status_id in answered:
+        wait_for(lambda sid=status_id: bool(setup.replies_to(sid)), 30,  # type: ignore[misc]
+                 "the members' replies", interval=0.2)
+    dropped = setup.say("bob", "status")
+    wait_for(lambda: "from @bob not answered" in setup.log(), 30, "bob rate limited",
+             interval=0.2)
+    commands = ["incident Uploads fail.", "update A disk is being replaced.", "ack",
+                "queues", "update The disk is replaced.", "resolve Uploads work again."]
+    for command in commands:  # one after the other: each must have run for the next
+        status_id = setup.say("ops", command)
+        wait_for(lambda sid=status_id: bool(setup.replies_to(sid)), 30,  # type: ignore[misc]
+                 f"the reply to ops: {command}", interval=0.2)
+    public = [s for s in setup.bot_statuses() if s["visibility"] == "public"]
+    [notice] = [s for s in public if text(s).startswith("Uploads fail")]
+    thread = [notice, *(s for s in public if s["in_reply_to_id"] == notice["id"])]
+    assert [text(s).split(".")[0] for s in thread] == [
+        "Uploads fail", "A disk is being replaced", "The disk is replaced",
+        "Resolved after less than a minute: 127"]
+    assert setup.replies_to(dropped) == []
+    stop(setup, bot)
+    audit = audit_without_token(setup)
+    assert re.search(r"@bob .* status\s+-> dropped: rate limited: account", audit), audit
+    over = re.findall(r"@ops \(\d+\)  (\w+) .*\(reply over the limit: \w+\)$", audit,
+                      re.MULTILINE)
+    assert over == [c.split()[0] for c in commands], audit
+
+
+def test_lost_state_replays_no_earlier_command(setup: Setup) -> None:
+    """A fresh state dir answers no mention from before its start, and a new one at once."""
+    bot = setup.start()
+    incident = setup.say("ops", "incident Uploads fail.")
+    wait_for(lambda: bool(setup.replies_to(incident)), 30, "the incident's reply", interval=0.2)
+    question = setup.say("bob", "status")
+    wait_for(lambda: bool(setup.replies_to(question)), 30, "bob's reply", interval=0.2)
+    stop(setup, bot)
+    shutil.rmtree(setup.workdir / "state")
+    (setup.workdir / "bot.log").unlink()
+    bot = setup.start()
+    after = setup.say("bob", "status")
+    wait_for(lambda: bool(setup.replies_to(after)), 30, "the new mention's reply",
+             interval=0.2)
+    time.sleep(3)  # a backfill round: an earlier mention answered again would show by now
+    assert [len(setup.replies_to(s)) for s in (incident, question, after)] == [1, 1, 1]
+    notices = [s for s in setup.bot_statuses()
+               if s["visibility"] == "public" and text(s).startswith("Uploads fail")]
+    assert len(notices) == 1
+    assert "2 earlier mention(s) left alone" in setup.log()
     stop(setup, bot)
