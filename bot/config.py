@@ -326,6 +326,8 @@ def load_config(path: str | os.PathLike[str] | None,
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
     except UnicodeDecodeError as exc:
         raise ConfigError(source, [f"not UTF-8 text ({_decode_error(exc)})"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["not valid TOML: nested too deeply"]) from None
     problems: list[str] = []
     warnings: list[str] = []
     config = _parse(data, Path(source).parent, env, problems, warnings)
@@ -685,6 +687,29 @@ def _api_base_url(table: _Table, warnings: list[str]) -> str:
     return url.rstrip("/")
 
 
+def _streaming_url(table: _Table) -> str:
+    """Read ``streaming_url``: where the streaming server is, when not on the web host."""
+    key = "streaming_url"
+    url = table.get(key, str, "", "a URL like wss://streaming.example.social")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        table.problem(key, f"is not a valid URL, got {redact_url(url)!r}")
+        return ""
+    if parts.scheme not in {"https", "wss", "http", "ws"} or not parts.hostname:
+        table.problem(key, f"must be a URL like wss://streaming.example.social, "
+                           f"got {redact_url(url)!r}")
+    elif "@" in parts.netloc:
+        table.problem(key, "must not hold a user name or password")
+    elif parts.scheme in {"http", "ws"} and not _loopback(parts.hostname):
+        table.problem(key, f"must start with wss:// or https:// ({parts.scheme}:// only for a "
+                           f"loopback address), got {redact_url(url)!r}")
+    return url.rstrip("/")
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost" or host.endswith(".localhost"):
         return True
@@ -729,7 +754,7 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
     token_file = table.path("access_token_file", "")
     token_env = table.get("access_token_env", str, defaults.ACCESS_TOKEN_ENV,
                           "an environment variable name")
-    streaming = table.get("streaming_url", str, "", "a URL").rstrip("/")
+    streaming = _streaming_url(table)
     admins_raw = table.get("admins", list, [], "a list of accounts")
     admins: list[str] = []
     for item in admins_raw:

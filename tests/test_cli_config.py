@@ -171,6 +171,18 @@ BAD = [
     pytest.param(site("ftp://example.social"), {}, TOKEN,
                  "mastodon.api_base_url: must be an https:// URL (like https://example.social), "
                  "got 'ftp://example.social'", id="api-ftp"),
+    pytest.param("[mastodon]\nstreaming_url = 'wss://u:pw@streaming.example.social'\n", {}, {},
+                 "mastodon.streaming_url: must not hold a user name or password",
+                 id="streaming-userinfo"),
+    pytest.param("[mastodon]\nstreaming_url = 'ws://streaming.example.social'\n", {}, {},
+                 "mastodon.streaming_url: must start with wss:// or https:// (ws:// only for a "
+                 "loopback address), got 'ws://streaming.example.social'",
+                 id="streaming-plain-remote"),
+    pytest.param("[mastodon]\nstreaming_url = 'streaming.example.social'\n", {}, {},
+                 "mastodon.streaming_url: must be a URL like wss://streaming.example.social, "
+                 "got 'streaming.example.social'", id="streaming-no-scheme"),
+    pytest.param("[health]\nx = " + "{a = " * 500 + "1" + "}" * 500 + "\n", {}, {},
+                 "not valid TOML: nested too deeply", id="toml-nested-too-deeply"),
     pytest.param(site("https://example.social:http"), {}, TOKEN,
                  "mastodon.api_base_url: is not a valid URL (like https://example.social), "
                  "got 'https://example.social:http'", id="api-bad-port"),
@@ -244,6 +256,9 @@ GOOD = [
                  ("mastodon", "api_base_url", "https://example.social"), id="api-trailing-slash"),
     pytest.param(site("https://example.social:8443"), {}, TOKEN,
                  ("mastodon", "api_base_url", "https://example.social:8443"), id="api-port"),
+    pytest.param("[mastodon]\nstreaming_url = 'wss://streaming.example.social/'\n", {}, {},
+                 ("mastodon", "streaming_url", "wss://streaming.example.social"),
+                 id="streaming-wss"),
     pytest.param(TOKEN_FILE, {"token": "  t0ken\n"}, {},
                  ("mastodon", "access_token", Secret("t0ken")), id="token-file-trimmed"),
     pytest.param(ENV_FILE, {".env.production":
