@@ -368,3 +368,21 @@ def test_secrets_never_in_output(home: Path, monkeypatch: pytest.MonkeyPatch,
         seen.append(status)
         output += out + err
     assert (tuple(seen), PASSWORD in output) == (statuses, False)
+
+
+@pytest.mark.parametrize("target", [
+    pytest.param("missing-dir/state.sqlite3", id="dangling-symlink"),
+])
+def test_run_state_file_unopenable_is_a_config_error(
+        home: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture,
+        target: str) -> None:
+    """A state file SQLite cannot open (past config-check's look) is one line, exit 2."""
+    state = home / "state"
+    state.mkdir()
+    (state / "statusbot.sqlite3").symlink_to(home / target)
+    path = home / "config.toml"
+    path.write_text(f"[bot]\nstate_dir = '{state}'\n")
+    status, _out, err = run_cli(["run", "--config", str(path), "--once"], capsys, caplog)
+    assert (status, [line for line in err.splitlines() if "state_dir" in line]) == (2, [
+        f"statusbot: configuration error: {path}: bot.state_dir: cannot use {state}: "
+        f"unable to open database file"])
