@@ -979,8 +979,8 @@ def _redis_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str]) 
 
 
 REFERENCE = re.compile(
-    r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*)|\()")
-"""``${NAME}``, ``${NAME:-default}``, ``$NAME`` or the start of ``$(command)``."""
+    r"(?<!\\)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*)|\()")
+"""``${NAME}``, ``${NAME:-default}``, ``$NAME`` or the start of ``$(command)``; not ``\\$``."""
 
 
 def _env_values(table: _Table, path: Path, text: str,
@@ -1027,7 +1027,7 @@ def _env_values(table: _Table, path: Path, text: str,
                 missing.append(f"${{{name}}}")
                 return ""
 
-            value = REFERENCE.sub(substitute, value)
+            value = REFERENCE.sub(substitute, value).replace("\\$", "$")
             if missing and "REDIS" in binding.key:
                 why = ("runs a command, which statusbot does not" if missing[0] == "$(...)"
                        else f"uses {missing[0]}, which neither the file nor the environment sets")

@@ -272,6 +272,8 @@ GOOD = [
                  ("redis", "url", "redis://localhost:6390/0"), id="env-file-reference-default"),
     pytest.param(ENV_FILE, {".env.production": "REDIS_PASSWORD='pa$word'\n"}, {},
                  ("redis", "password", Secret("pa$word")), id="env-file-single-quotes-literal"),
+    pytest.param(ENV_FILE, {".env.production": 'REDIS_PASSWORD="pa\\$word"\n'}, {},
+                 ("redis", "password", Secret("pa$word")), id="env-file-escaped-dollar"),
     pytest.param(ENV_FILE, {".env.production": "OTHER=${UNSET_ELSEWHERE}\nREDIS_DB=3\n"}, {},
                  ("redis", "url", "redis://localhost:6379/3"),
                  id="env-file-reference-outside-redis"),
