@@ -412,17 +412,17 @@ def _commands(table: _Table) -> CommandsConfig:
     public = table.get("public", list, list(defaults.PUBLIC_COMMANDS), "a list of commands")
     known_public = set(defaults.PUBLIC_COMMANDS)
     for name in public:
-        if name not in known_public:
+        if not isinstance(name, str) or name not in known_public:
             table.problem("public", f"only {', '.join(sorted(known_public))} can be public, "
                                     f"got {name!r:.40}")
     visibilities = table.get("admin_visibilities", list, list(defaults.ADMIN_VISIBILITIES),
                              "a list of visibilities")
     for name in visibilities:
-        if name not in {"direct", "private", "unlisted", "public"}:
+        if not isinstance(name, str) or name not in {"direct", "private", "unlisted", "public"}:
             table.problem("admin_visibilities", f"unknown visibility {name!r:.40}")
     return CommandsConfig(
         enabled=table.get("enabled", bool, True, "true or false"),
-        public=tuple(n for n in public if n in known_public),
+        public=tuple(n for n in public if isinstance(n, str) and n in known_public),
         admin_visibilities=tuple(str(v) for v in visibilities),
         incident_mode=table.choice("incident_mode", "auto", ("auto", "confirm")),
         confirm_delay=table.duration("confirm_delay", defaults.CONFIRM_DELAY,
