@@ -672,7 +672,7 @@ def _api_base_url(table: _Table, warnings: list[str]) -> str:
     elif "@" in parts.netloc:
         table.problem(key, "must not hold a user name or password (the token goes in "
                            "access_token_file or access_token_env)")
-    elif not parts.hostname:
+    elif not parts.hostname or not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", parts.hostname):
         table.problem(key, f"must name a host ({example})")
     elif parts.path not in {"", "/"} or parts.query or parts.fragment or url.endswith(("?", "#")):
         table.problem(key, f"must be the instance's address alone, without a path, query or "

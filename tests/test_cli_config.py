@@ -174,6 +174,9 @@ BAD = [
     pytest.param(site("https://"), {}, TOKEN,
                  "mastodon.api_base_url: must name a host (like https://example.social)",
                  id="api-no-host"),
+    pytest.param(site("https://exa mple.social"), {}, TOKEN,
+                 "mastodon.api_base_url: must name a host (like https://example.social)",
+                 id="api-space-in-host"),
     pytest.param(site("ftp://example.social"), {}, TOKEN,
                  "mastodon.api_base_url: must be an https:// URL (like https://example.social), "
                  "got 'ftp://example.social'", id="api-ftp"),
