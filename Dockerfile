@@ -14,7 +14,7 @@ RUN useradd --system --uid 10001 --user-group --home-dir /var/lib/statusbot \
     && mkdir -p /etc/statusbot
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE ./
 COPY bot ./bot
 RUN pip install '.[chart]' && rm -rf /src
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
 from bot import __version__, defaults
-from bot.config import Config, ConfigError, load_config
+from bot.config import Config, ConfigError, load_config, redact_url, state_dir_problem
 from bot.model import HostStats, SidekiqStats, Snapshot
 
 if TYPE_CHECKING:
@@ -142,7 +142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config or os.environ.get(CONFIG_ENV) or None,
                              need_token=args.command not in TOKENLESS)
     except ConfigError as exc:
-        print(f"statusbot: configuration error\n{exc}", file=sys.stderr)
+        for problem in exc.problems:
+            print(f"statusbot: configuration error: {exc.source}: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "run":
         return _run(config, dry_run=args.dry_run, once=args.once)
@@ -161,20 +162,32 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(config: Config, *, dry_run: bool, once: bool) -> int:
+    import sqlite3
     import threading
 
     from bot.app import build, state_path
     from bot.loop import stop_on_signals
     from bot.store import StoreError
 
-    try:
-        bot = build(config, dry_run=dry_run, out=sys.stdout)
-    except StoreError as exc:
-        print(f"statusbot: cannot use the state file {state_path(config)}: {exc}",
-              file=sys.stderr)
-        return EXIT_UNREACHABLE
+    for warning in config.warnings:
+        log.warning("%s: %s", config.path, warning)
+    problem = None if dry_run else state_dir_problem(config.bot.state_dir)
+    if problem is None:
+        try:
+            bot = build(config, dry_run=dry_run, out=sys.stdout)
+        except StoreError as exc:
+            print(f"statusbot: cannot use the state file {state_path(config)}: {exc}",
+                  file=sys.stderr)
+            return EXIT_UNREACHABLE
+        except (OSError, sqlite3.OperationalError) as exc:  # e.g. it vanished since
+            problem = f"cannot use {config.bot.state_dir}: {getattr(exc, 'strerror', '') or exc}"
+    if problem is not None:
+        print(f"statusbot: configuration error: {config.path or 'defaults'}: "
+              f"bot.state_dir: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     console = dry_run or not config.mastodon.api_base_url
-    where = "printing posts here" if console else f"posting to {config.mastodon.api_base_url}"
+    where = ("printing posts here" if console
+             else f"posting to {redact_url(config.mastodon.api_base_url)}")
     log.info("statusbot %s: every %s, %s; state in %s", __version__,
              duration(config.bot.interval), where,
              "memory (dry run)" if dry_run else state_path(config))
@@ -327,6 +340,12 @@ def _config_check(path: str) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return EXIT_CONFIG
+    problem = state_dir_problem(config.bot.state_dir)
+    if problem is not None:
+        print(f"{path}: bot.state_dir: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    for warning in config.warnings:
+        print(f"{path}: warning: {warning}", file=sys.stderr)
     namespace = f", namespace {config.redis.namespace!r}" if config.redis.namespace else ""
     print(f"{path}: OK (Redis {config.redis.url} from {config.redis.source}{namespace})")
     return EXIT_OK

@@ -15,6 +15,7 @@ else the ``REDIS_URL`` environment variable; else ``defaults.REDIS_URL``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import math
 import os
 import re
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import quote, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from bot import defaults
 from bot.health import Mute, Rules, default_rules, rules_from_config
@@ -175,7 +176,11 @@ class ReportsConfig:
 
 @dataclass(frozen=True, slots=True)
 class Config:
-    """The whole configuration. ``path`` is None for the embedded defaults."""
+    """The whole configuration. ``path`` is None for the embedded defaults.
+
+    ``warnings`` are accepted oddities to show at start-up and by ``config-check``
+    (e.g. plain http:// to a loopback instance).
+    """
 
     redis: RedisConfig = field(default_factory=RedisConfig)
     sidekiq: SidekiqConfig = field(default_factory=SidekiqConfig)
@@ -189,6 +194,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     path: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -224,24 +230,24 @@ class _Table:
             return default
         value = self.data[key]
         if kind is float and isinstance(value, int) and not isinstance(value, bool):
-            value = float(value)
+            value = _to_float(value)
         if not isinstance(value, kind) or isinstance(value, bool) != (kind is bool):
             self.problem(key, f"must be {what}, got {type(value).__name__} {value!r:.60}")
             return default
         return value
 
-    def number(self, key: str, default: float, *, minimum: float, unit: str,
-               strictly: bool = False) -> float:
+    def number(self, key: str, default: float, *, minimum: float, maximum: float,
+               unit: str = "seconds", zero: str = "") -> float:
+        """Read a number from ``minimum`` to ``maximum``; ``zero`` names what 0 means."""
         value = self.get(key, float, default, f"a number of {unit}")
-        bad = value <= minimum if strictly else value < minimum
-        if not math.isfinite(value) or bad:
-            relation = "greater than" if strictly else "at least"
-            self.problem(key, f"must be {relation} {minimum:g} {unit}, got {value!r}")
-            return default
-        return value
+        return self.bounded(key, value, value, default, minimum, maximum, unit, zero)
 
-    def duration(self, key: str, default: float, *, allow_zero: bool = True) -> float:
-        """Read a duration: a number of seconds or a string such as ``30m`` or ``2h``."""
+    def duration(self, key: str, default: float, *, minimum: float,
+                 maximum: float = defaults.PERIOD_MAX, zero: str = "") -> float:
+        """Read a duration: a number of seconds or a string such as ``30m`` or ``2h``.
+
+        It must lie from ``minimum`` to ``maximum``; ``zero`` names what 0 means, if allowed.
+        """
         self.used.add(key)
         value = self.data.get(key, default)
         if isinstance(value, str):
@@ -251,16 +257,35 @@ class _Table:
                 self.problem(key, str(exc))
                 return default
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
-            seconds = float(value)
+            seconds = _to_float(value)
         else:
             self.problem(key, f"must be seconds or a duration like \"30m\", got "
                               f"{type(value).__name__} {value!r:.60}")
             return default
-        if not math.isfinite(seconds) or seconds < 0 or (seconds == 0 and not allow_zero):
-            self.problem(key, f"must be {'at least 0' if allow_zero else 'more than 0'} "
-                              f"seconds, got {value!r}")
+        return self.bounded(key, seconds, value, default, minimum, maximum, "seconds", zero)
+
+    def bounded(self, key: str, value: float, shown: object, default: float, minimum: float,
+                maximum: float, unit: str, zero: str) -> float:
+        """Return ``value`` when it is 0 (and ``zero`` allowed) or in range, else ``default``."""
+        if zero and value == 0:
+            return value
+        if math.isfinite(value) and minimum <= value <= maximum:
+            return value
+        if unit == "seconds":
+            span = f"from {_seconds_text(minimum)} to {_seconds_text(maximum)}"
+        else:
+            span = f"from {minimum:g} to {maximum:g} {unit}"
+        self.problem(key, f"must be {f'0 ({zero}) or ' if zero else ''}{span}, "
+                          f"got {shown!r:.40}")
+        return default
+
+    def path(self, key: str, default: str) -> str:
+        """Read a file or directory path (no NUL character, which no system accepts)."""
+        value = self.get(key, str, default, "a path")
+        if "\x00" in value:
+            self.problem(key, "must not contain a NUL character")
             return default
-        return seconds
+        return value
 
     def choice(self, key: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.get(key, str, default, f"one of {', '.join(choices)}")
@@ -301,21 +326,55 @@ def load_config(path: str | os.PathLike[str] | None,
         raise ConfigError(source, [f"cannot read: {exc.strerror or exc}"]) from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"not valid TOML: {exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(source, [f"not UTF-8 text ({_decode_error(exc)})"]) from None
+    except RecursionError:
+        raise ConfigError(source, ["not valid TOML: nested too deeply"]) from None
     problems: list[str] = []
-    config = _parse(data, Path(source).parent, env, problems, need_token)
+    warnings: list[str] = []
+    config = _parse(data, Path(source).parent, env, problems, warnings, need_token)
     if problems:
         raise ConfigError(source, problems)
-    return dataclasses.replace(config, path=source)
+    return dataclasses.replace(config, path=source, warnings=tuple(warnings))
+
+
+def _decode_error(exc: UnicodeDecodeError) -> str:
+    """Say where a file stops being UTF-8, without quoting it (it may hold a secret)."""
+    return f"byte 0x{exc.object[exc.start]:02x} at position {exc.start}"
+
+
+def state_dir_problem(state_dir: str) -> str | None:
+    """Return why ``state_dir`` cannot hold the state file, or None when it can.
+
+    Run by ``config-check`` and at the start of ``run`` (not by ``load_config``:
+    ``check`` needs no state directory, and ``audit`` only reads it).
+    """
+    path = Path(state_dir)
+    try:
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            return (f"{path} is not a directory" if existing == path
+                    else f"cannot create {path}: {existing} is not a directory")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            return f"{existing} is not writable by this user"
+        state_file = path / defaults.STATE_FILE
+        if state_file.exists() and (state_file.is_dir() or not os.access(state_file, os.W_OK)):
+            return f"{state_file} is not a writable file"
+    except (OSError, ValueError) as exc:
+        return f"cannot use {path}: {getattr(exc, 'strerror', None) or exc}"
+    return None
 
 
 def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
-           problems: list[str], need_token: bool = True) -> Config:
+           problems: list[str], warnings: list[str], need_token: bool = True) -> Config:
     sections: dict[str, Callable[[_Table], Any]] = {
         "redis": lambda t: _redis(t, base, env),
         "sidekiq": _sidekiq,
         "host": _host,
         "bot": _bot,
-        "mastodon": lambda t: _mastodon(t, base, env, need_token),
+        "mastodon": lambda t: _mastodon(t, base, env, warnings, need_token),
         "posts": _posts,
         "health": _health,
         "wording": _wording,
@@ -355,27 +414,29 @@ def _commands(table: _Table) -> CommandsConfig:
     public = table.get("public", list, list(defaults.PUBLIC_COMMANDS), "a list of commands")
     known_public = set(defaults.PUBLIC_COMMANDS)
     for name in public:
-        if name not in known_public:
+        if not isinstance(name, str) or name not in known_public:
             table.problem("public", f"only {', '.join(sorted(known_public))} can be public, "
                                     f"got {name!r:.40}")
     visibilities = table.get("admin_visibilities", list, list(defaults.ADMIN_VISIBILITIES),
                              "a list of visibilities")
     for name in visibilities:
-        if name not in {"direct", "private", "unlisted", "public"}:
+        if not isinstance(name, str) or name not in {"direct", "private", "unlisted", "public"}:
             table.problem("admin_visibilities", f"unknown visibility {name!r:.40}")
     return CommandsConfig(
         enabled=table.get("enabled", bool, True, "true or false"),
-        public=tuple(n for n in public if n in known_public),
+        public=tuple(n for n in public if isinstance(n, str) and n in known_public),
         admin_visibilities=tuple(str(v) for v in visibilities),
         incident_mode=table.choice("incident_mode", "auto", ("auto", "confirm")),
-        confirm_delay=table.duration("confirm_delay", defaults.CONFIRM_DELAY, allow_zero=False),
+        confirm_delay=table.duration("confirm_delay", defaults.CONFIRM_DELAY,
+                                     minimum=defaults.PERIOD_MIN),
         stream=table.get("stream", bool, True, "true or false"),
         backfill_every=table.duration("backfill_every", defaults.MENTIONS_BACKFILL_EVERY,
-                                      allow_zero=False),
+                                      minimum=defaults.PERIOD_MIN),
         ensure_policy=table.get("ensure_policy", bool, True, "true or false"),
-        replies_per_account=_positive(table, "replies_per_account",
-                                      defaults.REPLIES_PER_ACCOUNT),
-        replies_per_hour=_positive(table, "replies_per_hour", defaults.REPLIES_GLOBAL),
+        replies_per_account=_whole(table, "replies_per_account", defaults.REPLIES_PER_ACCOUNT,
+                                   1, defaults.REPLIES_MAX),
+        replies_per_hour=_whole(table, "replies_per_hour", defaults.REPLIES_GLOBAL,
+                                1, defaults.REPLIES_MAX),
     )
 
 
@@ -411,19 +472,36 @@ def _reports(table: _Table) -> ReportsConfig:
     return ReportsConfig(
         weekly=_slot(table, "weekly", defaults_.weekly, weekly=True),
         monthly=_slot(table, "monthly", defaults_.monthly, weekly=False),
-        monthly_cost=table.number("monthly_cost", 0.0, minimum=0, unit="(currency units)"),
+        monthly_cost=table.number("monthly_cost", 0.0, minimum=0,
+                                  maximum=defaults.MONTHLY_COST_MAX, unit="(currency units)"),
         currency=table.get("currency", str, "EUR", "a currency code or sign"),
         donation_url=url,
         chart=table.get("chart", bool, True, "true or false"),
     )
 
 
-def _positive(table: _Table, key: str, default: int) -> int:
+def _whole(table: _Table, key: str, default: int, minimum: int, maximum: int) -> int:
     value = table.get(key, int, default, "a whole number")
-    if value < 1:
-        table.problem(key, f"must be at least 1, got {value}")
+    if not minimum <= value <= maximum:
+        table.problem(key, f"must be from {minimum} to {maximum}, got {value!r:.40}")
         return default
     return value
+
+
+def _to_float(value: float) -> float:
+    """Return ``value`` as a float; an int too large for one becomes infinity (caught later)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _seconds_text(seconds: float) -> str:
+    """Format a bound for people: ``0.5s``, ``5m``, ``1h``, ``366d``."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
 
 
 def _wording(table: _Table) -> Wording:
@@ -465,7 +543,25 @@ def _wording(table: _Table) -> Wording:
     return wording
 
 
+def _huge_numbers(data: Mapping[str, Any], where: str) -> list[str]:
+    """Name every number in ``data`` (nested) beyond ``defaults.PERIOD_MAX`` in size."""
+    found: list[str] = []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            found += _huge_numbers(value, f"{where}{key}.")
+        elif (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and abs(_to_float(value)) > defaults.PERIOD_MAX):  # nan: health says so
+            found.append(f"{where}{key}: must be at most {defaults.PERIOD_MAX:.0f}, "
+                         f"got {value!r:.40}")
+    return found
+
+
 def _health(table: _Table) -> Rules:
+    huge = _huge_numbers(table.data, "health.")
+    if huge:  # no rule needs them, and they overflow float arithmetic
+        table.used.update(table.data)
+        table.problems.extend(huge)
+        return default_rules()
     rules, problems = rules_from_config(table.data, duration=parse_duration)
     table.used.update(table.data)  # rules_from_config reports unknown keys itself
     for problem in problems:
@@ -513,7 +609,7 @@ def _mute(table: _Table, *, maintenance: bool) -> Mute | None:
             if "duration" not in table.data:
                 table.problem("duration", "is required (or give end)")
             else:
-                length = table.duration("duration", 0.0, allow_zero=False)
+                length = table.duration("duration", 0.0, minimum=defaults.PERIOD_MIN)
                 end = None if start is None or length <= 0 else start + length
         text = table.get("text", str, "", "the text members see")
         reason = f"maintenance: {text}" if text else "maintenance"
@@ -532,20 +628,20 @@ def _mute(table: _Table, *, maintenance: bool) -> Mute | None:
 
 def _bot(table: _Table) -> BotConfig:
     return BotConfig(
-        interval=table.duration("interval", defaults.INTERVAL, allow_zero=False),
-        state_dir=table.get("state_dir", str, defaults.STATE_DIR, "a path") or defaults.STATE_DIR,
+        interval=table.duration("interval", defaults.INTERVAL, minimum=defaults.INTERVAL_MIN,
+                                maximum=defaults.INTERVAL_MAX),
+        state_dir=table.path("state_dir", defaults.STATE_DIR) or defaults.STATE_DIR,
     )
 
 
 def _posts(table: _Table) -> PostsConfig:
-    reminders = table.get("max_reminders", int, defaults.MAX_REMINDERS, "a whole number")
-    if reminders < 0:
-        table.problem("max_reminders", f"must be at least 0, got {reminders}")
-        reminders = defaults.MAX_REMINDERS
+    reminders = _whole(table, "max_reminders", defaults.MAX_REMINDERS, 0,
+                       defaults.MAX_REMINDERS_MAX)
     return PostsConfig(
-        status_every=table.duration("status_every", defaults.STATUS_EVERY),
+        status_every=table.duration("status_every", defaults.STATUS_EVERY,
+                                    minimum=defaults.STATUS_EVERY_MIN, zero="never"),
         reminder_every=table.duration("reminder_every", defaults.REMINDER_EVERY,
-                                      allow_zero=False),
+                                      minimum=defaults.PERIOD_MIN),
         max_reminders=reminders,
         profile_field=table.get("profile_field", bool, True, "true or false"),
     )
@@ -554,13 +650,113 @@ def _posts(table: _Table) -> PostsConfig:
 ACCT = re.compile(r"@?([A-Za-z0-9_]+)(@[A-Za-z0-9.-]+\.[A-Za-z]{2,})?")
 
 
+def redact_url(url: str) -> str:
+    """Return ``url`` with any user name and password (up to the last ``@``) as ``***``."""
+    return re.sub(r"^([A-Za-z][A-Za-z0-9+.-]*://)?.*@", lambda m: f"{m.group(1) or ''}***@",
+                  url, count=1, flags=re.DOTALL)
+
+
+def _api_base_url(table: _Table, warnings: list[str]) -> str:
+    """Read ``api_base_url``: https://host[:port], or http:// to a loopback address."""
+    key = "api_base_url"
+    url = table.get(key, str, "", "an https:// URL like https://example.social")
+    if not url:
+        return ""
+    example = "like https://example.social"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        table.problem(key, f"is not a valid URL ({example}), got {redact_url(url)!r}")
+        return url
+    if parts.scheme not in {"http", "https"}:
+        table.problem(key, f"must be an https:// URL ({example}), got {redact_url(url)!r}")
+    elif "@" in parts.netloc:
+        table.problem(key, "must not hold a user name or password (the token goes in "
+                           "access_token_file or access_token_env)")
+    elif not parts.hostname or not re.fullmatch(r"[^\s\x00-\x1f\x7f]+", parts.hostname):
+        table.problem(key, f"must name a host ({example})")
+    elif parts.path not in {"", "/"} or parts.query or parts.fragment or url.endswith(("?", "#")):
+        table.problem(key, f"must be the instance's address alone, without a path, query or "
+                           f"fragment ({example}), got {parts.scheme}://{parts.netloc}/...")
+    elif parts.scheme == "http":
+        if not _loopback(parts.hostname):
+            table.problem(key, f"must start with https:// (http:// only for a loopback "
+                               f"address), got {redact_url(url)!r}")
+        else:
+            warnings.append(f"mastodon.{key}: plain http:// (no TLS); accepted because "
+                            f"{parts.hostname} is a loopback address")
+    return url.rstrip("/")
+
+
+def _streaming_url(table: _Table) -> str:
+    """Read ``streaming_url``: where the streaming server is, when not on the web host."""
+    key = "streaming_url"
+    url = table.get(key, str, "", "a URL like wss://streaming.example.social")
+    if not url:
+        return ""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        table.problem(key, f"is not a valid URL, got {redact_url(url)!r}")
+        return ""
+    if parts.scheme not in {"https", "wss", "http", "ws"} or not parts.hostname:
+        table.problem(key, f"must be a URL like wss://streaming.example.social, "
+                           f"got {redact_url(url)!r}")
+    elif "@" in parts.netloc:
+        table.problem(key, "must not hold a user name or password")
+    elif parts.scheme in {"http", "ws"} and not _loopback(parts.hostname):
+        table.problem(key, f"must start with wss:// or https:// ({parts.scheme}:// only for a "
+                           f"loopback address), got {redact_url(url)!r}")
+    return url.rstrip("/")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _token(table: _Table, base: Path, env: Mapping[str, str], token_file: str,
+           token_env: str) -> Secret | None:
+    """Read the access token from ``token_file``, else from the variable ``token_env``."""
+    if token_file:
+        key, where = "access_token_file", token_file
+        try:
+            text = _resolve(base, token_file).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            table.problem(key, f"cannot read {token_file}: {exc.strerror or exc}")
+            return None
+        except UnicodeDecodeError as exc:
+            table.problem(key, f"{token_file} is not UTF-8 text ({_decode_error(exc)})")
+            return None
+    elif token_env in env:
+        key, where, text = "access_token_env", f"the environment variable {token_env}", \
+            env[token_env].strip()
+    else:
+        table.problem("api_base_url", f"needs an access token: set access_token_file, or "
+                                      f"the environment variable {token_env}")
+        return None
+    if not text:
+        table.problem(key, f"{where} is empty")
+        return None
+    if not text.isprintable() or any(c.isspace() for c in text):
+        table.problem(key, f"the token in {where} must be one word of printable characters")
+        return None
+    return Secret(text)
+
+
 def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
-              need_token: bool = True) -> MastodonConfig:
-    url = table.get("api_base_url", str, "", "an https:// URL").rstrip("/")
-    token_file = table.get("access_token_file", str, "", "a path")
+              warnings: list[str], need_token: bool = True) -> MastodonConfig:
+    url = _api_base_url(table, warnings)
+    token_file = table.path("access_token_file", "")
     token_env = table.get("access_token_env", str, defaults.ACCESS_TOKEN_ENV,
                           "an environment variable name")
-    streaming = table.get("streaming_url", str, "", "a URL").rstrip("/")
+    streaming = _streaming_url(table)
     admins_raw = table.get("admins", list, [], "a list of accounts")
     admins: list[str] = []
     for item in admins_raw:
@@ -570,25 +766,11 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
                                     f"\"bob@other.example\", got {item!r:.60}")
         else:
             admins.append(match.group(1) + (match.group(2) or ""))
-    token: Secret | None = None
-    if url:
-        if urlsplit(url).scheme not in {"http", "https"} or not urlsplit(url).netloc:
-            table.problem("api_base_url", f"must be an https:// URL, got {url!r}")
-        if not need_token:  # audit, healthcheck: the token is not read at all
-            pass
-        elif token_file:
-            try:
-                token = Secret(_resolve(base, token_file).read_text(encoding="utf-8").strip())
-            except OSError as exc:
-                table.problem("access_token_file",
-                              f"cannot read {token_file}: {exc.strerror or exc}")
-        elif env.get(token_env):
-            token = Secret(env[token_env])
-        else:
-            table.problem("api_base_url", f"needs an access token: set access_token_file, or "
-                                          f"the environment variable {token_env}")
-    retry_after = table.duration("retry_after", defaults.BACKOFF_BASE, allow_zero=False)
-    retry_max = table.duration("retry_max", defaults.BACKOFF_CAP, allow_zero=False)
+    # audit and healthcheck do not read the token at all
+    token = _token(table, base, env, token_file, token_env) if url and need_token else None
+    retry_after = table.duration("retry_after", defaults.BACKOFF_BASE,
+                                 minimum=defaults.PERIOD_MIN)
+    retry_max = table.duration("retry_max", defaults.BACKOFF_CAP, minimum=defaults.PERIOD_MIN)
     if retry_max < retry_after:
         table.problem("retry_max", f"must be at least retry_after ({retry_after:g} s), "
                                    f"got {retry_max:g} s")
@@ -602,8 +784,9 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
     return MastodonConfig(
         api_base_url=url,
         access_token=token,
-        request_timeout=table.number("request_timeout", defaults.REQUEST_TIMEOUT, minimum=0,
-                                     unit="seconds", strictly=True),
+        request_timeout=table.number("request_timeout", defaults.REQUEST_TIMEOUT,
+                                     minimum=defaults.TIMEOUT_MIN,
+                                     maximum=defaults.TIMEOUT_MAX),
         admins=tuple(admins),
         language=table.get("language", str, defaults.LANGUAGE, "a language code"),
         timezone=timezone_name,
@@ -621,7 +804,8 @@ def _mastodon(table: _Table, base: Path, env: Mapping[str, str],
 def _sidekiq(table: _Table) -> SidekiqConfig:
     return SidekiqConfig(
         stale_after=table.number("stale_after", defaults.PROCESS_STALE_AFTER,
-                                 minimum=0, unit="seconds"),
+                                 minimum=defaults.PERIOD_MIN, maximum=defaults.PERIOD_MAX,
+                                 zero="automatic"),
     )
 
 
@@ -629,7 +813,7 @@ def _host(table: _Table) -> HostConfig:
     paths = table.get("disk_paths", list, list(defaults.DISK_PATHS), "a list of paths")
     good: list[str] = []
     for item in paths:
-        if not isinstance(item, str) or not item.startswith("/"):
+        if not isinstance(item, str) or not item.startswith("/") or "\x00" in item:
             table.problem("disk_paths", f"every entry must be an absolute path, got {item!r:.60}")
         else:
             good.append(item)
@@ -640,11 +824,11 @@ def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
     url = table.get("url", str, "", "a redis:// URL")
     namespace = table.get("namespace", str, "", "a string")
     has_namespace = "namespace" in table.data
-    env_file = table.get("mastodon_env_file", str, "", "a path")
-    password_file = table.get("password_file", str, "", "a path")
+    env_file = table.path("mastodon_env_file", "")
+    password_file = table.path("password_file", "")
     password_env = table.get("password_env", str, "", "an environment variable name")
     timeout = table.number("socket_timeout", defaults.REDIS_SOCKET_TIMEOUT,
-                           minimum=0, unit="seconds", strictly=True)
+                           minimum=defaults.TIMEOUT_MIN, maximum=defaults.TIMEOUT_MAX)
     if namespace.endswith(":"):
         table.problem("namespace", "give the prefix without the trailing ':'")
 
@@ -654,7 +838,7 @@ def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
                           "not in the config file")
         resolved = _checked_url(table, "url", url, "config")
     elif env_file:
-        resolved = _redis_from_mastodon_env(table, _resolve(base, env_file))
+        resolved = _redis_from_mastodon_env(table, _resolve(base, env_file), env)
         if resolved.namespace and not has_namespace:
             namespace = resolved.namespace
     else:
@@ -666,6 +850,9 @@ def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
             text = _resolve(base, password_file).read_text(encoding="utf-8")
         except OSError as exc:
             table.problem("password_file", f"cannot read {password_file}: {exc.strerror or exc}")
+        except UnicodeDecodeError as exc:
+            table.problem("password_file",
+                          f"{password_file} is not UTF-8 text ({_decode_error(exc)})")
         else:
             password = Secret(text.rstrip("\r\n"))
     if password_env:
@@ -699,15 +886,41 @@ def _split_password(url: str) -> tuple[str, Secret | None]:
     return stripped, Secret(unquote(parts.password))
 
 
-def _checked_url(table: _Table, key: str, url: str, source: str) -> RedisConfig:
+ENCODE_HINT = "a password with / ? # @ or : must be percent-encoded, e.g. / as %2F"
+
+
+def _checked_url(table: _Table, key: str, url: str, source: str, label: str = "") -> RedisConfig:
+    """Check a Redis URL; no message quotes more of it than the scheme (it may hold a password).
+
+    ``label`` prefixes each message (which variable of which file).
+    """
     try:
         parts = urlsplit(url)
         parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        table.problem(key, f"not a valid URL: {exc}")
+    except ValueError:
+        table.problem(key, f"{label}not a valid URL: the port is not a number up to 65535 "
+                           f"({ENCODE_HINT})")
         return RedisConfig(source=source)
     if parts.scheme not in {"redis", "rediss", "unix"}:
-        table.problem(key, f"must start with redis://, rediss:// or unix://, got {parts.scheme!r}")
+        # "user:secret@host" parses as scheme "user": quote a scheme only when it is one.
+        plain = "@" not in url or url.startswith(f"{parts.scheme}://")
+        scheme = parts.scheme if plain else "something else"
+        table.problem(key, f"{label}must start with redis://, rediss:// or unix://, "
+                           f"got {scheme!r}")
+        return RedisConfig(source=source)
+    db_in_query = parse_qs(parts.query).get("db", [])
+    if parts.scheme == "unix":
+        db_in_path = ""
+        if not parts.path:
+            table.problem(key, f"{label}must name the socket, like unix:///run/redis.sock")
+            return RedisConfig(source=source)
+    else:
+        db_in_path = parts.path.strip("/")
+        if not parts.hostname or "@" in parts.path + parts.query + parts.fragment:
+            table.problem(key, f"{label}not a valid URL: no host before the path ({ENCODE_HINT})")
+            return RedisConfig(source=source)
+    if any(not db.isdigit() for db in ([db_in_path] if db_in_path else []) + db_in_query):
+        table.problem(key, f"{label}the database must be a number, like redis://host:6379/0")
         return RedisConfig(source=source)
     stripped, password = _split_password(url)
     return RedisConfig(url=stripped, password=password, source=source)
@@ -721,24 +934,29 @@ def _redis_from_environment(env: Mapping[str, str], problems: list[str]) -> Redi
                         "environment variable REDIS_URL")
 
 
-def _redis_from_mastodon_env(table: _Table, path: Path) -> RedisConfig:
+def _redis_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str]) -> RedisConfig:
     """Resolve Sidekiq's Redis as Mastodon does from its ``.env.production``."""
-    from dotenv import dotenv_values
-
     if not path.is_file():
         table.problem("mastodon_env_file", f"no such file: {path}")
         return RedisConfig()
     try:
-        values = {k: v for k, v in dotenv_values(path, interpolate=True).items() if v is not None}
-    except (OSError, UnicodeDecodeError) as exc:
-        table.problem("mastodon_env_file", f"cannot read {path}: {exc}")
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        table.problem("mastodon_env_file", f"cannot read {path}: {exc.strerror or exc}")
+        return RedisConfig()
+    except UnicodeDecodeError as exc:
+        table.problem("mastodon_env_file", f"{path} is not UTF-8 text ({_decode_error(exc)})")
+        return RedisConfig()
+    values = _env_values(table, path, text, env)
+    if values is None:
         return RedisConfig()
     namespace = values.get("REDIS_NAMESPACE", "")
     origin = f"{path}"
     for prefix in ("SIDEKIQ_", ""):
         if values.get(f"{prefix}REDIS_URL"):
             resolved = _checked_url(table, "mastodon_env_file",
-                                    values[f"{prefix}REDIS_URL"], f"{origin} ({prefix}REDIS_URL)")
+                                    values[f"{prefix}REDIS_URL"], f"{origin} ({prefix}REDIS_URL)",
+                                    f"{path}: {prefix}REDIS_URL: ")
             return _with_namespace(resolved, namespace)
         parts = ("HOST", "PORT", "PASSWORD", "DB", "USER")
         if prefix and not any(values.get(f"{prefix}REDIS_{p}") for p in parts):
@@ -761,6 +979,66 @@ def _redis_from_mastodon_env(table: _Table, path: Path) -> RedisConfig:
                                source=f"{origin} ({prefix}REDIS_{names or 'defaults'})")
         return _with_namespace(resolved, namespace)
     raise AssertionError("unreachable: the unprefixed round always returns")
+
+
+REFERENCE = re.compile(
+    r"(?<!\\)\$(?:\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|([A-Za-z_][A-Za-z0-9_]*)|\()")
+"""``${NAME}``, ``${NAME:-default}``, ``$NAME`` or the start of ``$(command)``; not ``\\$``."""
+
+
+def _env_values(table: _Table, path: Path, text: str,
+                env: Mapping[str, str]) -> dict[str, str] | None:
+    """Return the variables of a dotenv file, or None (and a problem) when it is unsound.
+
+    A line that does not parse would be skipped silently by dotenv, and its
+    variable fall back to a default (port 6379, database 0): it is an error
+    here, named by line number (never quoted: it may hold a password). As
+    Mastodon's Ruby dotenv does, ``$VAR`` and ``${VAR}`` in unquoted and
+    double-quoted values are replaced by a variable set earlier in the file or
+    in the environment; one set in neither, or a ``$(command)``, is an error.
+    """
+    import io
+
+    from dotenv.parser import parse_stream
+
+    values: dict[str, str] = {}
+    problems = 0
+    for binding in parse_stream(io.StringIO(text)):
+        line = binding.original.line
+        if binding.error:
+            table.problem("mastodon_env_file", f"{path}: line {line} does not parse "
+                                               f"(write NAME=value)")
+            problems += 1
+            continue
+        if binding.key is None or binding.value is None:
+            continue
+        value = binding.value
+        raw = binding.original.string.split("=", 1)[-1].lstrip()
+        if not raw.startswith("'") and "$" in value:
+            missing: list[str] = []
+
+            def substitute(match: re.Match[str], missing: list[str] = missing) -> str:
+                name = match.group(1) or match.group(3)
+                if name is None:
+                    missing.append("$(...)")
+                    return ""
+                found = values.get(name, env.get(name, ""))
+                if found:
+                    return found
+                if match.group(2) is not None:
+                    return match.group(2)
+                missing.append(f"${{{name}}}")
+                return ""
+
+            value = REFERENCE.sub(substitute, value).replace("\\$", "$")
+            if missing and "REDIS" in binding.key:
+                why = ("runs a command, which statusbot does not" if missing[0] == "$(...)"
+                       else f"uses {missing[0]}, which neither the file nor the environment sets")
+                table.problem("mastodon_env_file", f"{path}: line {line}: {binding.key} {why}; "
+                                                   f"write the value itself")
+                problems += 1
+        values[binding.key] = value
+    return None if problems else values
 
 
 def _with_namespace(config: RedisConfig, namespace: str) -> RedisConfig:

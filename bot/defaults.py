@@ -413,3 +413,39 @@ HISTORY_COMPACT_EVERY = 600.0
 
 DAILY_COUNTERS_MAX_DAYS = 5 * 366
 """Most days ``SidekiqReader.daily_counters`` reads (Sidekiq keeps its daily counters 5 years)."""
+
+# --- Configuration bounds (bot/config.py rejects values outside them) ---
+# Below a minimum the bot would busy-loop or hammer Redis or the instance;
+# above a maximum a value is a typo, and huge values overflow time.sleep,
+# socket timeouts and datetime arithmetic at run time.
+
+INTERVAL_MIN = 0.5
+"""Shortest ``[bot] interval`` in seconds; below it the loop spins (1e-6 s: 60 ticks a second)."""
+
+INTERVAL_MAX = 3600.0
+"""Longest ``[bot] interval`` in seconds: the health rules count in minutes, not hours."""
+
+TIMEOUT_MIN = 0.1
+"""Shortest ``socket_timeout`` and ``request_timeout`` in seconds a reply can arrive in."""
+
+TIMEOUT_MAX = 300.0
+"""Longest ``socket_timeout`` and ``request_timeout`` in seconds: a tick must not hang longer."""
+
+PERIOD_MIN = 1.0
+"""Shortest non-zero ``retry_after``, ``retry_max``, ``reminder_every``, ``confirm_delay``,
+``backfill_every`` and ``stale_after`` in seconds."""
+
+PERIOD_MAX = 366 * 86400.0
+"""Longest of any duration in the configuration, in seconds (a year)."""
+
+STATUS_EVERY_MIN = 3600.0
+"""Shortest non-zero ``[posts] status_every`` in seconds: more often is spam for members."""
+
+MAX_REMINDERS_MAX = 100
+"""Most ``[posts] max_reminders`` per incident."""
+
+REPLIES_MAX = 100000
+"""Most ``replies_per_account`` and ``replies_per_hour`` (beyond it is the same as no limit)."""
+
+MONTHLY_COST_MAX = 1e9
+"""Largest ``[reports] monthly_cost``, in currency units."""

@@ -22,6 +22,19 @@ apt_install() {
 [ -x .venv/bin/python ] || "$python" -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check '.[demo]'
 
+# Ctrl-C reaches the whole process group: redis-server may have stopped already,
+# so a failing kill is no error (under set -e it would make the script exit 1).
+redis_pid=
+redis_dir=
+stop_redis() {
+  if [ -n "$redis_pid" ]; then
+    kill "$redis_pid" 2>/dev/null || true
+    wait "$redis_pid" 2>/dev/null || true
+    rm -rf "$redis_dir"
+    echo "the throwaway redis-server stopped too" >&2
+  fi
+}
+
 url=${REDIS_URL:-redis://127.0.0.1:6379/0}
 if ! .venv/bin/python - "$url" <<'PY' 2>/dev/null
 import sys, redis
@@ -33,9 +46,11 @@ then
   else
     command -v redis-server >/dev/null || apt_install redis-server
     echo "no Redis at $url: starting a throwaway redis-server there while the bot runs" >&2
+    redis_dir=$(mktemp -d)
     redis-server --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-      --dir "$(mktemp -d)" --logfile "" >/dev/null &
-    trap 'kill $! 2>/dev/null' EXIT
+      --dir "$redis_dir" --logfile "" >/dev/null &
+    redis_pid=$!
+    trap stop_redis EXIT
     for _ in $(seq 50); do
       .venv/bin/python -c 'import redis; redis.Redis(socket_timeout=0.2).ping()' 2>/dev/null && break
       sleep 0.1
@@ -45,4 +60,9 @@ fi
 .venv/bin/statusbot check || true   # one reading first, as a table
 exec_status=0
 .venv/bin/statusbot run "$@" || exec_status=$?
-exit $exec_status
+if [ "$exec_status" = 0 ]; then
+  echo "statusbot stopped" >&2
+else
+  echo "statusbot stopped with exit status $exec_status" >&2
+fi
+exit "$exec_status"

@@ -41,7 +41,8 @@ def wait_for(predicate: Callable[[], bool], timeout: float, what: str,
 class RedisServer:
     """A throwaway redis-server on a free loopback port, without persistence."""
 
-    def __init__(self, workdir: Path, extra: Sequence[str] = ()) -> None:
+    def __init__(self, workdir: Path, extra: Sequence[str] = (),
+                 start_timeout: float = 10.0) -> None:
         self.port = free_port()
         self.workdir = workdir
         self.log = workdir / f"redis-{self.port}.log"
@@ -50,7 +51,11 @@ class RedisServer:
              "--save", "", "--appendonly", "no", "--dir", str(workdir),
              "--logfile", str(self.log), *extra],
         )
-        wait_for(self._pings, 10, f"redis-server on port {self.port}")
+        try:
+            wait_for(self._pings, start_timeout, f"redis-server on port {self.port}")
+        except BaseException:
+            self.stop()  # it may be running yet not answering: never leave it behind
+            raise
 
     @property
     def url(self) -> str:
@@ -82,14 +87,15 @@ class Sidekiq:
     """One Sidekiq installation: runs its Ruby API scripts and workers.
 
     ``root`` is a chroot holding Sidekiq (None: the host's). The Ruby files are
-    copied into a directory visible inside that root.
+    copied into a directory visible inside that root. Sidekiq reads
+    /proc/<pid>/status for its heartbeat's RSS, so each command in the chroot
+    runs in a private mount namespace with its own /proc: the mount goes with
+    the process, and nothing is left mounted for a later ``rm -rf`` of the
+    chroot to walk into (nor unmounted under another test run using it).
     """
 
     def __init__(self, root: Path | None, redis_url: str, namespace: str = "") -> None:
         self.root = root
-        if root is not None and not (root / "proc/self").exists():
-            # Sidekiq reads /proc/<pid>/status for its heartbeat's RSS.
-            subprocess.run(["mount", "-t", "proc", "proc", str(root / "proc")], check=True)
         base = (root / "tmp") if root is not None else Path(tempfile.gettempdir())
         self.host_dir = base / f"statusbot-{uuid.uuid4().hex[:12]}"
         shutil.copytree(RUBY_DIR, self.host_dir)
@@ -98,7 +104,11 @@ class Sidekiq:
         self.workers: list[subprocess.Popen[bytes]] = []
 
     def _argv(self, argv: Sequence[str]) -> list[str]:
-        return ["chroot", str(self.root), *argv] if self.root is not None else list(argv)
+        if self.root is None:
+            return list(argv)
+        # unshare and sh exec in place: the pid stays the command's, for send_signal.
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"', str(self.root), *argv]
 
     def ruby(self, script: str, stdin: str = "") -> str:
         """Run one of the Ruby scripts and return what it printed."""
