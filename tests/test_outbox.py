@@ -1256,9 +1256,9 @@ def test_burst_after_a_short_outage_is_folded(store: Store, gateway: RecordingGa
     assert report.sent == ("inc:1", "inc:5")
     assert report.superseded == ("inc:2", "inc:3", "inc:4")
     for key in report.superseded:
-        item = store.get(key)
-        assert item is not None and item.state is ItemState.FOLDED
-        assert item.folded_into == "inc:5" and item.last_error == "superseded by inc:5"
+        dropped = store.get(key)
+        assert dropped is not None and dropped.state is ItemState.FOLDED
+        assert dropped.folded_into == "inc:5" and dropped.last_error == "superseded by inc:5"
     texts = gateway.texts()
     assert texts.count(REMINDER) == 1 and len(texts) == 3
 
