@@ -45,7 +45,7 @@ GATE_STATE = "outbox.gate"
 """Name of the store state that pauses delivery: ``{"until", "failures", "reason", "since"}``."""
 
 DESTINATION_STATE = "outbox.destination"
-"""Name of the store state naming the instance last delivered to: ``{"url"}`` (no credentials)."""
+"""Name of the store state naming the instance URL of the last start: ``{"url"}``, no secrets."""
 
 REQUEUE_AFTER_MOVE_S = 86400.0
 """Seconds back to look for failed posts to re-queue when the instance URL changed."""
@@ -221,8 +221,9 @@ class Outbox:
       ``DeliveryReport.failures``; with ``failure_notice`` the admin message
       is enqueued in the same transaction (crash-safe). ``Store.requeue_failed``
       (``statusbot outbox retry``) makes failed posts pending again, and so
-      does a start with another ``destination`` (instance URL) than the one
-      last delivered to, for posts failed in the last ``REQUEUE_AFTER_MOVE_S``.
+      does a start with another ``destination`` (instance URL) than the last
+      start's, for posts failed in the last ``REQUEUE_AFTER_MOVE_S``; such a
+      start also lifts a pause earned at the old URL.
     * **Superseded updates**: a queued update (kind UPDATE: reminders, "worse",
       "better") never attempted is dropped when a later update or resolution
       of the same thread (same parent) is queued, and so is one whose text
@@ -276,7 +277,6 @@ class Outbox:
         self.media_poll_s = media_poll_s
         self.media_timeout_s = media_timeout_s
         self.destination = safe_url(destination) if destination else None
-        self._destination_recorded = False
         if self.destination is not None:
             self.requeued_on_start = self._check_destination(self.destination)
         else:
@@ -384,7 +384,6 @@ class Outbox:
             return True
         self.store.mark_sent(item.key, status_id, self.clock(), in_reply_to)
         self._recovered()
-        self._record_destination()
         run.sent.append(item.key)
         if parent.note:
             run.decide(item.key, Reason.SENT_WITHOUT_PARENT, parent.note)
@@ -673,28 +672,25 @@ class Outbox:
     # --- where we deliver -------------------------------------------------------------
 
     def _check_destination(self, url: str) -> list[str]:
-        """At start: re-queue recently failed posts when the instance URL is not the last one.
+        """At start: remember ``url``; when it is not the last one, start afresh there.
 
-        Posts refused while the URL was wrong (every post 404s) go out once
-        it is fixed. Returns the keys re-queued.
+        Posts refused in the last ``REQUEUE_AFTER_MOVE_S`` (every post 404s
+        while the URL is wrong, with a bot that failed them) are queued again,
+        and a pause earned at the old URL is lifted. Returns the keys re-queued.
         """
         value = self.store.get_state(DESTINATION_STATE)
         last = value.get("url") if isinstance(value, dict) else None
-        if not isinstance(last, str) or last == url:
+        if last == url:
+            return []
+        self.store.put_state(DESTINATION_STATE, {"url": url})
+        if not isinstance(last, str):
             return []
         keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S)
-        log.warning("outbox: the instance URL changed from %s to %s since the last delivery; "
-                    "%d failed post(s) queued again", last, url, len(keys))
+        self.store.delete_state(GATE_STATE)
+        self.store.make_due()
+        log.warning("outbox: the instance URL changed from %s to %s; %d failed post(s) "
+                    "queued again, delivery starts afresh", last, url, len(keys))
         return keys
-
-    def _record_destination(self) -> None:
-        """Remember the instance URL delivered to (once per process, after the first post)."""
-        if self.destination is None or self._destination_recorded:
-            return
-        value = self.store.get_state(DESTINATION_STATE)
-        if not isinstance(value, dict) or value.get("url") != self.destination:
-            self.store.put_state(DESTINATION_STATE, {"url": self.destination})
-        self._destination_recorded = True
 
     # --- superseded updates -----------------------------------------------------------
 

@@ -595,6 +595,12 @@ class Store:
                 "WHERE key = ? AND state = 'failed'", [(key,) for key in found])
         return found
 
+    def make_due(self) -> int:
+        """Make every pending item due now (a pause was lifted); return how many."""
+        with self._transaction() as db:
+            return db.execute("UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending' "
+                              "AND next_attempt_at > 0").rowcount
+
     def last_sent_in_thread(self, parent_key: str) -> OutboxItem | None:
         """Return the newest sent reply to ``parent_key`` (the thread's latest post), or None."""
         items = self._select("state = 'sent' AND parent_key = ? "

@@ -1357,3 +1357,21 @@ def test_sigkill_after_superseding_loses_nothing_twice(tmp_path: Path, gateway: 
     assert report.sent == ("inc:3",) and report.superseded == ()
     assert gateway.texts() == ["text of inc:0", "Better."]
     assert [i.key for i in store.items([ItemState.FOLDED])] == ["inc:1", "inc:2"]
+
+
+@pytest.mark.parametrize(("url", "paused"), [
+    pytest.param("https://social.example/mastodon", True, id="same-url-still-paused"),
+    pytest.param("https://social.example", False, id="fixed-url-starts-afresh"),
+])
+def test_fixed_url_lifts_the_pause(tmp_path: Path, gateway: RecordingGateway, clock: Clock,
+                                   url: str, paused: bool) -> None:
+    """A pause earned by 404s at the old URL does not hold the fixed one back."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock, destination="https://social.example/mastodon")
+    first.enqueue([post("open")])
+    gateway.script("post", *[NOT_FOUND] * 3)
+    for _ in range(2):
+        clock.now = first.deliver(clock()).paused_until or clock()
+    assert first.deliver(clock()).paused_until == clock() + 120.0
+    report = make_outbox(Store(path), gateway, clock, destination=url).deliver(clock.advance(1))
+    assert (report.sent == ()) is paused
