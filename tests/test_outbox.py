@@ -1375,3 +1375,48 @@ def test_fixed_url_lifts_the_pause(tmp_path: Path, gateway: RecordingGateway, cl
     assert first.deliver(clock()).paused_until == clock() + 120.0
     report = make_outbox(Store(path), gateway, clock, destination=url).deliver(clock.advance(1))
     assert (report.sent == ()) is paused
+
+
+# --- statusbot outbox ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "status", "shown", "failed_after"), [
+    pytest.param(["outbox"], 0, ["pending  a  notice", "failed   b  notice",
+                                 "last error: post: HTTP 404 \\x1b[31mred",
+                                 "1 failed: 'statusbot outbox retry'"], 1, id="list"),
+    pytest.param(["outbox", "retry"], 0, ["queued again: 1 failed post(s)", "  b"], 0,
+                 id="retry-all"),
+    pytest.param(["outbox", "retry", "b"], 0, ["queued again: 1"], 0, id="retry-one"),
+    pytest.param(["outbox", "retry", "a", "@someone"], 1,
+                 ["queued again: 0", "not failed posts, left as they are: a, @someone"], 1,
+                 id="retry-not-failed"),
+])
+def test_outbox_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                        status: int, shown: list[str], failed_after: int) -> None:
+    """`statusbot outbox` lists queued and failed posts; `retry` queues failed ones again."""
+    from bot.cli import main
+
+    config = tmp_path / "statusbot.toml"
+    config.write_text(f'[bot]\nstate_dir = "{tmp_path / "state"}"\n')
+    store = Store(tmp_path / "state" / "statusbot.sqlite3")
+    store.enqueue([post("a"), post("b")])
+    store.mark_failed("b", "post: HTTP 404 \x1b[31mred", 404, T0)
+    store.close()
+    assert main([*argv, "--config", str(config)]) == status
+    out = capsys.readouterr()
+    for text in shown:
+        assert text in out.out + out.err
+    assert "\x1b" not in out.out + out.err
+    store = Store(tmp_path / "state" / "statusbot.sqlite3")
+    assert store.counts()["failed"] == failed_after
+
+
+def test_outbox_command_without_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No state file yet: said plainly, nothing created."""
+    from bot.cli import main
+
+    config = tmp_path / "statusbot.toml"
+    config.write_text(f'[bot]\nstate_dir = "{tmp_path / "state"}"\n')
+    assert main(["outbox", "--config", str(config)]) == 0
+    assert "has not run here yet" in capsys.readouterr().out
+    assert not (tmp_path / "state").exists()
