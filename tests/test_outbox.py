@@ -1377,7 +1377,7 @@ def test_fixed_url_lifts_the_pause(tmp_path: Path, gateway: RecordingGateway, cl
     assert (report.sent == ()) is paused
 
 
-# --- statusbot outbox ------------------------------------------------------------------------------
+# --- statusbot outbox -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(("argv", "status", "shown", "failed_after"), [
