@@ -209,3 +209,30 @@ def test_confirm_mode_drops_an_incident_resolved_before_anyone_confirmed() -> No
     assert any("resolved before anyone confirmed" in note for note in second.notes)
     bot.tick()
     assert {s.post.kind for s in gateway.statuses.values()} == {PostKind.ADMIN}
+
+
+@pytest.mark.parametrize(("error", "calls_at"), [
+    pytest.param(RetryableError("HTTP 503", status=503), [0, 30, 90, 210, 450],
+                 id="503-backs-off"),
+    pytest.param(RetryableError("read timed out"), [0, 30, 90, 210, 450], id="timeout-backs-off"),
+])
+def test_profile_field_follows_the_outbox_backoff(error: Exception,
+                                                  calls_at: list[int]) -> None:
+    """While the instance fails, the Status field is retried on the outbox backoff."""
+    clock = [START]
+    ticks = 31
+    bot, _, gateway = make_bot([snapshot(START + 30 * n, 400) for n in range(ticks)],
+                               clock=clock)
+    gateway.down = error  # 30 s doubling up to 15 min (the outbox's defaults)
+    tried: list[int] = []
+    for n in range(ticks - 1):
+        clock[0] = START + 30 * n
+        before = len(gateway.calls_to("set_profile_field"))
+        bot.tick()
+        if len(gateway.calls_to("set_profile_field")) > before:
+            tried.append(30 * n)
+    assert tried == calls_at
+    gateway.down = None  # back: the next due attempt goes through, then no call per tick
+    clock[0] = START + 30 * (ticks - 1) + 900
+    bot.tick()
+    assert gateway.fields and len(gateway.calls_to("set_profile_field")) == len(calls_at) + 1
