@@ -324,3 +324,34 @@ def test_dry_run_prints_and_sends_nothing(instance: Instance) -> None:
     assert "event opened" in result.stdout
     assert instance.statuses() == []
     assert not (instance.workdir / "state").exists()
+
+
+NO_REPORTS = '\n[reports]\nweekly = "off"\nmonthly = "off"\n'
+"""A restart must not post the weekly digest (due or not depending on the day the test runs)."""
+
+
+def test_url_with_a_path_then_fixed_publishes_the_notice_once(instance: Instance) -> None:
+    """api_base_url with a path: every post 404s and waits (said once in the log); fixed, once."""
+    instance.config.write_text(config_text(instance.redis.url, instance.mock.url + "/mastodon",
+                                           instance.workdir / "state") + NO_REPORTS)
+    backlog(instance)
+    bot = instance.start_bot()
+    wait_for(lambda: "api_base_url" in instance.log(), 60, "the 404 to be noticed", interval=0.3)
+    time.sleep(4)  # a few more backoff rounds at the wrong URL
+    assert bot.poll() is None, instance.log()
+    assert instance.statuses() == []
+    assert stop(bot) == 0, instance.log()
+    assert instance.log().count("has no such API endpoint") == 1, instance.log()
+    listed = subprocess.run(
+        [sys.executable, "-m", "bot", "outbox", "--config", str(instance.config)],
+        env={**os.environ, TOKEN_ENV: BOT_TOKEN}, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "pending" in listed.stdout and "failed " not in listed.stdout, listed.stdout
+    instance.config.write_text(config_text(instance.redis.url, instance.mock.url,
+                                           instance.workdir / "state") + NO_REPORTS)
+    bot = instance.start_bot()
+    notice = wait_for_notice(instance, bot)
+    drain_and_wait_for_resolution(instance, bot, notice)
+    assert stop(bot) == 0, instance.log()
+    assert_one_incident_thread(instance.statuses())
