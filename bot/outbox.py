@@ -56,6 +56,10 @@ EXTERNAL_PARENT = "status:"
 _SWEEPS = 3
 _DUE_LIMIT = 1000
 
+REPEAT_WINDOW_S = 3600.0
+"""An update repeating the thread's previous post word for word within this many seconds
+(composed) is dropped; a reminder repeated hours later still says "still ongoing"."""
+
 MEDIA_POLL_S = 5.0
 """Seconds before an item whose media is still processing is looked at again."""
 
@@ -227,10 +231,13 @@ class Outbox:
     * **Superseded updates**: a queued update (kind UPDATE: reminders, "worse",
       "better") never attempted is dropped when a later update or resolution
       of the same thread (same parent) is queued, and so is one whose text
-      and CW repeat the post before it in the thread. It is marked folded
-      into the post that supersedes it (``Reason.SUPERSEDED``), so nothing
-      vanishes silently; an item ever attempted is never dropped (it may be
-      on the server already).
+      and CW repeat the post before it in the thread, composed less than
+      ``repeat_window_s`` earlier (a burst, not a reminder hours later). It
+      is marked folded into the post that supersedes it (``Reason.SUPERSEDED``),
+      so nothing vanishes silently; an item ever attempted is never dropped
+      (it may be on the server already). The outbox cannot tell an admin's
+      ``note`` from an automatic update (both are UPDATE): a queued note is
+      superseded too.
     * **Replies** wait for their parent. When the parent failed for good or
       expired, the reply is sent as a new thread (better late context than no
       notice); when it was folded, the reply goes under the catch-up post.
@@ -260,7 +267,8 @@ class Outbox:
                  failure_notice: FailureNotice | None = None,
                  media_poll_s: float = MEDIA_POLL_S,
                  media_timeout_s: float = MEDIA_TIMEOUT_S,
-                 destination: str | None = None) -> None:
+                 destination: str | None = None,
+                 repeat_window_s: float = REPEAT_WINDOW_S) -> None:
         if backoff_base <= 0 or backoff_cap < backoff_base:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         self.store = store
@@ -276,6 +284,7 @@ class Outbox:
         self.failure_notice = failure_notice
         self.media_poll_s = media_poll_s
         self.media_timeout_s = media_timeout_s
+        self.repeat_window_s = repeat_window_s
         self.destination = safe_url(destination) if destination else None
         if self.destination is not None:
             self.requeued_on_start = self._check_destination(self.destination)
@@ -699,8 +708,9 @@ class Outbox:
 
         Per thread (same ``parent_key``), every update but the newest queued
         post is superseded by that newest one; then a remaining update whose
-        text and CW equal the post before it in the thread (sent or queued)
-        is superseded by that one. Only items never attempted, that nothing
+        text and CW equal the post before it in the thread (sent or queued),
+        composed less than ``repeat_window_s`` before it, is superseded by that
+        one. Only items never attempted, that nothing
         replies to, are dropped (``Store.supersede`` checks again, atomically).
         """
         pending = self.store.pending()
@@ -725,7 +735,8 @@ class Outbox:
             before = self.store.last_sent_in_thread(parent)
             for item in [*standing, newest]:
                 if (before is not None and droppable(item) and item.post.text == before.post.text
-                        and item.post.spoiler_text == before.post.spoiler_text):
+                        and item.post.spoiler_text == before.post.spoiler_text
+                        and item.post.created_at - before.post.created_at < self.repeat_window_s):
                     pairs.append((item.key, before.key))
                     continue
                 before = item

@@ -1300,18 +1300,20 @@ def test_superseded_updates_are_folded(store: Store, gateway: RecordingGateway, 
     assert {d.key for d in report.decisions if d.reason is Reason.SUPERSEDED} == set(superseded)
 
 
-@pytest.mark.parametrize(("last_sent", "queued", "superseded"), [
-    pytest.param(REMINDER, REMINDER, ("inc:2",), id="identical-to-the-last-sent"),
-    pytest.param(REMINDER, "Better.", (), id="different-text-goes-out"),
+@pytest.mark.parametrize(("queued", "later", "superseded"), [
+    pytest.param(REMINDER, 60.0, ("inc:2",), id="identical-a-minute-later"),
+    pytest.param(REMINDER, 3599.0, ("inc:2",), id="identical-within-the-window"),
+    pytest.param(REMINDER, 7200.0, (), id="identical-reminder-hours-later-goes-out"),
+    pytest.param("Better.", 60.0, (), id="different-text-goes-out"),
 ])
 def test_identical_text_never_twice_in_a_row(store: Store, gateway: RecordingGateway,
-                                             clock: Clock, last_sent: str, queued: str,
+                                             clock: Clock, queued: str, later: float,
                                              superseded: tuple[str, ...]) -> None:
-    """An update repeating the thread's last post word for word is not sent again."""
+    """An update repeating the thread's last post word for word soon after is not sent."""
     outbox = make_outbox(store, gateway, clock)
-    outbox.enqueue([post("inc:0"), said("inc:1", last_sent, at=clock())])
+    outbox.enqueue([post("inc:0"), said("inc:1", REMINDER, at=clock())])
     outbox.deliver(clock())
-    outbox.enqueue([said("inc:2", queued, at=clock.advance(3600))])
+    outbox.enqueue([said("inc:2", queued, at=clock.advance(later))])
     report = outbox.deliver(clock())
     assert report.superseded == superseded
     assert len(gateway.texts()) == 3 - len(superseded)
