@@ -17,7 +17,7 @@ from bot.gateway import RecordingGateway, RetryableError
 from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot, heartbeat_age, write_heartbeat
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
-from bot.store import Store
+from bot.store import ItemState, Store
 
 START = 1_796_090_400.0  # 2026-12-01T02:00:00Z
 
@@ -236,3 +236,25 @@ def test_profile_field_follows_the_outbox_backoff(error: Exception,
     clock[0] = START + 30 * (ticks - 1) + 900
     bot.tick()
     assert gateway.fields and len(gateway.calls_to("set_profile_field")) == len(calls_at) + 1
+
+
+def test_burst_after_a_short_outage_repeats_nothing() -> None:
+    """135 s down with reminders queued: back, the thread gets no stale run of repeats."""
+    clock = [START]
+    ticks = 40
+    bot, store, gateway = make_bot([snapshot(START + 15 * n, 400) for n in range(ticks)],
+                                   clock=clock)
+    bot.policy = incidents.Policy(reminder_every_s=30, max_reminders=20)
+    for n in range(ticks):
+        clock[0] = START + 15 * n
+        gateway.down = RetryableError("HTTP 503", status=503) if 1 <= n <= 9 else None
+        bot.tick()
+    thread = [s for s in gateway.statuses.values() if s.post.visibility == "public"]
+    notice, *replies = thread
+    texts = [s.post.text for s in replies]
+    assert all(a != b for a, b in zip(texts, texts[1:], strict=False)), texts
+    superseded = [i for i in store.items([ItemState.FOLDED])
+                  if (i.last_error or "").startswith("superseded by")]
+    assert superseded, "the outage queued reminders that a later one superseded"
+    assert all(i.post.parent_key == notice.post.key for i in superseded)
+    assert store.counts()["pending"] == 0
