@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import subprocess
 import sys
@@ -252,7 +253,7 @@ def test_burst_after_a_short_outage_repeats_nothing() -> None:
     thread = [s for s in gateway.statuses.values() if s.post.visibility == "public"]
     notice, *replies = thread
     texts = [s.post.text for s in replies]
-    assert all(a != b for a, b in zip(texts, texts[1:], strict=False)), texts
+    assert all(a != b for a, b in itertools.pairwise(texts)), texts
     superseded = [i for i in store.items([ItemState.FOLDED])
                   if (i.last_error or "").startswith("superseded by")]
     assert superseded, "the outage queued reminders that a later one superseded"
