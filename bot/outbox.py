@@ -643,6 +643,8 @@ class Outbox:
             if exc.status == 401:
                 self._pause(item, exc, run, what)
                 return False
+            if exc.status == 404 and not self._api_present(item, exc, run, what):
+                return False  # the endpoint is missing (or the probe failed): paused
             mark(item.key, StepState.FAILED, str(exc))
             reason = Reason.PIN_FAILED if what == "pin" else Reason.UNPIN_FAILED
             run.decide(item.key, reason, str(exc))

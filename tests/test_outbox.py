@@ -1422,3 +1422,26 @@ def test_outbox_command_without_state(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["outbox", "--config", str(config)]) == 0
     assert "has not run here yet" in capsys.readouterr().out
     assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(("probe", "pinned"), [
+    pytest.param(PermanentError("verify_credentials: HTTP 404", status=404), True,
+                 id="endpoint-missing-pin-waits"),
+    pytest.param(None, False, id="status-gone-pin-failed"),
+])
+def test_pin_404_waits_when_the_endpoint_is_missing(outbox: Outbox, store: Store,
+                                                    gateway: RecordingGateway, clock: Clock,
+                                                    probe: BaseException | None,
+                                                    pinned: bool) -> None:
+    """A pin that 404s is retried later when the account 404s too, else it failed."""
+    outbox.enqueue([post("open", pin=True)])
+    gateway.script("pin", PermanentError("pin: HTTP 404", status=404))
+    if probe is not None:
+        gateway.script("probe", probe)
+    report = outbox.deliver(clock())
+    item = store.get("open")
+    assert item is not None and item.state is ItemState.SENT
+    assert item.pin_state is (StepState.PENDING if pinned else StepState.FAILED)
+    clock.now = report.paused_until or clock.advance(30)
+    outbox.deliver(clock())
+    assert (gateway.pinned == [store.status_id("open")]) is pinned
