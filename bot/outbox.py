@@ -693,12 +693,15 @@ class Outbox:
         last = value.get("url") if isinstance(value, dict) else None
         if last == url:
             return []
+        keys: list[str] = []
+        if isinstance(last, str):
+            # The new URL is recorded last: killed before, a restart does all this again.
+            keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S)
+            self.store.delete_state(GATE_STATE)
+            self.store.make_due()
         self.store.put_state(DESTINATION_STATE, {"url": url})
         if not isinstance(last, str):
             return []
-        keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S)
-        self.store.delete_state(GATE_STATE)
-        self.store.make_due()
         log.warning("outbox: the instance URL changed from %s to %s; %d failed post(s) "
                     "queued again, delivery starts afresh", last, url, len(keys))
         return keys
