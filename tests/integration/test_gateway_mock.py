@@ -320,8 +320,12 @@ def test_quiet_hour_costs_nothing(gateway: MastodonGateway, store: Store) -> Non
 
 
 def attempted(path: Path, key: str) -> bool:
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT first_attempt_at FROM outbox WHERE key = ?", (key,)).fetchone()
+    try:
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT first_attempt_at FROM outbox WHERE key = ?",
+                             (key,)).fetchone()
+    except sqlite3.OperationalError:  # the child has created the file, not its tables yet
+        return False
     return row is not None and row[0] is not None
 
 
