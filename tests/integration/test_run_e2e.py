@@ -80,6 +80,11 @@ critical = 7200
 warning = 1
 critical = 2
 clear_for = 1
+
+# Off: whether the weekly digest is due depends on the day the test runs.
+[reports]
+weekly = "off"
+monthly = "off"
 """
 
 
@@ -326,14 +331,10 @@ def test_dry_run_prints_and_sends_nothing(instance: Instance) -> None:
     assert not (instance.workdir / "state").exists()
 
 
-NO_REPORTS = '\n[reports]\nweekly = "off"\nmonthly = "off"\n'
-"""A restart must not post the weekly digest (due or not depending on the day the test runs)."""
-
-
 def test_url_with_a_path_then_fixed_publishes_the_notice_once(instance: Instance) -> None:
     """api_base_url with a path: every post 404s and waits (said once in the log); fixed, once."""
     instance.config.write_text(config_text(instance.redis.url, instance.mock.url + "/mastodon",
-                                           instance.workdir / "state") + NO_REPORTS)
+                                           instance.workdir / "state"))
     backlog(instance)
     bot = instance.start_bot()
     wait_for(lambda: "api_base_url" in instance.log(), 60, "the 404 to be noticed", interval=0.3)
@@ -349,7 +350,7 @@ def test_url_with_a_path_then_fixed_publishes_the_notice_once(instance: Instance
     assert listed.returncode == 0, listed.stderr
     assert "pending" in listed.stdout and "failed " not in listed.stdout, listed.stdout
     instance.config.write_text(config_text(instance.redis.url, instance.mock.url,
-                                           instance.workdir / "state") + NO_REPORTS)
+                                           instance.workdir / "state"))
     bot = instance.start_bot()
     notice = wait_for_notice(instance, bot)
     drain_and_wait_for_resolution(instance, bot, notice)
