@@ -273,6 +273,9 @@ def _outbox(config: Config, action: str, keys: Sequence[str]) -> int:
     from bot.outbox import GATE_STATE
     from bot.store import ItemState, Store, StoreError
 
+    if keys and action != "retry":
+        print("statusbot outbox: KEYs go with 'retry'", file=sys.stderr)
+        return EXIT_CONFIG
     path = state_path(config)
     if not path.exists():
         print(f"no state file at {path}: the bot has not run here yet")

@@ -119,8 +119,8 @@ class DeliveryReport:
     (each appears in exactly one report), so the loop can tell admins once.
     ``expired`` lists non-member posts dropped unsent because re-sending them
     could publish them twice. ``superseded`` lists queued updates dropped
-    because a later post of their thread says more. ``paused_until`` is set while delivery waits
-    for a backoff or a rate-limit reset.
+    because a later post of their thread says more. ``paused_until`` is set
+    while delivery waits for a backoff or a rate-limit reset.
     """
 
     decisions: tuple[Decision, ...] = ()
@@ -715,8 +715,8 @@ class Outbox:
         post is superseded by that newest one; then a remaining update whose
         text and CW equal the post before it in the thread (sent or queued),
         composed less than ``repeat_window_s`` before it, is superseded by that
-        one. Only items never attempted, that nothing
-        replies to, are dropped (``Store.supersede`` checks again, atomically).
+        one. Only items never attempted, that nothing replies to, are dropped
+        (``Store.supersede`` checks again, atomically).
         """
         pending = self.store.pending()
         replied_to = {i.post.parent_key for i in pending if i.post.parent_key is not None}

@@ -1392,6 +1392,7 @@ def test_fixed_url_lifts_the_pause(tmp_path: Path, gateway: RecordingGateway, cl
     pytest.param(["outbox", "retry", "a", "@someone"], 1,
                  ["queued again: 0", "not failed posts, left as they are: a, @someone"], 1,
                  id="retry-not-failed"),
+    pytest.param(["outbox", "list", "b"], 2, ["KEYs go with 'retry'"], 1, id="keys-without-retry"),
 ])
 def test_outbox_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                         status: int, shown: list[str], failed_after: int) -> None:
