@@ -100,7 +100,9 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
     outbox = Outbox(store, gateway, clock=clock, backoff_base=config.mastodon.retry_after,
                     backoff_cap=config.mastodon.retry_max,
                     catchup=functools.partial(compose.catchup, settings=settings),
-                    failure_notice=failure_notice)
+                    failure_notice=failure_notice,
+                    destination=(config.mastodon.api_base_url or None
+                                 if isinstance(gateway, MastodonGateway) else None))
     mastodon = config.mastodon
     prober = (InstanceProber(mastodon.api_base_url, mastodon.streaming_url or None)
               if mastodon.api_base_url and mastodon.probe_health else None)

@@ -118,6 +118,20 @@ def _parser() -> argparse.ArgumentParser:
         "members see them. Needs redis-server and the [demo] extra.",
     )
 
+    outbox_cmd = commands.add_parser(
+        "outbox", help="list queued and failed posts; 'outbox retry' queues failed posts again",
+        description="Without an action (or with 'list'): the posts waiting to go out and "
+        "those the instance refused, and whether delivery is paused. 'retry' queues the "
+        "failed posts again (all, or the KEYs given), e.g. after fixing api_base_url; the "
+        "running bot sends them on its next tick. Exit status: 0, or 1 when a KEY given is "
+        "not a failed post or the state file cannot be read.",
+    )
+    outbox_cmd.add_argument("action", nargs="?", choices=("list", "retry"), default="list")
+    outbox_cmd.add_argument("keys", nargs="*", metavar="KEY",
+                            help="with retry: only these posts (default: every failed post)")
+    outbox_cmd.add_argument("--config", metavar="PATH",
+                            help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+
     config_check = commands.add_parser(
         "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
     )
@@ -151,6 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _healthcheck(config)
     if args.command == "audit":
         return _audit(config, args.limit)
+    if args.command == "outbox":
+        return _outbox(config, args.action, args.keys)
     if args.command == "report":
         return _report(config, args.kind, dry_run=args.dry_run, out=args.out)
     try:
@@ -294,6 +310,70 @@ def _audit(config: Config, limit: int) -> int:
         store.close()
     print(format_audit(entries) if entries else "no admin action recorded yet")
     return EXIT_OK
+
+
+def _outbox(config: Config, action: str, keys: Sequence[str]) -> int:
+    import time
+
+    from bot.app import state_path
+    from bot.outbox import GATE_STATE
+    from bot.store import ItemState, Store, StoreError
+
+    if keys and action != "retry":
+        print("statusbot outbox: KEYs go with 'retry'", file=sys.stderr)
+        return EXIT_CONFIG
+    path = state_path(config)
+    if not path.exists():
+        print(f"no state file at {path}: the bot has not run here yet")
+        return EXIT_OK if not keys else EXIT_UNREACHABLE
+    try:
+        store = Store(path)
+    except StoreError as exc:
+        print(f"statusbot: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        if action == "retry":
+            requeued = store.requeue_failed(list(keys) if keys else None)
+            print(f"queued again: {len(requeued)} failed post(s)"
+                  + "".join(f"\n  {_clean(key)}" for key in requeued))
+            unknown = [key for key in keys if key not in requeued]
+            if unknown:
+                print("not failed posts, left as they are: "
+                      + ", ".join(_clean(key) for key in unknown), file=sys.stderr)
+                return EXIT_UNREACHABLE
+            return EXIT_OK
+        items = store.items([ItemState.PENDING, ItemState.FAILED])
+        gate = store.get_state(GATE_STATE) or {}
+    finally:
+        store.close()
+    until = gate.get("until")
+    if isinstance(until, (int, float)) and until > time.time():
+        print(f"delivery paused until {_utc(until)}: {_clean(str(gate.get('reason', '')))}")
+    if not items:
+        print("nothing queued, nothing failed")
+    for item in items:
+        first_line = (item.post.text.strip().splitlines() or [""])[0]
+        print(f"{item.state.value:8} {_clean(item.key)}  {item.post.kind.value}, "
+              f"{_utc(item.post.created_at)}, {item.attempts} attempt(s)"
+              + (f", last error: {_clean(item.error)[:200]}" if item.error else ""))
+        print(f"         {_clean(first_line)[:80]}")
+    failed = sum(1 for item in items if item.state is ItemState.FAILED)
+    if failed:
+        print(f"{failed} failed: 'statusbot outbox retry' queues them again")
+    return EXIT_OK
+
+
+def _utc(epoch: float) -> str:
+    """Return an epoch time as ``YYYY-MM-DD HH:MM UTC`` (the number itself when out of range)."""
+    try:
+        return f"{datetime.fromtimestamp(epoch, tz=timezone.utc):%Y-%m-%d %H:%M} UTC"
+    except (OverflowError, OSError, ValueError):
+        return f"{epoch!r}"
+
+
+def _clean(text: str) -> str:
+    """Return ``text`` with control characters shown as escapes (safe for a terminal)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _healthcheck(config: Config) -> int:

@@ -46,7 +46,7 @@ from bot.handlers import (
 from bot.history import History, sample_from
 from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
-from bot.outbox import DeliveryReport, Outbox
+from bot.outbox import DeliveryReport, Outbox, backoff_delay
 from bot.store import Store, damage_of
 
 log = logging.getLogger(__name__)
@@ -134,6 +134,8 @@ class Bot:
         """What happened to the state file while running (lost, replaced, damaged), or None."""
         self._last_beat = 0.0
         self._last_error: str | None = None
+        self._profile_failures = 0
+        self._profile_retry_at = 0.0
 
     # --- state --------------------------------------------------------------------
 
@@ -363,7 +365,11 @@ class Bot:
         return compose.compose_status(snapshot, now, self.settings)
 
     def _update_profile(self, state: incidents.IncidentState, now: float) -> str | None:
-        """Keep the profile's Status field current: one API call per change, not per tick."""
+        """Keep the profile's Status field current: one API call per change, not per tick.
+
+        A failed update is retried on the outbox's backoff (``backoff_delay``
+        with its base and cap), not on every tick while the instance fails.
+        """
         open_incident = state.open
         signature = "ok" if open_incident is None else (
             f"{open_incident.id}:{open_incident.severity.name}:"
@@ -371,12 +377,22 @@ class Bot:
         stored = self.store.get_state(PROFILE_STATE) or {}
         if stored.get("signature") == signature:
             return None
+        at = self.clock()
+        if at < self._profile_retry_at:
+            return None  # backing off while the instance fails, like the outbox
         name, value = compose.profile_field(open_incident, now, self.settings)
         try:
             self.gateway.set_profile_field(name, value)
         except (RetryableError, PermanentError) as exc:
-            log.warning("profile field not updated (will retry next tick): %s", exc)
+            self._profile_failures += 1
+            delay = backoff_delay(self._profile_failures, self.outbox.backoff_base,
+                                  self.outbox.backoff_cap)
+            self._profile_retry_at = at + delay
+            log.log(logging.WARNING if self._profile_failures == 1 else logging.DEBUG,
+                    "profile field not updated (next try in %.0f s): %s", delay, exc)
             return None
+        self._profile_failures = 0
+        self._profile_retry_at = 0.0
         self.store.put_state(PROFILE_STATE, {"signature": signature, "value": value})
         return value
 

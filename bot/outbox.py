@@ -5,8 +5,9 @@ pass (``Outbox.deliver``, once per tick) does, in this order:
 
 1. Nothing at all while delivery is paused (after a retryable error, until
    its backoff or the 429's ``X-RateLimit-Reset`` has passed).
-2. Fold stale member notices into one catch-up post, expire unsafe others
-   (see ``Outbox``).
+2. Drop queued updates that a later post of the same thread supersedes
+   (marked folded into it), then fold stale member notices into one
+   catch-up post and expire unsafe others (see ``Outbox``).
 3. Finish the pins and unpins of posts already sent (after a crash, or when
    the budget ran out).
 4. Send due posts in creation order; a reply waits for its parent. A post
@@ -31,6 +32,7 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from bot import defaults
 from bot.gateway import Gateway, PermanentError, RetryableError, truncate_description
@@ -42,11 +44,21 @@ log = logging.getLogger(__name__)
 GATE_STATE = "outbox.gate"
 """Name of the store state that pauses delivery: ``{"until", "failures", "reason", "since"}``."""
 
+DESTINATION_STATE = "outbox.destination"
+"""Name of the store state naming the instance URL of the last start: ``{"url"}``, no secrets."""
+
+REQUEUE_AFTER_MOVE_S = 86400.0
+"""Seconds back to look for failed posts to re-queue when the instance URL changed."""
+
 EXTERNAL_PARENT = "status:"
 """A ``parent_key`` with this prefix names a status id directly (a reply to a mention)."""
 
 _SWEEPS = 3
 _DUE_LIMIT = 1000
+
+REPEAT_WINDOW_S = 3600.0
+"""An update repeating the thread's previous post word for word within this many seconds
+(composed) is dropped; a reminder repeated hours later still says "still ongoing"."""
 
 MEDIA_POLL_S = 5.0
 """Seconds before an item whose media is still processing is looked at again."""
@@ -86,6 +98,8 @@ class Reason(enum.Enum):
     OUT_OF_BUDGET = "out_of_budget"
     MEDIA_UPLOADED = "media_uploaded"
     MEDIA_PROCESSING = "media_processing"
+    ENDPOINT_MISSING = "endpoint_missing"
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +118,9 @@ class DeliveryReport:
     ``failures`` lists the items the instance refused for good *in this pass*
     (each appears in exactly one report), so the loop can tell admins once.
     ``expired`` lists non-member posts dropped unsent because re-sending them
-    could publish them twice. ``paused_until`` is set while delivery waits
-    for a backoff or a rate-limit reset.
+    could publish them twice. ``superseded`` lists queued updates dropped
+    because a later post of their thread says more. ``paused_until`` is set
+    while delivery waits for a backoff or a rate-limit reset.
     """
 
     decisions: tuple[Decision, ...] = ()
@@ -114,6 +129,7 @@ class DeliveryReport:
     folded: tuple[str, ...] = ()
     catchup_key: str | None = None
     expired: tuple[str, ...] = ()
+    superseded: tuple[str, ...] = ()
     calls: int = 0
     paused_until: float | None = None
     pending: int = 0
@@ -132,6 +148,22 @@ class _Gate:
     failures: int = 0
     reason: str = ""
     since: float | None = None
+
+
+def safe_url(url: str) -> str:
+    """Return ``url`` without credentials, query or fragment, and no trailing slash.
+
+    What is stored and logged as the instance delivered to: never a password.
+    """
+    try:
+        parts = urlsplit(url.strip())
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        return "<unparsable URL>"
+    if ":" in host:  # an IPv6 literal
+        host = f"[{host}]"
+    return f"{parts.scheme}://{host}{port}{parts.path}".rstrip("/")
 
 
 def backoff_delay(failures: int, base: float, cap: float) -> float:
@@ -153,6 +185,7 @@ class _Pass:
         self.failures: list[OutboxItem] = []
         self.folded: list[str] = []
         self.expired: list[str] = []
+        self.superseded: list[str] = []
         self.catchup_key: str | None = None
         self.held: set[str] = set()
         self.stopped = False
@@ -181,10 +214,30 @@ class Outbox:
     * **401** pauses delivery like a retryable error (the token was revoked or
       mistyped; failing every queued post would lose them all) and is logged
       as an error once.
+    * **404 on posting** is a configuration error unless proven otherwise: a
+      post that names no other status cannot be "not found", so the endpoint
+      is missing (an ``api_base_url`` with a path, a proxy sending elsewhere).
+      Delivery pauses with the backoff and the log says so once. A 404 on a
+      *reply* may mean its parent was deleted: the bot's own account is read
+      (``probe``); when that works the API is there, and the post is sent
+      again as a new thread; when that 404s too, delivery pauses as above.
     * **Other 4xx**: the post is marked failed, logged once and listed once in
       ``DeliveryReport.failures``; with ``failure_notice`` the admin message
-      is enqueued in the same transaction (crash-safe). A 404 on a reply
-      means the parent was deleted: the post is sent again as a new thread.
+      is enqueued in the same transaction (crash-safe). ``Store.requeue_failed``
+      (``statusbot outbox retry``) makes failed posts pending again, and so
+      does a start with another ``destination`` (instance URL) than the last
+      start's, for posts failed in the last ``REQUEUE_AFTER_MOVE_S``; such a
+      start also lifts a pause earned at the old URL.
+    * **Superseded updates**: a queued update (kind UPDATE: reminders, "worse",
+      "better") never attempted is dropped when a later update or resolution
+      of the same thread (same parent) is queued, and so is one whose text
+      and CW repeat the post before it in the thread, composed less than
+      ``repeat_window_s`` earlier (a burst, not a reminder hours later). It
+      is marked folded into the post that supersedes it (``Reason.SUPERSEDED``),
+      so nothing vanishes silently; an item ever attempted is never dropped
+      (it may be on the server already). The outbox cannot tell an admin's
+      ``note`` from an automatic update (both are UPDATE): a queued note is
+      superseded too.
     * **Replies** wait for their parent. When the parent failed for good or
       expired, the reply is sent as a new thread (better late context than no
       notice); when it was folded, the reply goes under the catch-up post.
@@ -213,7 +266,9 @@ class Outbox:
                  catchup: Catchup | None = None,
                  failure_notice: FailureNotice | None = None,
                  media_poll_s: float = MEDIA_POLL_S,
-                 media_timeout_s: float = MEDIA_TIMEOUT_S) -> None:
+                 media_timeout_s: float = MEDIA_TIMEOUT_S,
+                 destination: str | None = None,
+                 repeat_window_s: float = REPEAT_WINDOW_S) -> None:
         if backoff_base <= 0 or backoff_cap < backoff_base:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         self.store = store
@@ -229,6 +284,12 @@ class Outbox:
         self.failure_notice = failure_notice
         self.media_poll_s = media_poll_s
         self.media_timeout_s = media_timeout_s
+        self.repeat_window_s = repeat_window_s
+        self.destination = safe_url(destination) if destination else None
+        if self.destination is not None:
+            self.requeued_on_start = self._check_destination(self.destination)
+        else:
+            self.requeued_on_start = []
 
     def enqueue(self, posts: Iterable[Post]) -> int:
         """Queue posts (idempotent by key); return how many were new."""
@@ -243,6 +304,7 @@ class Outbox:
         if gate.until > now:
             run.decide("*", Reason.PAUSED, f"until {gate.until:.0f} ({gate.reason})")
             return self._report(run, gate.until)
+        self._supersede(now, run)
         self._fold_stale(now, run, gate)
         for item in self.store.followups():
             if run.halted():
@@ -271,7 +333,8 @@ class Outbox:
         return DeliveryReport(
             decisions=tuple(run.decisions), sent=tuple(run.sent), failures=tuple(run.failures),
             folded=tuple(run.folded), catchup_key=run.catchup_key, expired=tuple(run.expired),
-            calls=self.gateway.calls - run.start_calls, paused_until=paused_until,
+            superseded=tuple(run.superseded), calls=self.gateway.calls - run.start_calls,
+            paused_until=paused_until,
             pending=self.store.counts()[ItemState.PENDING.value],
         )
 
@@ -302,7 +365,10 @@ class Outbox:
             except PermanentError as exc:
                 if exc.status != 404 or in_reply_to is None:
                     raise
-                # The parent status was deleted: publish as a new thread instead.
+                if not self._api_present(item, exc, run):
+                    self._not_created(item, exc)
+                    return True  # the endpoint is missing (or the probe failed): paused
+                # The API is there, so the parent status was deleted: publish as a new thread.
                 log.warning("outbox %s: parent %s is gone (%s); sending as a new thread",
                             item.key, in_reply_to, exc)
                 in_reply_to = None
@@ -310,10 +376,12 @@ class Outbox:
                 status_id = self._post(item.post, None, media_ids)
         except RetryableError as exc:
             self._pause(item, exc, run)
+            self._not_created(item, exc)
             return True
         except PermanentError as exc:
-            if exc.status == 401:
+            if exc.status in (401, 404):  # 404 on a post naming no status: the endpoint
                 self._pause(item, exc, run)
+                self._not_created(item, exc)
                 return True
             if exc.status == 422 and media_ids and self._media_unprocessed(item, exc, run):
                 return True
@@ -339,6 +407,47 @@ class Outbox:
             for folded in self._folded_unpins(item.key):
                 if not run.halted():
                     self._followups(folded, run)
+        return True
+
+    def _not_created(self, item: OutboxItem, exc: RetryableError | PermanentError) -> None:
+        """Forget the first attempt of ``item`` when its answer proves nothing was created.
+
+        A 401, 404 or 429 is refused before anything is stored; a 5xx or a
+        timeout may come after the status was created, so those count.
+        ``item`` is as it was before this attempt.
+        """
+        if item.first_attempt_at is None and exc.status in (401, 404, 429):
+            self.store.forget_attempt(item.key)
+
+    def _api_present(self, item: OutboxItem, exc: PermanentError, run: _Pass,
+                     what: str = "post") -> bool:
+        """After a 404 on ``item``: True when the API answers at this URL (the 404 is the record's).
+
+        Reads the bot's own account (one call). When that fails too, delivery
+        is paused (a 404 there: the endpoint is missing, a configuration
+        error) and False is returned; the item stays queued.
+        """
+        if not run.can_call():
+            run.decide(item.key, Reason.OUT_OF_BUDGET, "probe after a 404")
+            run.stopped = True
+            return False
+        try:
+            self.gateway.probe()
+        except RetryableError as probe_exc:
+            self._pause(item, probe_exc, run, what)
+            return False
+        except PermanentError as probe_exc:
+            if probe_exc.status == 401:
+                self._pause(item, probe_exc, run, what)
+                return False
+            if probe_exc.status == 404:
+                self._pause(item, exc, run, what)
+                return False
+            return True  # it answered, whatever it thinks of this call
+        except Exception as probe_exc:
+            log.exception("outbox %s: unexpected error from the gateway (probe)", item.key)
+            self._pause(item, RetryableError(f"unexpected: {probe_exc!r}"), run, what)
+            return False
         return True
 
     def _post(self, post: Post, in_reply_to: str | None, media_ids: Sequence[str]) -> str:
@@ -391,6 +500,8 @@ class Outbox:
         except PermanentError as exc:
             if exc.status == 401:
                 self._pause(item, exc, run, "media")
+            elif exc.status == 404 and not self._api_present(item, exc, run, "media"):
+                pass  # the endpoint is missing (or the probe failed): paused
             elif exc.status == 404 and ids:
                 # The instance lost an upload (unattached media are cleaned up): upload again.
                 self.store.reset_media(key)
@@ -532,6 +643,8 @@ class Outbox:
             if exc.status == 401:
                 self._pause(item, exc, run, what)
                 return False
+            if exc.status == 404 and not self._api_present(item, exc, run, what):
+                return False  # the endpoint is missing (or the probe failed): paused
             mark(item.key, StepState.FAILED, str(exc))
             reason = Reason.PIN_FAILED if what == "pin" else Reason.UNPIN_FAILED
             run.decide(item.key, reason, str(exc))
@@ -567,6 +680,79 @@ class Outbox:
         self._recovered()  # the instance answered: it is up
         run.decide(item.key, Reason.FAILED, str(exc))
 
+    # --- where we deliver -------------------------------------------------------------
+
+    def _check_destination(self, url: str) -> list[str]:
+        """At start: remember ``url``; when it is not the last one, start afresh there.
+
+        Posts refused in the last ``REQUEUE_AFTER_MOVE_S`` (every post 404s
+        while the URL is wrong, with a bot that failed them) are queued again,
+        and a pause earned at the old URL is lifted. Returns the keys re-queued.
+        """
+        value = self.store.get_state(DESTINATION_STATE)
+        last = value.get("url") if isinstance(value, dict) else None
+        if last == url:
+            return []
+        keys: list[str] = []
+        if isinstance(last, str):
+            # The new URL is recorded last: killed before, a restart does all this again.
+            keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S)
+            self.store.delete_state(GATE_STATE)
+            self.store.make_due()
+        self.store.put_state(DESTINATION_STATE, {"url": url})
+        if not isinstance(last, str):
+            return []
+        log.warning("outbox: the instance URL changed from %s to %s; %d failed post(s) "
+                    "queued again, delivery starts afresh", last, url, len(keys))
+        return keys
+
+    # --- superseded updates -----------------------------------------------------------
+
+    def _supersede(self, now: float, run: _Pass) -> None:
+        """Drop queued updates a later post of their thread supersedes, or that repeat the last.
+
+        Per thread (same ``parent_key``), every update but the newest queued
+        post is superseded by that newest one; then a remaining update whose
+        text and CW equal the post before it in the thread (sent or queued),
+        composed less than ``repeat_window_s`` before it, is superseded by that
+        one. Only items never attempted, that nothing replies to, are dropped
+        (``Store.supersede`` checks again, atomically).
+        """
+        pending = self.store.pending()
+        replied_to = {i.post.parent_key for i in pending if i.post.parent_key is not None}
+        threads: dict[str, list[OutboxItem]] = {}
+        for item in pending:
+            parent = item.post.parent_key
+            if (parent is not None and not parent.startswith(EXTERNAL_PARENT)
+                    and item.post.kind in (PostKind.UPDATE, PostKind.RESOLUTION)):
+                threads.setdefault(parent, []).append(item)
+
+        def droppable(item: OutboxItem) -> bool:
+            return (item.post.kind is PostKind.UPDATE and item.first_attempt_at is None
+                    and item.key not in replied_to and not item.post.pin
+                    and item.post.unpin_key is None and not item.post.media)
+
+        pairs: list[tuple[str, str]] = []
+        for parent, items in threads.items():
+            newest = items[-1]
+            standing = [item for item in items[:-1] if not droppable(item)]
+            pairs += [(item.key, newest.key) for item in items[:-1] if droppable(item)]
+            before = self.store.last_sent_in_thread(parent)
+            for item in [*standing, newest]:
+                if (before is not None and droppable(item) and item.post.text == before.post.text
+                        and item.post.spoiler_text == before.post.spoiler_text
+                        and item.post.created_at - before.post.created_at < self.repeat_window_s):
+                    pairs.append((item.key, before.key))
+                    continue
+                before = item
+        if not pairs:
+            return
+        by = dict(pairs)
+        for key in self.store.supersede(pairs, now):
+            run.superseded.append(key)
+            run.decide(key, Reason.SUPERSEDED, by[key])
+            log.info("outbox %s: superseded by %s (not sent)", key, by[key])
+
     # --- pausing ----------------------------------------------------------------------
 
     def _gate(self) -> _Gate:
@@ -587,8 +773,10 @@ class Outbox:
             until = exc.retry_at if exc.retry_at is not None else at + self.ratelimit_fallback_s
             until = max(until, at)
         else:
-            reason = (Reason.CREDENTIALS_REJECTED if isinstance(exc, PermanentError)
-                      else Reason.RETRY)
+            reason = Reason.RETRY
+            if isinstance(exc, PermanentError):
+                reason = (Reason.ENDPOINT_MISSING if exc.status == 404
+                          else Reason.CREDENTIALS_REJECTED)
             delay = backoff_delay(failures, self.backoff_base, self.backoff_cap)
             if self.jitter > 0:
                 delay = min(self.backoff_cap, delay * (1.0 + self.jitter * self.rng.random()))
@@ -606,6 +794,9 @@ class Outbox:
         args = (key, what, exc, until - at)
         if reason is Reason.CREDENTIALS_REJECTED and not gate.reason.startswith(reason.value):
             log.error(message + "; check the access token", *args)
+        elif reason is Reason.ENDPOINT_MISSING and not gate.reason.startswith(reason.value):
+            log.error(message + "; the instance has no such API endpoint: check "
+                      "[mastodon] api_base_url (scheme and host only, no path)", *args)
         elif failures == 1:
             log.warning(message, *args)
         else:
@@ -631,7 +822,7 @@ class Outbox:
         try:
             self.gateway.probe()
         except (RetryableError, PermanentError) as exc:
-            if isinstance(exc, PermanentError) and exc.status != 401:
+            if isinstance(exc, PermanentError) and exc.status not in (401, 404):
                 return True  # it answered: it is up, whatever it thinks of this call
             self._pause(None, exc, run, "probe")
             return False

@@ -559,6 +559,16 @@ class Store:
                 "UPDATE outbox SET last_error = ?, error_status = ?, next_attempt_at = ? "
                 "WHERE key = ?", (error, status, next_attempt_at, key))
 
+    def forget_attempt(self, key: str) -> None:
+        """Forget that ``key`` was attempted: its only attempt was refused (nothing published).
+
+        So a post held back by a refusal that proves it was not created (401,
+        404, 429) is not treated as possibly published when it is late.
+        """
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET first_attempt_at = NULL WHERE key = ? "
+                       "AND state = 'pending'", (key,))
+
     def add_media_id(self, key: str, media_id: str, at: float) -> tuple[str, ...]:
         """Record that the next file of ``key`` was uploaded as ``media_id``; return all ids.
 
@@ -624,6 +634,68 @@ class Store:
                     "ELSE 'failed' END WHERE key = ? AND state = 'pending'",
                     (into.key if into is not None else None, reason, at, key)).rowcount
             return folded
+
+    def supersede(self, pairs: Sequence[tuple[str, str]], at: float) -> list[str]:
+        """Mark each pending, never attempted item ``key`` of ``(key, by)`` folded into ``by``.
+
+        A post that never left cannot exist on the server, so dropping it in
+        favour of a later post of the same thread never loses a published post
+        nor publishes one twice. One transaction; returns the keys marked.
+        """
+        done: list[str] = []
+        with self._transaction() as db:
+            for key, by in pairs:
+                if db.execute(
+                        "UPDATE outbox SET state = 'folded', folded_into = ?, last_error = ?, "
+                        "finished_at = ?, pin_state = CASE WHEN pin_state IS NULL THEN NULL "
+                        "ELSE 'failed' END WHERE key = ? AND state = 'pending' "
+                        "AND first_attempt_at IS NULL",
+                        (by, f"superseded by {by}", at, key)).rowcount:
+                    done.append(key)
+        return done
+
+    def requeue_failed(self, keys: Sequence[str] | None = None,
+                       failed_since: float | None = None) -> list[str]:
+        """Make failed items pending again (all, or ``keys``, or those failed since a time).
+
+        For posts refused because of a wrong configuration (an instance URL
+        with a path). A refused post was never published, so its first
+        attempt is forgotten: it is sent (or, when stale, folded) like a new
+        one. Its pin and unpin are due again. Returns the keys re-queued.
+        """
+        where = "state = 'failed'"
+        args: list[Any] = []
+        if keys is not None:
+            if not keys:
+                return []
+            where += f" AND key IN ({', '.join('?' for _ in keys)})"
+            args += list(keys)
+        if failed_since is not None:
+            where += " AND finished_at >= ?"
+            args.append(failed_since)
+        with self._transaction() as db:
+            found = [str(row[0]) for row in db.execute(
+                f"SELECT key FROM outbox WHERE {where} ORDER BY seq", args)]  # noqa: S608
+            db.executemany(
+                "UPDATE outbox SET state = 'pending', next_attempt_at = 0, "
+                "first_attempt_at = NULL, finished_at = NULL, "
+                "pin_state = CASE WHEN pin THEN 'pending' ELSE NULL END, "
+                "unpin_state = CASE WHEN unpin_key IS NOT NULL THEN 'pending' ELSE NULL END "
+                "WHERE key = ? AND state = 'failed'", [(key,) for key in found])
+        return found
+
+    def make_due(self) -> int:
+        """Make every pending item due now (a pause was lifted); return how many."""
+        with self._transaction() as db:
+            return db.execute("UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending' "
+                              "AND next_attempt_at > 0").rowcount
+
+    def last_sent_in_thread(self, parent_key: str) -> OutboxItem | None:
+        """Return the newest sent reply to ``parent_key`` (the thread's latest post), or None."""
+        items = self._select("state = 'sent' AND parent_key = ? "
+                             "AND seq = (SELECT max(seq) FROM outbox WHERE state = 'sent' "
+                             "AND parent_key = ?)", (parent_key, parent_key))
+        return items[0] if items else None
 
     def mark_pin(self, key: str, state: StepState, error: str | None = None) -> None:
         """Record the outcome of pinning the status of ``key``."""

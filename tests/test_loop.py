@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from bot.gateway import RecordingGateway, RetryableError
 from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot, heartbeat_age, write_heartbeat
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
-from bot.store import Store
+from bot.store import ItemState, Store
 
 START = 1_796_090_400.0  # 2026-12-01T02:00:00Z
 
@@ -209,3 +210,52 @@ def test_confirm_mode_drops_an_incident_resolved_before_anyone_confirmed() -> No
     assert any("resolved before anyone confirmed" in note for note in second.notes)
     bot.tick()
     assert {s.post.kind for s in gateway.statuses.values()} == {PostKind.ADMIN}
+
+
+@pytest.mark.parametrize(("error", "calls_at"), [
+    pytest.param(RetryableError("HTTP 503", status=503), [0, 30, 90, 210, 450],
+                 id="503-backs-off"),
+    pytest.param(RetryableError("read timed out"), [0, 30, 90, 210, 450], id="timeout-backs-off"),
+])
+def test_profile_field_follows_the_outbox_backoff(error: Exception,
+                                                  calls_at: list[int]) -> None:
+    """While the instance fails, the Status field is retried on the outbox backoff."""
+    clock = [START]
+    ticks = 31
+    bot, _, gateway = make_bot([snapshot(START + 30 * n, 400) for n in range(ticks)],
+                               clock=clock)
+    gateway.down = error  # 30 s doubling up to 15 min (the outbox's defaults)
+    tried: list[int] = []
+    for n in range(ticks - 1):
+        clock[0] = START + 30 * n
+        before = len(gateway.calls_to("set_profile_field"))
+        bot.tick()
+        if len(gateway.calls_to("set_profile_field")) > before:
+            tried.append(30 * n)
+    assert tried == calls_at
+    gateway.down = None  # back: the next due attempt goes through, then no call per tick
+    clock[0] = START + 30 * (ticks - 1) + 900
+    bot.tick()
+    assert gateway.fields and len(gateway.calls_to("set_profile_field")) == len(calls_at) + 1
+
+
+def test_burst_after_a_short_outage_repeats_nothing() -> None:
+    """135 s down with reminders queued: back, the thread gets no stale run of repeats."""
+    clock = [START]
+    ticks = 40
+    bot, store, gateway = make_bot([snapshot(START + 15 * n, 400) for n in range(ticks)],
+                                   clock=clock)
+    bot.policy = incidents.Policy(reminder_every_s=30, max_reminders=20)
+    for n in range(ticks):
+        clock[0] = START + 15 * n
+        gateway.down = RetryableError("HTTP 503", status=503) if 1 <= n <= 9 else None
+        bot.tick()
+    thread = [s for s in gateway.statuses.values() if s.post.visibility == "public"]
+    notice, *replies = thread
+    texts = [s.post.text for s in replies]
+    assert all(a != b for a, b in itertools.pairwise(texts)), texts
+    superseded = [i for i in store.items([ItemState.FOLDED])
+                  if (i.last_error or "").startswith("superseded by")]
+    assert superseded, "the outage queued reminders that a later one superseded"
+    assert all(i.post.parent_key == notice.post.key for i in superseded)
+    assert store.counts()["pending"] == 0

@@ -1047,3 +1047,402 @@ def test_real_gateway_maps_media_calls() -> None:
 
     gateway._api.instance_activity = not_found
     assert gateway.instance_activity() == []
+
+
+# --- a missing endpoint (api_base_url with a path) is a configuration error ------------------
+
+NOT_FOUND = PermanentError("post: HTTP 404: Not Found Endpoint not found.", status=404)
+RECORD_GONE = PermanentError("post: HTTP 404: Not Found Record not found", status=404)
+
+
+@pytest.mark.parametrize(("reply", "probe", "sent", "reason"), [
+    pytest.param(False, None, (), Reason.ENDPOINT_MISSING, id="top-level-post-404"),
+    pytest.param(True, PermanentError("verify_credentials: HTTP 404", status=404), (),
+                 Reason.ENDPOINT_MISSING, id="reply-404-and-account-404"),
+    pytest.param(True, RetryableError("verify_credentials: HTTP 503", status=503), (),
+                 Reason.RETRY, id="reply-404-and-instance-down"),
+    pytest.param(True, PermanentError("verify_credentials: HTTP 401", status=401), (),
+                 Reason.CREDENTIALS_REJECTED, id="reply-404-and-token-rejected"),
+    pytest.param(True, None, ("update",), Reason.SENT_WITHOUT_PARENT,
+                 id="reply-404-and-account-ok-parent-deleted"),
+])
+def test_404_on_posting_pauses_unless_the_parent_is_gone(
+        outbox: Outbox, store: Store, gateway: RecordingGateway, clock: Clock, reply: bool,
+        probe: BaseException | None, sent: tuple[str, ...], reason: Reason) -> None:
+    """A 404 pauses delivery (the endpoint is missing) unless the account reads fine."""
+    if reply:
+        outbox.enqueue([post("open")])
+        outbox.deliver(clock())
+    outbox.enqueue([post("update", PostKind.UPDATE, parent="open" if reply else None)])
+    gateway.script("post", RECORD_GONE if reply else NOT_FOUND)
+    if probe is not None:
+        gateway.script("probe", probe)
+    report = outbox.deliver(clock.advance(60))
+    assert report.sent == sent and report.failures == ()
+    assert reason in {d.reason for d in report.decisions}
+    assert len(gateway.calls_to("probe")) == (1 if reply else 0)
+    if not sent:
+        assert state(store, "update") == ItemState.PENDING
+        assert report.paused_until == clock() + 30.0
+        item = store.get("update")
+        assert item is not None and item.first_attempt_at is None  # 404: nothing was created
+        clock.now = report.paused_until  # the URL is fixed: the post goes out, once
+        assert outbox.deliver(clock()).sent == ("update",)
+    assert [p.text for p in (s.post for s in gateway.statuses.values())].count(
+        "text of update") == 1
+
+
+def test_missing_endpoint_backs_off_and_is_logged_once(
+        outbox: Outbox, store: Store, gateway: RecordingGateway, clock: Clock,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Every post 404s for an hour: backoff, one error in the log, no post failed."""
+    outbox.enqueue([post("open", pin=True), post("dm", PostKind.ADMIN, visibility="direct")])
+    gateway.script("post", *[NOT_FOUND] * 20)
+    waits = []
+    with caplog.at_level("WARNING", logger="bot.outbox"):
+        for _ in range(6):
+            report = outbox.deliver(clock())
+            assert report.failures == () and report.calls == 1
+            assert report.paused_until is not None
+            waits.append(report.paused_until - clock())
+            clock.now = report.paused_until
+    assert waits == [30.0, 60.0, 120.0, 240.0, 480.0, 900.0]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1 and "api_base_url" in errors[0].getMessage()
+    assert store.counts()["failed"] == 0
+    gate = store.get_state(GATE_STATE)
+    assert gate is not None and gate["reason"].startswith("endpoint_missing")
+
+
+def test_missing_endpoint_for_media_pauses(tmp_path: Path, outbox: Outbox, store: Store,
+                                           gateway: RecordingGateway, clock: Clock) -> None:
+    """An upload that 404s while the account 404s too pauses; the post is not failed."""
+    outbox.enqueue([with_media("report", (image(tmp_path), "chart"))])
+    gateway.script("upload_media", PermanentError("upload: HTTP 404", status=404))
+    gateway.script("probe", PermanentError("verify_credentials: HTTP 404", status=404))
+    report = outbox.deliver(clock())
+    assert report.failures == () and report.decisions[-1].reason == Reason.ENDPOINT_MISSING
+    clock.now = report.paused_until or 0.0
+    assert outbox.deliver(clock()).sent == ("report",)
+
+
+def test_stale_probe_404_is_not_taken_for_up(store: Store, gateway: RecordingGateway,
+                                             clock: Clock) -> None:
+    """Before summing an outage up, a 404 probe means the URL is wrong: nothing is folded."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("open")])
+    gateway.script("post", RetryableError("HTTP 503", status=503))
+    outbox.deliver(clock())
+    gateway.script("probe", PermanentError("verify_credentials: HTTP 404", status=404))
+    report = outbox.deliver(clock.advance(WINDOW + 1))
+    assert report.folded == () and report.sent == ()
+    assert Reason.ENDPOINT_MISSING in {d.reason for d in report.decisions}
+
+
+# --- re-queueing failed posts -------------------------------------------------------------------
+
+
+def failed_by_old_bot(store: Store, *keys: str, at: float = T0) -> None:
+    """Queue ``keys`` and fail them with a 404, as a bot before the 404 pause did."""
+    store.enqueue([post(key, pin=key == keys[0]) for key in keys])
+    for key in keys:
+        store.mark_attempt(key, at)
+        assert store.mark_failed(key, "post: HTTP 404: Endpoint not found.", 404, at)
+
+
+@pytest.mark.parametrize(("before", "after", "requeued"), [
+    pytest.param(None, "https://social.example", (), id="first-start-nothing-known"),
+    pytest.param("https://social.example", "https://social.example/", (),
+                 id="same-url-trailing-slash"),
+    pytest.param("https://social.example/mastodon", "https://social.example", ("open", "dm"),
+                 id="path-removed"),
+    pytest.param("https://old.example", "https://social.example", ("open", "dm"),
+                 id="moved"),
+])
+def test_start_with_another_url_requeues_failed_posts(
+        tmp_path: Path, gateway: RecordingGateway, clock: Clock, before: str | None,
+        after: str, requeued: tuple[str, ...]) -> None:
+    """Failed posts are queued again when the bot starts with another instance URL."""
+    path = tmp_path / "state.sqlite3"
+    store = Store(path)
+    failed_by_old_bot(store, "open", "dm")
+    if before is not None:
+        store.put_state("outbox.destination", {"url": before})
+    outbox = make_outbox(store, gateway, clock, destination=after)
+    assert tuple(outbox.requeued_on_start) == requeued
+    report = outbox.deliver(clock.advance(60))
+    assert report.sent == requeued
+    if requeued:
+        assert gateway.pinned == [store.status_id("open")]  # its pin is due again
+        again = make_outbox(Store(path), gateway, clock, destination=after)
+        assert again.requeued_on_start == []  # remembered: once only
+        assert store.get_state("outbox.destination") == {"url": after.rstrip("/")}
+
+
+def test_old_failures_are_not_requeued_on_a_url_change(
+        gateway: RecordingGateway, clock: Clock, store: Store) -> None:
+    """Only posts failed in the last day come back; older ones stay failed."""
+    failed_by_old_bot(store, "old", at=T0 - 2 * 86400)
+    failed_by_old_bot(store, "recent", at=T0 - 3600)
+    store.put_state("outbox.destination", {"url": "https://old.example"})
+    outbox = make_outbox(store, gateway, clock, destination="https://social.example")
+    assert outbox.requeued_on_start == ["recent"]
+
+
+@pytest.mark.parametrize(("url", "stored"), [
+    pytest.param("https://bot:hunter2@social.example:8443/x/?token=abc#f",
+                 "https://social.example:8443/x", id="credentials-and-query-dropped"),
+    pytest.param("http://[::1]:3000", "http://[::1]:3000", id="ipv6"),
+    pytest.param("https://social.example:99999", "<unparsable URL>", id="bad-port"),
+])
+def test_destination_is_stored_without_secrets(store: Store, gateway: RecordingGateway,
+                                               clock: Clock, url: str, stored: str) -> None:
+    """The URL remembered (and logged) never carries a password or a query."""
+    outbox = make_outbox(store, gateway, clock, destination=url)
+    outbox.enqueue([post("a")])
+    outbox.deliver(clock())
+    assert store.get_state("outbox.destination") == {"url": stored}
+
+
+@pytest.mark.parametrize("value", [
+    pytest.param({"url": 42}, id="not-a-string"),
+    pytest.param({}, id="empty"),
+    pytest.param({"url": "x" * 100_000}, id="huge"),
+])
+def test_odd_stored_destination_is_harmless(store: Store, gateway: RecordingGateway,
+                                            clock: Clock, value: dict[str, Any]) -> None:
+    """A stored destination that is not a URL string re-queues nothing unless it differs."""
+    failed_by_old_bot(store, "a")
+    store.put_state("outbox.destination", value)
+    outbox = make_outbox(store, gateway, clock, destination="https://social.example")
+    expected = ["a"] if isinstance(value.get("url"), str) else []
+    assert outbox.requeued_on_start == expected
+
+
+# --- superseded updates after an outage -----------------------------------------------------------
+
+
+REMINDER = "Still ongoing since 14:05: your posts reach people on other servers late."
+
+
+def said(key: str, text: str, kind: PostKind = PostKind.UPDATE, *, at: float,
+         parent: str | None = "inc:0", unpin: str | None = None) -> Post:
+    return Post(key=key, kind=kind, text=text, visibility="public", created_at=at,
+                spoiler_text="Service update", parent_key=parent, unpin_key=unpin)
+
+
+def test_burst_after_a_short_outage_is_folded(store: Store, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """135 s down, five queued replies: the one tried and the newest go out, the rest fold."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("inc:0", pin=True)])
+    outbox.deliver(clock())
+    gateway.down = RetryableError("HTTP 503", status=503)
+    queued = [said("inc:1", REMINDER, at=clock.advance(15)),
+              said("inc:2", REMINDER, at=clock.advance(30)),
+              said("inc:3", "Worse: home timelines are delayed too.", at=clock.advance(30)),
+              said("inc:4", REMINDER, at=clock.advance(30)),
+              said("inc:5", "Better: home timelines are back to normal.", at=clock.advance(30))]
+    for item in queued:
+        outbox.enqueue([item])
+        outbox.deliver(item.created_at)
+    gateway.down = None  # back at T0 + 150; the backoff runs out a little later
+    gate = store.get_state(GATE_STATE)
+    assert gate is not None
+    clock.now = gate["until"]
+    report = outbox.deliver(clock())
+    # inc:1 was tried during the outage (a 503 may come after the status was created),
+    # so it is sent with its key; everything between it and the newest is superseded.
+    assert report.sent == ("inc:1", "inc:5")
+    assert report.superseded == ("inc:2", "inc:3", "inc:4")
+    for key in report.superseded:
+        dropped = store.get(key)
+        assert dropped is not None and dropped.state is ItemState.FOLDED
+        assert dropped.folded_into == "inc:5" and dropped.last_error == "superseded by inc:5"
+    texts = gateway.texts()
+    assert texts.count(REMINDER) == 1 and len(texts) == 3
+
+
+@pytest.mark.parametrize(("queue", "sent", "superseded"), [
+    pytest.param([("inc:1", REMINDER, PostKind.UPDATE, "inc:0"),
+                  ("inc:2", REMINDER, PostKind.UPDATE, "inc:0")],
+                 ("inc:2",), ("inc:1",), id="reminder-superseded-by-reminder"),
+    pytest.param([("inc:1", "Worse.", PostKind.UPDATE, "inc:0"),
+                  ("inc:2", "Better.", PostKind.UPDATE, "inc:0"),
+                  ("inc:3", "Resolved.", PostKind.RESOLUTION, "inc:0")],
+                 ("inc:3",), ("inc:1", "inc:2"), id="resolution-supersedes-updates"),
+    pytest.param([("inc:1", "Worse.", PostKind.UPDATE, "inc:0"),
+                  ("other:1", "Other thread.", PostKind.UPDATE, "other:0")],
+                 ("inc:1", "other:1"), (), id="other-thread-untouched"),
+    pytest.param([("inc:1", "Worse.", PostKind.UPDATE, "inc:0"),
+                  ("inc:2", "Better.", PostKind.UPDATE, "inc:1")],
+                 ("inc:1", "inc:2"), (), id="a-parent-is-never-dropped"),
+    pytest.param([("inc:1", "Worse.", PostKind.UPDATE, "inc:0"),
+                  ("dm", "@admin worse", PostKind.ADMIN, None)],
+                 ("inc:1", "dm"), (), id="admin-message-untouched"),
+    pytest.param([("inc:1", "Worse.", PostKind.UPDATE, "inc:0"),
+                  ("ans", "@x fine", PostKind.REPLY, "status:9"),
+                  ("ans2", "@x fine", PostKind.REPLY, "status:9")],
+                 ("inc:1", "ans", "ans2"), (), id="replies-to-mentions-untouched"),
+])
+def test_superseded_updates_are_folded(store: Store, gateway: RecordingGateway, clock: Clock,
+                                       queue: list[tuple[str, str, PostKind, str | None]],
+                                       sent: tuple[str, ...],
+                                       superseded: tuple[str, ...]) -> None:
+    """Queued updates of a thread: only the newest goes out, marked; other posts are kept."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("inc:0"), post("other:0")])
+    outbox.deliver(clock())
+    outbox.enqueue([said(key, text, kind, at=clock(), parent=parent)
+                    for key, text, kind, parent in queue])
+    report = outbox.deliver(clock.advance(30))
+    assert report.sent == sent and report.superseded == superseded
+    assert {d.key for d in report.decisions if d.reason is Reason.SUPERSEDED} == set(superseded)
+
+
+@pytest.mark.parametrize(("queued", "later", "superseded"), [
+    pytest.param(REMINDER, 60.0, ("inc:2",), id="identical-a-minute-later"),
+    pytest.param(REMINDER, 3599.0, ("inc:2",), id="identical-within-the-window"),
+    pytest.param(REMINDER, 7200.0, (), id="identical-reminder-hours-later-goes-out"),
+    pytest.param("Better.", 60.0, (), id="different-text-goes-out"),
+])
+def test_identical_text_never_twice_in_a_row(store: Store, gateway: RecordingGateway,
+                                             clock: Clock, queued: str, later: float,
+                                             superseded: tuple[str, ...]) -> None:
+    """An update repeating the thread's last post word for word soon after is not sent."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("inc:0"), said("inc:1", REMINDER, at=clock())])
+    outbox.deliver(clock())
+    outbox.enqueue([said("inc:2", queued, at=clock.advance(later))])
+    report = outbox.deliver(clock())
+    assert report.superseded == superseded
+    assert len(gateway.texts()) == 3 - len(superseded)
+    if superseded:
+        item = store.get("inc:2")
+        assert item is not None and item.folded_into == "inc:1"
+
+
+def test_attempted_update_is_never_superseded(store: Store, gateway: RecordingGateway,
+                                              clock: Clock) -> None:
+    """An update whose answer was lost may exist: it is re-sent with its key, not dropped."""
+    outbox = make_outbox(store, gateway, clock)
+    outbox.enqueue([post("inc:0")])
+    outbox.deliver(clock())
+    outbox.enqueue([said("inc:1", "Worse.", at=clock())])
+    gateway.script("post", Lost(RetryableError("read timed out")))
+    outbox.deliver(clock())
+    outbox.enqueue([said("inc:2", "Better.", at=clock.advance(10))])
+    report = outbox.deliver(clock.advance(30))
+    assert report.sent == ("inc:1", "inc:2") and report.superseded == ()
+    assert gateway.texts().count("Worse.") == 1
+
+
+@pytest.mark.parametrize("crash", [
+    pytest.param(Crash(), id="killed-before-the-request"),
+    pytest.param(Lost(Crash()), id="killed-after-the-server-posted"),
+])
+def test_sigkill_after_superseding_loses_nothing_twice(tmp_path: Path, gateway: RecordingGateway,
+                                                       clock: Clock,
+                                                       crash: BaseException | Lost) -> None:
+    """Killed while the newest update is in flight: the restart sends it once, folds stay."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock)
+    first.enqueue([post("inc:0")])
+    first.deliver(clock())
+    first.enqueue([said("inc:1", REMINDER, at=clock()), said("inc:2", "Worse.", at=clock()),
+                   said("inc:3", "Better.", at=clock())])
+    gateway.script("post", crash)
+    with pytest.raises(Crash):
+        first.deliver(clock.advance(30))
+    store = Store(path)
+    report = make_outbox(store, gateway, clock).deliver(clock.advance(30))
+    assert report.sent == ("inc:3",) and report.superseded == ()
+    assert gateway.texts() == ["text of inc:0", "Better."]
+    assert [i.key for i in store.items([ItemState.FOLDED])] == ["inc:1", "inc:2"]
+
+
+@pytest.mark.parametrize(("url", "paused"), [
+    pytest.param("https://social.example/mastodon", True, id="same-url-still-paused"),
+    pytest.param("https://social.example", False, id="fixed-url-starts-afresh"),
+])
+def test_fixed_url_lifts_the_pause(tmp_path: Path, gateway: RecordingGateway, clock: Clock,
+                                   url: str, paused: bool) -> None:
+    """A pause earned by 404s at the old URL does not hold the fixed one back."""
+    path = tmp_path / "state.sqlite3"
+    first = make_outbox(Store(path), gateway, clock, destination="https://social.example/mastodon")
+    first.enqueue([post("open")])
+    gateway.script("post", *[NOT_FOUND] * 3)
+    for _ in range(2):
+        clock.now = first.deliver(clock()).paused_until or clock()
+    assert first.deliver(clock()).paused_until == clock() + 120.0
+    report = make_outbox(Store(path), gateway, clock, destination=url).deliver(clock.advance(1))
+    assert (report.sent == ()) is paused
+
+
+# --- statusbot outbox -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("argv", "status", "shown", "failed_after"), [
+    pytest.param(["outbox"], 0, ["pending  a  notice", "failed   b  notice",
+                                 "last error: post: HTTP 404 \\x1b[31mred",
+                                 "1 failed: 'statusbot outbox retry'"], 1, id="list"),
+    pytest.param(["outbox", "retry"], 0, ["queued again: 1 failed post(s)", "  b"], 0,
+                 id="retry-all"),
+    pytest.param(["outbox", "retry", "b"], 0, ["queued again: 1"], 0, id="retry-one"),
+    pytest.param(["outbox", "retry", "a", "@someone"], 1,
+                 ["queued again: 0", "not failed posts, left as they are: a, @someone"], 1,
+                 id="retry-not-failed"),
+    pytest.param(["outbox", "list", "b"], 2, ["KEYs go with 'retry'"], 1, id="keys-without-retry"),
+])
+def test_outbox_command(tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
+                        status: int, shown: list[str], failed_after: int) -> None:
+    """`statusbot outbox` lists queued and failed posts; `retry` queues failed ones again."""
+    from bot.cli import main
+
+    config = tmp_path / "statusbot.toml"
+    config.write_text(f'[bot]\nstate_dir = "{tmp_path / "state"}"\n')
+    store = Store(tmp_path / "state" / "statusbot.sqlite3")
+    store.enqueue([post("a"), post("b")])
+    store.mark_failed("b", "post: HTTP 404 \x1b[31mred", 404, T0)
+    store.close()
+    assert main([*argv, "--config", str(config)]) == status
+    out = capsys.readouterr()
+    for text in shown:
+        assert text in out.out + out.err
+    assert "\x1b" not in out.out + out.err
+    store = Store(tmp_path / "state" / "statusbot.sqlite3")
+    assert store.counts()["failed"] == failed_after
+
+
+def test_outbox_command_without_state(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No state file yet: said plainly, nothing created."""
+    from bot.cli import main
+
+    config = tmp_path / "statusbot.toml"
+    config.write_text(f'[bot]\nstate_dir = "{tmp_path / "state"}"\n')
+    assert main(["outbox", "--config", str(config)]) == 0
+    assert "has not run here yet" in capsys.readouterr().out
+    assert not (tmp_path / "state").exists()
+
+
+@pytest.mark.parametrize(("probe", "pinned"), [
+    pytest.param(PermanentError("verify_credentials: HTTP 404", status=404), True,
+                 id="endpoint-missing-pin-waits"),
+    pytest.param(None, False, id="status-gone-pin-failed"),
+])
+def test_pin_404_waits_when_the_endpoint_is_missing(outbox: Outbox, store: Store,
+                                                    gateway: RecordingGateway, clock: Clock,
+                                                    probe: BaseException | None,
+                                                    pinned: bool) -> None:
+    """A pin that 404s is retried later when the account 404s too, else it failed."""
+    outbox.enqueue([post("open", pin=True)])
+    gateway.script("pin", PermanentError("pin: HTTP 404", status=404))
+    if probe is not None:
+        gateway.script("probe", probe)
+    report = outbox.deliver(clock())
+    item = store.get("open")
+    assert item is not None and item.state is ItemState.SENT
+    assert item.pin_state is (StepState.PENDING if pinned else StepState.FAILED)
+    clock.now = report.paused_until or clock.advance(30)
+    outbox.deliver(clock())
+    assert (gateway.pinned == [store.status_id("open")]) is pinned

@@ -417,3 +417,89 @@ def test_record_published_adopts_a_status(store: Store, before: str | None,
         assert store.known_status_ids(["55", "56"]) == {"55"}
     assert store.get(reply.key) is not None
     assert store.get_state(ADOPT_STATE) is None
+
+
+def failed(store: Store, *keys: str, at: float = T0) -> None:
+    """Queue ``keys`` (the first pinned, each unpinning the one before) and fail them."""
+    store.enqueue([post(key, pin=i == 0, unpin=keys[i - 1] if i else None)
+                   for i, key in enumerate(keys)])
+    for key in keys:
+        store.mark_attempt(key, at)
+        assert store.mark_failed(key, "HTTP 404", 404, at)
+
+
+@pytest.mark.parametrize(("keys", "since", "requeued"), [
+    pytest.param(None, None, ["a", "b", "c"], id="all"),
+    pytest.param(["b", "zzz"], None, ["b"], id="named-only"),
+    pytest.param([], None, [], id="none-named"),
+    pytest.param(None, T0 + 1, ["c"], id="failed-since"),
+    pytest.param(["a'; DROP TABLE outbox; --"], None, [], id="injected-key"),
+])
+def test_requeue_failed(store: Store, keys: list[str] | None, since: float | None,
+                        requeued: list[str]) -> None:
+    """Failed rows become pending again: due now, first attempt forgotten, pins due again."""
+    failed(store, "a", "b")
+    failed(store, "c", at=T0 + 5)
+    store.enqueue([post("sent")])
+    store.mark_sent("sent", "1", T0)
+    assert store.requeue_failed(keys, failed_since=since) == requeued
+    for key in requeued:
+        item = store.get(key)
+        assert item is not None and item.state is ItemState.PENDING
+        assert (item.first_attempt_at, item.finished_at, item.next_attempt_at) == (None, None, 0)
+    assert [i.key for i in store.due(T0, 10)] == requeued
+    a = store.get("a")
+    b = store.get("b")
+    assert a is not None and b is not None
+    if "a" in requeued:
+        assert a.pin_state is StepState.PENDING and a.unpin_state is None
+    if "b" in requeued:
+        assert b.unpin_state is StepState.PENDING and b.pin_state is None
+    assert store.counts()["sent"] == 1
+
+
+@pytest.mark.parametrize(("prepare", "superseded"), [
+    pytest.param(lambda s: None, ["u1"], id="pending-never-attempted"),
+    pytest.param(lambda s: s.mark_attempt("u1", T0), [], id="attempted-kept"),
+    pytest.param(lambda s: s.mark_sent("u1", "9", T0), [], id="sent-kept"),
+])
+def test_supersede_only_unattempted_pending(store: Store, prepare: Any,
+                                            superseded: list[str]) -> None:
+    """Superseding drops only what cannot be on the server, and says by what."""
+    store.enqueue([post("n"), post("u1", PostKind.UPDATE, parent="n"),
+                   post("u2", PostKind.UPDATE, parent="n")])
+    prepare(store)
+    assert store.supersede([("u1", "u2")], T0 + 1) == superseded
+    item = store.get("u1")
+    assert item is not None
+    if superseded:
+        assert (item.state, item.folded_into, item.last_error) == (
+            ItemState.FOLDED, "u2", "superseded by u2")
+    else:
+        assert item.state is not ItemState.FOLDED
+
+
+def test_forget_attempt_and_make_due(store: Store) -> None:
+    """A refused first attempt is forgotten; a lifted pause makes every pending row due."""
+    store.enqueue([post("a"), post("b")])
+    store.mark_attempt("a", T0)
+    store.mark_retry("a", "HTTP 404", T0 + 900, 404)
+    store.mark_retry("b", "paused", T0 + 900)
+    store.forget_attempt("a")
+    item = store.get("a")
+    assert item is not None and item.first_attempt_at is None and item.attempts == 1
+    assert store.due(T0, 10) == []
+    assert store.make_due() == 2
+    assert [i.key for i in store.due(T0, 10)] == ["a", "b"]
+
+
+def test_last_sent_in_thread(store: Store) -> None:
+    """The thread's newest sent reply, whatever is queued or failed after it."""
+    store.enqueue([post("n"), post("u1", parent="n"), post("u2", parent="n"),
+                   post("u3", parent="n"), post("x", parent="other")])
+    for key, status in (("n", "1"), ("u1", "2"), ("u2", "3"), ("x", "4")):
+        store.mark_sent(key, status, T0)
+    store.mark_failed("u3", "HTTP 422", 422, T0)
+    item = store.last_sent_in_thread("n")
+    assert item is not None and item.key == "u2"
+    assert store.last_sent_in_thread("nobody") is None

@@ -320,8 +320,12 @@ def test_quiet_hour_costs_nothing(gateway: MastodonGateway, store: Store) -> Non
 
 
 def attempted(path: Path, key: str) -> bool:
-    with sqlite3.connect(path) as db:
-        row = db.execute("SELECT first_attempt_at FROM outbox WHERE key = ?", (key,)).fetchone()
+    try:
+        with sqlite3.connect(path) as db:
+            row = db.execute("SELECT first_attempt_at FROM outbox WHERE key = ?",
+                             (key,)).fetchone()
+    except sqlite3.OperationalError:  # the child has created the file, not its tables yet
+        return False
     return row is not None and row[0] is not None
 
 
@@ -472,3 +476,71 @@ def test_instance_activity(server: MastodonMock, gateway: MastodonGateway) -> No
     server.fault({"match": {"methods": ["GET"], "path": "/api/v1/instance/activity"},
                   "effect": {"type": "status", "status": 404}, "count": 1})
     assert gateway.instance_activity() == []
+
+
+# --- a wrong instance URL, a deleted parent --------------------------------------------------
+
+
+def outbox_at(store: Store, url: str, token: str) -> Outbox:
+    """An outbox delivering to ``url`` (remembered as its destination)."""
+    gateway = MastodonGateway(url, token, request_timeout=TIMEOUT)
+    return Outbox(store, gateway, clock=time.time, backoff_base=0.05, backoff_cap=0.2,
+                  destination=url)
+
+
+@pytest.mark.parametrize("reply", [False, True], ids=["new-thread", "reply"])
+def test_url_with_a_path_pauses_then_publishes_once(server: MastodonMock, token: str,
+                                                    store: Store, reply: bool) -> None:
+    """api_base_url with a path 404s everywhere: nothing fails; fixed, the post goes out once."""
+    if reply:
+        outbox_at(store, server.url, token).enqueue([post("open")])
+        run_until_done(outbox_at(store, server.url, token))
+    wrong = outbox_at(store, server.url + "/mastodon", token)
+    wrong.enqueue([post("notice", PostKind.UPDATE, parent="open" if reply else None)])
+    reports = []
+    for _ in range(4):
+        reports.append(wrong.deliver(time.time()))
+        time.sleep(0.25)
+    assert all(r.failures == () for r in reports)
+    assert Reason.ENDPOINT_MISSING in {d.reason for r in reports for d in r.decisions}
+    item = store.get("notice")
+    assert item is not None and item.state is ItemState.PENDING
+    assert len(server.statuses(token)) == (1 if reply else 0)
+    run_until_done(outbox_at(store, server.url, token))  # the URL is fixed
+    published = [s for s in server.statuses(token) if "Status notice" in s["content"]]
+    assert [s["id"] for s in published] == [store.status_id("notice")]
+    assert published[0]["in_reply_to_id"] == (store.status_id("open") if reply else None)
+
+
+def test_reply_to_deleted_parent_is_told_from_a_missing_endpoint(
+        server: MastodonMock, token: str, gateway: MastodonGateway, store: Store) -> None:
+    """A reply 404s like a wrong URL would, but the account reads fine: sent as a new thread."""
+    outbox = make_outbox(store, gateway)
+    outbox.enqueue([post("open")])
+    run_until_done(outbox)
+    server.fault({"match": {"methods": ["POST"], "path": "/api/v1/statuses"},
+                  "effect": {"type": "status", "status": 404,
+                             "body": {"error": "Record not found"}}, "count": 1})
+    outbox.enqueue([post("update", PostKind.UPDATE, parent="open")])
+    report = outbox.deliver(time.time())
+    assert report.sent == ("update",) and report.paused_until is None
+    assert Reason.SENT_WITHOUT_PARENT in {d.reason for d in report.decisions}
+    statuses = server.statuses(token)
+    assert [(s["id"], s["in_reply_to_id"]) for s in statuses] == [
+        (store.status_id("open"), None), (store.status_id("update"), None)]
+
+
+def test_posts_failed_at_a_wrong_url_are_sent_after_the_move(server: MastodonMock, token: str,
+                                                            store: Store) -> None:
+    """Posts an older bot failed at a wrong URL go out once when it starts at the right one."""
+    store.put_state("outbox.destination", {"url": server.url + "/mastodon"})
+    store.enqueue([post("open", pin=True), post("update", PostKind.UPDATE, parent="open")])
+    for key in ("open", "update"):
+        store.mark_attempt(key, time.time())
+        store.mark_failed(key, "post: HTTP 404: Record not found", 404, time.time())
+    outbox = outbox_at(store, server.url, token)
+    assert outbox.requeued_on_start == ["open", "update"]
+    run_until_done(outbox)
+    statuses = server.statuses(token)
+    assert [s["id"] for s in statuses] == [store.status_id("open"), store.status_id("update")]
+    assert [s["id"] for s in server.statuses(token, pinned=True)] == [store.status_id("open")]

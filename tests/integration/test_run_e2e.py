@@ -80,6 +80,11 @@ critical = 7200
 warning = 1
 critical = 2
 clear_for = 1
+
+# Off: whether the weekly digest is due depends on the day the test runs.
+[reports]
+weekly = "off"
+monthly = "off"
 """
 
 
@@ -385,3 +390,30 @@ def test_state_dir_deleted_while_running_is_noticed(instance: Instance) -> None:
     assert "was deleted" in healthcheck.stdout, healthcheck.stdout
     told_admins = [s for s in instance.statuses() if "was deleted" in s["content"]]
     assert len(told_admins) == 1 and told_admins[0]["visibility"] == "direct", told_admins
+
+
+def test_url_with_a_path_then_fixed_publishes_the_notice_once(instance: Instance) -> None:
+    """api_base_url with a path: every post 404s and waits (said once in the log); fixed, once."""
+    instance.config.write_text(config_text(instance.redis.url, instance.mock.url + "/mastodon",
+                                           instance.workdir / "state"))
+    backlog(instance)
+    bot = instance.start_bot()
+    wait_for(lambda: "api_base_url" in instance.log(), 60, "the 404 to be noticed", interval=0.3)
+    time.sleep(4)  # a few more backoff rounds at the wrong URL
+    assert bot.poll() is None, instance.log()
+    assert instance.statuses() == []
+    assert stop(bot) == 0, instance.log()
+    assert instance.log().count("has no such API endpoint") == 1, instance.log()
+    listed = subprocess.run(
+        [sys.executable, "-m", "bot", "outbox", "--config", str(instance.config)],
+        env={**os.environ, TOKEN_ENV: BOT_TOKEN}, capture_output=True, text=True, timeout=60,
+        check=False)
+    assert listed.returncode == 0, listed.stderr
+    assert "pending" in listed.stdout and "failed " not in listed.stdout, listed.stdout
+    instance.config.write_text(config_text(instance.redis.url, instance.mock.url,
+                                           instance.workdir / "state"))
+    bot = instance.start_bot()
+    notice = wait_for_notice(instance, bot)
+    drain_and_wait_for_resolution(instance, bot, notice)
+    assert stop(bot) == 0, instance.log()
+    assert_one_incident_thread(instance.statuses())
