@@ -191,10 +191,8 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
     if problem is None:
         try:
             bot = build(config, dry_run=dry_run, out=sys.stdout)
-        except StoreError as exc:
-            print(f"statusbot: cannot use the state file {state_path(config)}: {exc}",
-                  file=sys.stderr)
-            return EXIT_UNREACHABLE
+        except StoreError as exc:  # damaged, unreadable or impossible: says which file
+            problem = str(exc)
         except (OSError, sqlite3.OperationalError) as exc:  # e.g. it vanished since
             problem = f"cannot use {config.bot.state_dir}: {getattr(exc, 'strerror', '') or exc}"
     if problem is not None:

@@ -395,5 +395,5 @@ def test_run_state_file_unopenable_is_a_config_error(
     path.write_text(f"[bot]\nstate_dir = '{state}'\n")
     status, _out, err = run_cli(["run", "--config", str(path), "--once"], capsys, caplog)
     assert (status, [line for line in err.splitlines() if "state_dir" in line]) == (2, [
-        f"statusbot: configuration error: {path}: bot.state_dir: cannot use {state}: "
-        f"unable to open database file"])
+        f"statusbot: configuration error: {path}: bot.state_dir: "
+        f"{state / 'statusbot.sqlite3'}: cannot open it: unable to open database file"])
