@@ -47,6 +47,7 @@ from bot.model import (
     Incident,
     Post,
     PostKind,
+    QueueStats,
     Severity,
     Snapshot,
 )
@@ -65,6 +66,62 @@ MENTION_PATTERN = re.compile(
 MEMBER_KINDS = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION,
                           PostKind.CATCHUP})
 """Member posts about incidents: the kinds ``catchup`` folds (never admin messages)."""
+
+NAME_LIMIT = 80
+"""Most characters a name from Redis or the API (queue, process, host) keeps in a text."""
+
+TEXT_LIMIT = 300
+"""Most characters a longer outside text (an error, a reason) keeps in a text."""
+
+ADMIN_LIST_MAX = 10
+"""Most components, queues or processes an admin message lists one by one (worst first)."""
+
+_ESCAPE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|.)?|\x9b[0-?]*[ -/]*[@-~]?", re.DOTALL)
+_SCHEME = re.compile(r"://|(?<![\w+.-])(xmpp|magnet|mailto|tel|web\+\w+):", re.IGNORECASE)
+_DOMAIN_DOT = re.compile(r"\.(?=[^\W\d_])")
+_SPACES = re.compile(r"\s+")
+_LOOK_ALIKES = str.maketrans({"@": "\N{FULLWIDTH COMMERCIAL AT}", "#": "\N{MUSIC SHARP SIGN}",
+                              "\N{FULLWIDTH NUMBER SIGN}": "\N{MUSIC SHARP SIGN}",
+                              "\N{SMALL NUMBER SIGN}": "\N{MUSIC SHARP SIGN}"})
+
+
+def neutral(text: object, limit: int = NAME_LIMIT) -> str:
+    """Return outside text (from Redis, the API, the host) made safe to post or print.
+
+    It can form no mention (``@`` becomes FULLWIDTH COMMERCIAL AT, which
+    Mastodon's mention pattern does not take), no hashtag (``#`` and FULLWIDTH
+    NUMBER SIGN become MUSIC SHARP SIGN), no link (the colon of ``://`` becomes
+    RATIO, a dot before a letter becomes ONE DOT LEADER so no domain is left,
+    and ``xmpp:``-like schemes lose their colon). Terminal escape
+    sequences, control and format characters (bidi overrides, zero-width
+    characters, NUL) are removed; line breaks and runs of blanks become one
+    space. At most ``limit`` characters are kept, the last one "…" when cut.
+    Work is linear and bounded: only the first ``4 * limit + 64`` characters
+    are looked at.
+    """
+    raw = str(text)[:4 * limit + 64]
+    raw = _ESCAPE.sub("", raw)
+    kept = "".join(_visible(char) for char in raw)
+    kept = _SPACES.sub(" ", kept).strip()
+    kept = _SCHEME.sub(lambda m: "\N{RATIO}//" if m.group(1) is None
+                       else m.group(1) + "\N{RATIO}", kept)
+    kept = _DOMAIN_DOT.sub("\N{ONE DOT LEADER}", kept).translate(_LOOK_ALIKES)
+    if len(kept) <= limit:
+        return kept
+    return kept[:max(0, limit - 1)].rstrip() + ELLIPSIS if limit > 0 else ""
+
+
+def _visible(char: str) -> str:
+    """``char`` itself, a space for a line break or tab, nothing for a control character."""
+    category = unicodedata.category(char)
+    if category[0] != "C" and category not in ("Zl", "Zp"):
+        return char
+    return " " if char.isspace() else ""
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,37 +230,61 @@ ADMIN_DETAILS = ("status", "queues", "memory", "processes")
 
 def admin_details(what: str, snapshot: Snapshot | None, open_incident: Incident | None,
                   now: float, settings: Settings) -> str:
-    """Return the numbers an admin asked for (``status``, ``queues``, ``memory``, ``processes``)."""
+    """Return the numbers an admin asked for (``status``, ``queues``, ``memory``, ``processes``).
+
+    Lists stop after ``ADMIN_LIST_MAX`` entries (the worst first) and say how many
+    more there are; every name from Redis or the host goes through ``neutral``.
+    """
     words = settings.wording
     if snapshot is None:
         return "No reading yet: the first tick has not run."
     if open_incident is None:
         head = "All normal: no incident open."
     else:
+        names = [neutral(a.component) for a in _by_importance(open_incident.affected)]
+        more = len(names) - ADMIN_LIST_MAX
         head = (f"Incident {open_incident.id} open since "
                 f"{_when(open_incident.opened_at, now, settings)}, "
                 f"{open_incident.severity.name.lower()}"
                 + (" (acknowledged)" if open_incident.acknowledged else "") + ": "
-                + ", ".join(a.component for a in open_incident.affected))
+                + ", ".join(names[:ADMIN_LIST_MAX])
+                + (f" (+{_count(more, words)} more)" if more > 0 else ""))
     empty = Incident(id="", opened_at=now, affected=())
     lines = _admin_snapshot(snapshot, open_incident or empty, words)
     if what == "queues" and snapshot.sidekiq is not None:
-        lines = [fill(words.admin_queues, queues=", ".join(
-            f"{q.name} {_count(q.size, words)}"
-            + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
-            + (" paused" if q.paused else "") + ("" if q.served else " unserved")
-            for q in snapshot.sidekiq.queues) or "none")]
+        queues = sorted(snapshot.sidekiq.queues,
+                        key=lambda q: (-(q.latency_s or 0.0), -q.size, q.name))
+        lines = [fill(words.admin_queues, queues=_queue_list(queues, words) or "none")]
     elif what == "memory":
         lines = [line for line in lines if line.startswith(words.admin_memory.split("{")[0])]
         if snapshot.host is not None:
             lines.append("By role: " + ", ".join(
-                f"{m.role} {_bytes(m.rss_bytes)}" for m in snapshot.host.roles if m.processes))
+                f"{neutral(m.role)} {_bytes(m.rss_bytes)}"
+                for m in snapshot.host.roles[:4 * ADMIN_LIST_MAX] if m.processes))
     elif what == "processes" and snapshot.sidekiq is not None:
-        lines = [f"{p.identity}: {'live' if p.alive else 'STALE'}"
-                 + (f" {p.busy}/{p.concurrency} busy" if p.alive else f" ({p.stale_reason})")
+        processes = snapshot.sidekiq.processes
+        lines = [f"{neutral(p.identity)}: {'live' if p.alive else 'STALE'}"
+                 + (f" {p.busy}/{p.concurrency} busy" if p.alive
+                    else f" ({neutral(p.stale_reason, TEXT_LIMIT)})")
                  + (f", {_bytes(p.rss_kb * 1024)}" if p.rss_kb else "")
-                 for p in snapshot.sidekiq.processes] or ["No Sidekiq process registered."]
+                 for p in processes[:ADMIN_LIST_MAX]] or ["No Sidekiq process registered."]
+        if len(processes) > ADMIN_LIST_MAX:
+            lines.append(fill(words.admin_processes_more,
+                              count=_count(len(processes) - ADMIN_LIST_MAX, words)))
     return _fit([head, *lines], settings.max_characters, _measure(settings))
+
+
+def _queue_list(queues: Sequence[QueueStats], words: Wording) -> str:
+    """Return the first ``ADMIN_LIST_MAX`` queues with their numbers and how many more."""
+    shown = ", ".join(
+        f"{neutral(q.name)} {_count(q.size, words)}"
+        + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
+        + (" paused" if q.paused else "") + ("" if q.served else " unserved")
+        for q in queues[:ADMIN_LIST_MAX])
+    more = len(queues) - ADMIN_LIST_MAX
+    if more > 0:
+        shown += ", " + fill(words.admin_queues_more, count=_count(more, words))
+    return shown
 
 
 def local_time(moment: float, now: float, settings: Settings) -> str:
@@ -444,7 +525,8 @@ def failure_notice(post: Post, error: str, now: float, settings: Settings) -> Po
     mentions = _mentions(settings)
     measure = _measure(settings)
     text = fill(settings.wording.admin_delivery_failed, instance=settings.instance,
-                error=error, key=post.key, text=post.text)
+                error=neutral(error, TEXT_LIMIT), key=post.key,
+                text=neutral(post.text, settings.max_characters))
     return Post(key=f"{post.key}:refused", kind=PostKind.ADMIN,
                 text=mentions + _fit([text], settings.max_characters - measure(mentions), measure),
                 visibility="direct", created_at=now, language=settings.language)
@@ -471,10 +553,14 @@ def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings) -> 
                       severity=incident.severity.name.lower(), peak=incident.peak.name.lower())
     lines = [header]
     if event.kind is not EventKind.OPENED:  # an opening's reason repeats the lines below
-        lines.append(fill(words.admin_reason, reason=event.reason))
+        lines.append(fill(words.admin_reason, reason=neutral(event.reason, TEXT_LIMIT)))
     if event.kind is EventKind.REMINDER:
         lines.append(words.admin_reminder)
-    lines += [_admin_component(a, event.at, settings) for a in incident.affected]
+    affected = _by_importance(incident.affected)
+    if len(affected) > ADMIN_LIST_MAX:
+        lines.append(fill(words.admin_components_more, total=_count(len(affected), words),
+                          count=_count(len(affected) - ADMIN_LIST_MAX, words)))
+    lines += [_admin_component(a, event.at, settings) for a in affected[:ADMIN_LIST_MAX]]
     if snapshot is not None:
         lines += _admin_snapshot(snapshot, incident, words)
     measure = _measure(settings)
@@ -495,9 +581,11 @@ def _admin_component(item: Affected, at: float, settings: Settings) -> str:
         details.append(f"catches up in ~{describe_duration(item.eta_s)}")
     template = (words.admin_component_cleared if item.severity is Severity.OK
                 else words.admin_component)
-    return fill(template, component=item.component, severity=item.severity.name.lower(),
+    return fill(template, component=neutral(item.component),
+                severity=item.severity.name.lower(),
                 peak=item.peak.name.lower(), time=_when(item.since, at, settings, zone=False),
-                reason=item.reason, details=f" ({'; '.join(details)})" if details else "")
+                reason=neutral(item.reason, TEXT_LIMIT),
+                details=f" ({'; '.join(details)})" if details else "")
 
 
 def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> list[str]:
@@ -507,7 +595,8 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
         rtt = "" if redis.rtt_ms is None else f", {redis.rtt_ms:.1f} ms"
         lines = [fill(words.admin_redis_up, rtt=rtt)]
     else:
-        lines = [fill(words.admin_redis_down, error=redis.error or "no reason given")]
+        lines = [fill(words.admin_redis_down,
+                      error=neutral(redis.error or "no reason given", TEXT_LIMIT))]
     host = snapshot.host
     if host is not None:
         total = host.memory_total_bytes
@@ -519,7 +608,7 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                           free=_bytes(host.memory_available_bytes), total=_bytes(total),
                           swap=swap))
     elif snapshot.host_error:
-        lines.append(fill(words.admin_host_error, error=snapshot.host_error))
+        lines.append(fill(words.admin_host_error, error=neutral(snapshot.host_error, TEXT_LIMIT)))
     sidekiq = snapshot.sidekiq
     if sidekiq is not None:
         lines.append(fill(words.admin_processes, live=str(sidekiq.live_processes),
@@ -533,12 +622,7 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                         if q.size or q.latency_s or q.paused or not q.served
                         or q.name in involved),
                        key=lambda q: (-(q.latency_s or 0.0), -q.size, q.name))
-        queues = ", ".join(
-            f"{q.name} {_count(q.size, words)}"
-            + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
-            + (" paused" if q.paused else "") + ("" if q.served else " unserved")
-            for q in shown)
-        lines.append(fill(words.admin_queues, queues=queues or "all empty"))
+        lines.append(fill(words.admin_queues, queues=_queue_list(shown, words) or "all empty"))
     return lines
 
 
@@ -635,21 +719,46 @@ _TRIM = " \t\n,;:.·-(/\N{EN DASH}"
 
 
 def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
-    """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``."""
+    """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``.
+
+    Linear in the length of ``text``: ``measure`` sees the whole text once, then
+    only prefixes of a window that grows by doubling until it no longer fits,
+    and a binary search within that window (a measure grows with its text).
+    """
     if measure(text) <= budget:
         return text
     if budget < 1:
         return ""
     room = budget - measure(ELLIPSIS)
-    for cut in reversed([i for i, char in enumerate(text) if char.isspace()]):
+
+    def fits(cut: int) -> bool:
         head = text[:cut].rstrip(_TRIM)
-        if head and measure(head) <= room:
-            return head + ELLIPSIS
-    for cut in range(len(text) - 1, 0, -1):
-        head = text[:cut].rstrip(_TRIM)
-        if head and measure(head) <= room:
-            return head + ELLIPSIS
-    return ELLIPSIS
+        return bool(head) and measure(head) <= room
+
+    start = len(text) - len(text.lstrip(_TRIM))  # a cut before it leaves nothing
+    window = start + max(16, 2 * room)
+    while window < len(text) and fits(window):
+        window *= 2
+    window = min(window, len(text))
+    spaces = [i for i in range(start + 1, window + 1) if text[i:i + 1].isspace()]
+    best = _last_fitting(spaces, fits)
+    if best is None:
+        best = _last_fitting(range(start + 1, window), fits)
+    return ELLIPSIS if best is None else text[:best].rstrip(_TRIM) + ELLIPSIS
+
+
+def _last_fitting(cuts: Sequence[int], fits: Callable[[int], bool]) -> int | None:
+    """Return the last of the ascending ``cuts`` that fits, by binary search (None: none)."""
+    low, high = 0, len(cuts)  # cuts[:low] may fit; cuts[high:] do not
+    found: int | None = None
+    while low < high:
+        middle = (low + high) // 2
+        if fits(cuts[middle]):
+            found = cuts[middle]
+            low = middle + 1
+        else:
+            high = middle
+    return found
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -240,6 +240,13 @@ class Wording:
     {time}, {reason} (its last reason), {details}."""
     admin_queues: str = "Queues: {queues}"
     """Placeholders: {queues}."""
+    admin_queues_more: str = "and {count} more queues"
+    """Ends a queue list cut to the worst ones. Placeholders: {count}."""
+    admin_components_more: str = "{total} components affected; {count} more not listed below."
+    """Stands before a list of components cut to the worst ones. Placeholders: {total},
+    {count}."""
+    admin_processes_more: str = "and {count} more processes"
+    """Ends a process list cut to the first ones. Placeholders: {count}."""
     admin_processes: str = (
         "Sidekiq: {live} live, {stale} stale processes; busy {busy}/{concurrency}; "
         "enqueued {enqueued}; retries {retries}; dead {dead}")
@@ -346,6 +353,9 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_component": ("component", "severity", "time", "reason", "details"),
     "admin_component_cleared": ("component", "peak", "time", "reason", "details"),
     "admin_queues": ("queues",),
+    "admin_queues_more": ("count",),
+    "admin_components_more": ("total", "count"),
+    "admin_processes_more": ("count",),
     "admin_processes": ("live", "stale", "busy", "concurrency", "enqueued", "retries", "dead"),
     "admin_memory": ("available", "free", "total", "swap"),
     "admin_host_error": ("error",),
