@@ -658,8 +658,13 @@ def _when(moment: float, reference: float, settings: Settings, *, zone: bool = T
 
 
 def _duration(seconds: float, words: Wording) -> str:
-    """Return a duration in whole minutes for members: "45 min", "1 h 20 min", "2 d 3 h"."""
-    minutes = round(max(0.0, seconds) / 60)
+    """Return a duration in whole minutes for members: "45 min", "1 h 20 min", "2 d 3 h".
+
+    Minutes are counted the way ``describe_duration`` counts them for admins
+    (whole seconds, then whole minutes down), so that 38 s is "less than a
+    minute" here and "38 s" there, and 90 s is "1 min" in both.
+    """
+    minutes = round(max(0.0, seconds)) // 60
     if minutes < 1:
         return words.under_a_minute
     days, rest = divmod(minutes, 1440)
