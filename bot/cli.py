@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from bot import __version__, defaults
 from bot.config import Config, ConfigError, load_config
 from bot.model import HostStats, SidekiqStats, Snapshot
+from bot.wording import TEXT_LIMIT, neutral
 
 if TYPE_CHECKING:
     from bot.loop import TickReport
@@ -344,11 +345,9 @@ def duration(seconds: float | None) -> str:
 def render(snapshot: Snapshot, out: TextIO) -> None:
     """Print a snapshot as a compact table for people.
 
-    Every text read from Redis or the host goes through ``compose.neutral``: no
+    Every text read from Redis or the host goes through ``wording.neutral``: no
     escape sequence or control character reaches the terminal, and names are capped.
     """
-    from bot.compose import TEXT_LIMIT, neutral  # only here: keeps start-up quick
-
     when = datetime.fromtimestamp(snapshot.collected_at, tz=timezone.utc)
     out.write(f"statusbot check, {when:%Y-%m-%d %H:%M:%S} UTC\n\n")
     r = snapshot.redis
@@ -371,8 +370,6 @@ def render(snapshot: Snapshot, out: TextIO) -> None:
 
 
 def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
-    from bot.compose import TEXT_LIMIT, neutral  # only here: keeps start-up quick
-
     out.write(
         f"Sidekiq  processed {s.processed:,} (today {s.processed_today:,}), "
         f"failed {s.failed:,} (today {s.failed_today:,}); "
@@ -412,8 +409,6 @@ def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
 
 
 def _render_host(h: HostStats, out: TextIO) -> None:
-    from bot.compose import TEXT_LIMIT, neutral  # only here: keeps start-up quick
-
     used = h.memory_total_bytes - h.memory_available_bytes
     cpu = f"{h.cpu_percent:.0f}%" if h.cpu_percent is not None else "?"
     out.write(

@@ -51,7 +51,7 @@ from bot.model import (
     Severity,
     Snapshot,
 )
-from bot.wording import DEFAULT_WORDING, Wording, fill
+from bot.wording import DEFAULT_WORDING, TEXT_LIMIT, Wording, fill, neutral
 
 ELLIPSIS = "…"
 """Ends every text that had to be shortened."""
@@ -67,61 +67,8 @@ MEMBER_KINDS = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION,
                           PostKind.CATCHUP})
 """Member posts about incidents: the kinds ``catchup`` folds (never admin messages)."""
 
-NAME_LIMIT = 80
-"""Most characters a name from Redis or the API (queue, process, host) keeps in a text."""
-
-TEXT_LIMIT = 300
-"""Most characters a longer outside text (an error, a reason) keeps in a text."""
-
 ADMIN_LIST_MAX = 10
 """Most components, queues or processes an admin message lists one by one (worst first)."""
-
-_ESCAPE = re.compile(
-    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves
-    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
-    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
-    r"|.)?|\x9b[0-?]*[ -/]*[@-~]?", re.DOTALL)
-_SCHEME = re.compile(r"://|(?<![\w+.-])(xmpp|magnet|mailto|tel|web\+\w+):", re.IGNORECASE)
-_DOMAIN_DOT = re.compile(r"\.(?=[^\W\d_])")
-_SPACES = re.compile(r"\s+")
-_LOOK_ALIKES = str.maketrans({"@": "\N{FULLWIDTH COMMERCIAL AT}", "#": "\N{MUSIC SHARP SIGN}",
-                              "\N{FULLWIDTH NUMBER SIGN}": "\N{MUSIC SHARP SIGN}",
-                              "\N{SMALL NUMBER SIGN}": "\N{MUSIC SHARP SIGN}"})
-
-
-def neutral(text: object, limit: int = NAME_LIMIT) -> str:
-    """Return outside text (from Redis, the API, the host) made safe to post or print.
-
-    It can form no mention (``@`` becomes FULLWIDTH COMMERCIAL AT, which
-    Mastodon's mention pattern does not take), no hashtag (``#`` and FULLWIDTH
-    NUMBER SIGN become MUSIC SHARP SIGN), no link (the colon of ``://`` becomes
-    RATIO, a dot before a letter becomes ONE DOT LEADER so no domain is left,
-    and ``xmpp:``-like schemes lose their colon). Terminal escape
-    sequences, control and format characters (bidi overrides, zero-width
-    characters, NUL) are removed; line breaks and runs of blanks become one
-    space. At most ``limit`` characters are kept, the last one "…" when cut.
-    Work is linear and bounded: only the first ``4 * limit + 64`` characters
-    are looked at.
-    """
-    raw = str(text)[:4 * limit + 64]
-    raw = _ESCAPE.sub("", raw)
-    kept = "".join(_visible(char) for char in raw)
-    kept = _SPACES.sub(" ", kept).strip()
-    kept = _SCHEME.sub(lambda m: "\N{RATIO}//" if m.group(1) is None
-                       else m.group(1) + "\N{RATIO}", kept)
-    kept = _DOMAIN_DOT.sub("\N{ONE DOT LEADER}", kept).translate(_LOOK_ALIKES)
-    if len(kept) <= limit:
-        return kept
-    return kept[:max(0, limit - 1)].rstrip() + ELLIPSIS if limit > 0 else ""
-
-
-def _visible(char: str) -> str:
-    """``char`` itself, a space for a line break or tab, nothing for a control character."""
-    category = unicodedata.category(char)
-    if category[0] != "C" and category not in ("Zl", "Zp"):
-        return char
-    return " " if char.isspace() else ""
-
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,9 @@ Components and their measured values:
   (the worst latency among them, with the ``"*"`` rule) and
   ``unserved:(others)``, so that state and work per tick stay bounded
   however many queues Redis lists; their reasons name how many and the worst.
+- Names and errors from Redis or a probe enter reasons through
+  ``wording.neutral`` (no mention, link, escape sequence; capped), so that a
+  reason is safe in logs, on a terminal and in admin messages.
 - ``unserved:*``: seconds with no live Sidekiq process at all, jobs or not:
   nothing would run the next job, and scheduled jobs and retries are not
   enqueued either. While it fires it mutes every ``unserved:<name>``.
@@ -80,6 +83,7 @@ from bot.model import (
     SidekiqStats,
     Snapshot,
 )
+from bot.wording import TEXT_LIMIT, neutral
 
 JSON_VERSION = 1
 """Version of ``HealthState.to_json``; ``from_json`` refuses any other."""
@@ -687,7 +691,8 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
             if rule is None:
                 del components[name]
             else:
-                gone = _Reading(name, rule, 0.0, f"{queue} queue no longer listed", _seconds)
+                gone = _Reading(name, rule, 0.0, f"{neutral(queue)} queue no longer listed",
+                                _seconds)
                 components[name] = _step(components[name], gone, now, rules)
 
     findings = tuple(
@@ -744,12 +749,14 @@ def _sidekiq_readings(sidekiq: SidekiqStats, tracked: Sequence[QueueStats],
         if rule is not None and queue.latency_s is not None:
             extra = f", {queue.size:,} jobs" + (", paused" if queue.paused else "")
             readings.append(_Reading(f"queue:{queue.name}", rule, queue.latency_s,
-                                     f"{queue.name} latency {_seconds(queue.latency_s)}",
+                                     f"{neutral(queue.name)} latency "
+                                     f"{_seconds(queue.latency_s)}",
                                      _seconds, extra))
         waiting = queue.size > 0 and not queue.served and not queue.paused
         readings.append(_down_reading(
             f"unserved:{queue.name}", old, waiting, now, rules.unserved_rule(queue.name),
-            f"no live process serves {queue.name} for", f"{queue.name} served again or empty",
+            f"no live process serves {neutral(queue.name)} for",
+            f"{neutral(queue.name)} served again or empty",
             f", {queue.size:,} jobs waiting"))
     return readings
 
@@ -765,10 +772,11 @@ def _other_readings(others: Sequence[QueueStats], old: Mapping[str, ComponentSta
         latency = worst.latency_s or 0.0
         readings.append(_Reading(
             f"queue:{OTHER_QUEUES}", rule, latency,
-            f"{len(others):,} other queues, worst {worst.name} latency {_seconds(latency)}",
+            f"{len(others):,} other queues, worst {neutral(worst.name)} latency "
+            f"{_seconds(latency)}",
             _seconds, f", {worst.size:,} jobs"))
     waiting = [q for q in others if q.size > 0 and not q.served and not q.paused]
-    example = f" (e.g. {waiting[0].name})" if waiting else ""
+    example = f" (e.g. {neutral(waiting[0].name)})" if waiting else ""
     readings.append(_down_reading(
         f"unserved:{OTHER_QUEUES}", old, bool(waiting), now, rules.unserved_rule(ANY_QUEUE),
         f"no live process serves {len(waiting):,} other queues{example} for",
@@ -804,7 +812,7 @@ def _down_reading(component: str, old: Mapping[str, ComponentState], down: bool,
 
 
 def _error(error: str | None) -> str:
-    return f": {error}" if error else ""
+    return f": {neutral(error, TEXT_LIMIT)}" if error else ""
 
 
 def _since(start: float | None, holds: bool, now: float) -> float | None:

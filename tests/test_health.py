@@ -917,3 +917,24 @@ def test_own_rule_and_mastodon_queues_are_always_tracked() -> None:
     _, findings = evaluate(snap(*queues), state, rules, 200.0)
     components = {f.component for f in findings}
     assert {"queue:zzz-own", "queue:push", "queue:(others)"} <= components
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        pytest.param("@mallory", "Error connecting to @mallory@evil.example", id="mentions"),
+        pytest.param("\x1b[31mred\x1b]0;title\x07", "\x1b[2J\u202eboom", id="escapes"),
+        pytest.param("x" * 100_000, "e" * 100_000, id="100k"),
+    ],
+)
+def test_reasons_carry_neutral_names(name: str, error: str) -> None:
+    """Queue names and errors enter reasons neutralised: safe in logs, terminals and posts."""
+    rules = rules_from_config({"queue_latency": {"*": {"warning": 60, "critical": 300,
+                                                       "for": 0}}})[0]
+    _, findings = evaluate(snap(queue(name, 5, 600.0)), HealthState.initial(), rules, 0.0)
+    state, _ = evaluate(down(error), HealthState.initial(), rules, 0.0)
+    _, outage = evaluate(down(error), state, rules, 10_000.0)
+    reasons = [f.reason for f in (*findings, *outage)]
+    assert ([f.component for f in (*findings, *outage)][-2:],
+            [r for r in reasons if "@" in r or "\x1b" in r or "\u202e" in r
+             or len(r) > 600]) == (["queue:" + name, "redis"], []), reasons

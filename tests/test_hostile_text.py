@@ -8,7 +8,7 @@ import re
 import pytest
 
 from bot import cli, compose
-from bot.compose import Settings, admin_details, compose_event, neutral
+from bot.compose import Settings, admin_details, compose_event
 from bot.model import (
     Affected,
     DiskStats,
@@ -24,6 +24,7 @@ from bot.model import (
     SidekiqStats,
     Snapshot,
 )
+from bot.wording import NAME_LIMIT, neutral
 
 T = 1_796_090_400.0
 W = Severity.WARNING
@@ -62,7 +63,7 @@ def test_neutral_leaves_nothing_to_parse(text: str) -> None:
     """No mention, hashtag, link, control character or escape survives, and length is capped."""
     safe = neutral(text)
     assert (MENTION.findall(safe), HASHTAG.findall(safe), LINK.findall(safe),
-            CONTROL.findall(safe), len(safe) <= compose.NAME_LIMIT) == ([], [], [], [], True)
+            CONTROL.findall(safe), len(safe) <= NAME_LIMIT) == ([], [], [], [], True)
 
 
 @pytest.mark.parametrize(
