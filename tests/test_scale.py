@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 import pytest
@@ -120,3 +121,54 @@ def test_queues_reply_says_how_many_are_left_out() -> None:
     text = compose.admin_details("queues", snap, event.incident, T, SETTINGS)
     assert mastodon_length(text) <= SETTINGS.max_characters
     assert "and 9,990 more queues" in text
+
+
+class Churn:
+    """A collector for 10,000 queues whose latencies swing across the rule every tick."""
+
+    def __init__(self, queues: int, clock: list[float]) -> None:
+        self.queues, self.clock, self.ticks = queues, clock, 0
+
+    def collect(self) -> Snapshot:
+        self.ticks += 1
+        self.clock[0] = T + 15.0 * self.ticks
+        queues = tuple(QueueStats(f"q{i:05d}", 10, 400.0 if (i + self.ticks) % 2 else 100.0,
+                                  False, True) for i in range(self.queues))
+        sidekiq = SidekiqStats(
+            processed=1, failed=0, processed_today=1, failed_today=0, scheduled=0, retries=0,
+            dead=0, enqueued=10 * self.queues, queues=queues, processes=(),
+            processes_registered=1, live_processes=1, stale_processes=0, busy=1, concurrency=5,
+            utilisation=0.2, anomaly_count=0, anomalies=())
+        return Snapshot(self.clock[0], RedisStats("redis://127.0.0.1:6379/0", "", True),
+                        sidekiq, None)
+
+
+def test_ten_thousand_churning_queues_without_admins() -> None:
+    """The issue's instance: 10,000 queues, a "*" rule, no admins; 40 ticks (10 min).
+
+    Members get the notice and a bounded number of updates (not one per tick),
+    and the state written per tick stays small.
+    """
+    from bot import health, incidents
+    from bot.gateway import RecordingGateway
+    from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot
+    from bot.model import PostKind
+    from bot.outbox import Outbox
+    from bot.store import Store
+
+    clock = [T]
+    store, gateway = Store(":memory:"), RecordingGateway()
+    rules = health.rules_from_config({"queue_latency": {"*": {
+        "warning": 60, "critical": 300, "for": 0, "clear": 30, "clear_for": 0}}})[0]
+    bot = Bot(collector=Churn(10_000, clock), store=store,  # type: ignore[arg-type]
+              outbox=Outbox(store, gateway, clock=lambda: clock[0]), gateway=gateway,
+              settings=Settings(instance="example.social"), rules=rules,
+              policy=incidents.Policy(), profile_field=False, clock=lambda: clock[0])
+    largest = 0
+    for _ in range(40):
+        bot.tick()
+        largest = max(largest, *(len(json.dumps(store.get_state(key)))
+                                 for key in (HEALTH_STATE, INCIDENT_STATE)))
+    kinds = [s.post.kind for s in gateway.statuses.values()]
+    assert (kinds[0], len(kinds) <= 1 + 10, largest < 64_000) == (
+        PostKind.NOTICE, True, True), (len(kinds), largest)
