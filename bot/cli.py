@@ -276,9 +276,11 @@ def describe_tick(report: TickReport) -> str:
     lines = [f"[{when:%H:%M:%S}] tick: Redis {'ok' if report.snapshot.redis.reachable else 'DOWN'}"
              f", {len(report.findings)} finding(s), {len(report.events)} event(s), "
              f"{report.new_posts} new post(s)"]
-    lines += [f"  finding {f.component} {f.severity.name.lower()}: {f.reason}"
-              + (f" (muted: {f.muted})" if f.muted else "") for f in report.findings]
-    lines += [f"  event {e.kind.value}: {e.reason}" for e in report.events]
+    lines += [f"  finding {neutral(f.component)} {f.severity.name.lower()}: "
+              f"{neutral(f.reason, TEXT_LIMIT)}"
+              + (f" (muted: {neutral(f.muted, TEXT_LIMIT)})" if f.muted else "")
+              for f in report.findings]
+    lines += [f"  event {e.kind.value}: {neutral(e.reason, TEXT_LIMIT)}" for e in report.events]
     lines += [f"  {note}" for note in report.notes]
     if report.delivery is not None and report.delivery.paused_until:
         lines.append(f"  delivery paused until {report.delivery.paused_until:.0f}")

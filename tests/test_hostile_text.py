@@ -158,3 +158,18 @@ def test_failure_notice_does_not_relay_mentions() -> None:
     assert notice is not None
     body = outside_text_of(notice.text)
     assert (MENTION.findall(body), HASHTAG.findall(body), LINK.findall(body)) == ([], [], [])
+
+
+@pytest.mark.parametrize("name", HOSTILE)
+def test_dry_run_tick_lines_are_neutral(name: str) -> None:
+    """What ``run --dry-run`` prints per tick carries no escape sequence or mention."""
+    from bot.loop import TickReport
+    from bot.model import Finding
+
+    event = hostile_event(name)
+    finding = Finding(f"queue:{name}", W, f"{name} latency 5 min", muted=name)
+    report = TickReport(T, hostile_snapshot(name), None, (finding,), (event,), (), 0, None,
+                        None, ())
+    printed = cli.describe_tick(report)
+    assert (CONTROL.findall(printed.replace("\n", "")), MENTION.findall(printed),
+            max(len(line) for line in printed.splitlines()) < 1000) == ([], [], True)
