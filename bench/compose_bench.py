@@ -10,17 +10,24 @@ queue) and a snapshot with N queues, then times, for N in 100, 1,000, 10,000:
   characters ``measure`` was handed in doing so (a counting measure: the
   figure that shows linear or quadratic work independently of machine speed).
 
+A second table times the pure core of one tick on the same queues with a
+``"*"`` rule whose latencies swing across it every tick (``health.evaluate``,
+``incidents.step``, composing the events) and gives the size of the health
+and incident state as the tick loop writes it (JSON).
+
 Usage: ``.venv/bin/python bench/compose_bench.py [--sizes 100,1000,10000] [--repeat 3]``
-Prints a Markdown table (best of ``--repeat`` runs, milliseconds).
+Prints Markdown tables (best of ``--repeat`` runs, milliseconds).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import time
 from collections.abc import Callable
 
-from bot import compose
+from bot import compose, health, incidents
 from bot.model import (
     Affected,
     Event,
@@ -77,8 +84,54 @@ def main() -> None:
     print("| Components | text (chars) | compose_event ms | admin_details(queues) ms "
           "| truncate ms | chars measured by truncate | longest post |")
     print("|---:|---:|---:|---:|---:|---:|---:|")
-    for size in (int(s) for s in args.sizes.split(",")):
+    sizes = [int(s) for s in args.sizes.split(",")]
+    for size in sizes:
         print(row(size, args.repeat, settings), flush=True)
+    print("\n| Queues | evaluate ms | step ms | compose ms | whole core tick ms "
+          "| health state bytes | incident state bytes |")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size in sizes:
+        print(core_row(size, args.repeat, settings), flush=True)
+
+
+def swinging(snapshot: Snapshot, tick: int) -> Snapshot:
+    """Return ``snapshot`` ``tick`` ticks (30 s) later, every other queue across the rule."""
+    assert snapshot.sidekiq is not None
+    queues = tuple(dataclasses.replace(q, latency_s=400.0 if (i + tick) % 2 else 100.0)
+                   for i, q in enumerate(snapshot.sidekiq.queues))
+    return dataclasses.replace(snapshot, collected_at=NOW + 30 * tick,
+                               sidekiq=dataclasses.replace(snapshot.sidekiq, queues=queues))
+
+
+def core_row(size: int, repeat: int, settings: compose.Settings) -> str:
+    """Time the pure core of one tick with ``size`` swinging queues; return its table row."""
+    rules = health.rules_from_config({"queue_latency": {"*": {
+        "warning": 60, "critical": 300, "for": 0, "clear": 30, "clear_for": 0}}})[0]
+    policy = incidents.Policy()
+    _, base = scenario(size)
+    health_state, incident_state = health.HealthState.initial(), incidents.IncidentState()
+    for tick in range(3):  # open the incident and fill the samples
+        snap = swinging(base, tick)
+        health_state, findings = health.evaluate(snap, health_state, rules, snap.collected_at)
+        incident_state, _ = incidents.step(incident_state, findings, snap.collected_at, policy)
+    best_ms = [float("inf")] * 4
+    for round_ in range(repeat):
+        snap = swinging(base, 3 + 2 * round_)  # 30 s or more on, every queue changed
+        started = time.perf_counter()
+        new_health, findings = health.evaluate(snap, health_state, rules, snap.collected_at)
+        evaluated = time.perf_counter()
+        new_incidents, events = incidents.step(incident_state, findings, snap.collected_at,
+                                               policy)
+        stepped = time.perf_counter()
+        for event in events:
+            compose.compose_event(event, snap, settings)
+        done = time.perf_counter()
+        spans = (evaluated - started, stepped - evaluated, done - stepped, done - started)
+        best_ms = [min(b, 1000 * t) for b, t in zip(best_ms, spans, strict=True)]
+    health_bytes = len(json.dumps(new_health.to_json()))
+    incident_bytes = len(json.dumps(new_incidents.to_json()))
+    return (f"| {size:,} | {best_ms[0]:.1f} | {best_ms[1]:.1f} | {best_ms[2]:.1f} "
+            f"| {best_ms[3]:.1f} | {health_bytes:,} | {incident_bytes:,} |")
 
 
 def row(size: int, repeat: int, settings: compose.Settings) -> str:
