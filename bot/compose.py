@@ -673,9 +673,10 @@ _TRIM = " \t\n,;:.·-(/\N{EN DASH}"
 def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
     """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``.
 
-    Linear in the length of ``text``: ``measure`` sees the whole text once, then
-    only prefixes of a window that grows by doubling until it no longer fits,
-    and a binary search within that window (a measure grows with its text).
+    ``measure`` sees the whole text once, then only prefixes of a window that
+    doubles until it no longer fits (a measure grows with its text), chosen by
+    binary search: linear in the text, and otherwise bound by the budget
+    rather than by the text's length.
     """
     if measure(text) <= budget:
         return text
