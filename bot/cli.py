@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TextIO
 from bot import __version__, defaults
 from bot.config import Config, ConfigError, load_config, redact_url, state_dir_problem
 from bot.model import HostStats, SidekiqStats, Snapshot
+from bot.wording import TEXT_LIMIT, neutral
 
 if TYPE_CHECKING:
     from bot.loop import TickReport
@@ -403,9 +404,11 @@ def describe_tick(report: TickReport) -> str:
     lines = [f"[{when:%H:%M:%S}] tick: Redis {'ok' if report.snapshot.redis.reachable else 'DOWN'}"
              f", {len(report.findings)} finding(s), {len(report.events)} event(s), "
              f"{report.new_posts} new post(s)"]
-    lines += [f"  finding {f.component} {f.severity.name.lower()}: {f.reason}"
-              + (f" (muted: {f.muted})" if f.muted else "") for f in report.findings]
-    lines += [f"  event {e.kind.value}: {e.reason}" for e in report.events]
+    lines += [f"  finding {neutral(f.component)} {f.severity.name.lower()}: "
+              f"{neutral(f.reason, TEXT_LIMIT)}"
+              + (f" (muted: {neutral(f.muted, TEXT_LIMIT)})" if f.muted else "")
+              for f in report.findings]
+    lines += [f"  event {e.kind.value}: {neutral(e.reason, TEXT_LIMIT)}" for e in report.events]
     lines += [f"  {note}" for note in report.notes]
     if report.delivery is not None and report.delivery.paused_until:
         lines.append(f"  delivery paused until {report.delivery.paused_until:.0f}")
@@ -476,7 +479,11 @@ def duration(seconds: float | None) -> str:
 
 
 def render(snapshot: Snapshot, out: TextIO) -> None:
-    """Print a snapshot as a compact table for people."""
+    """Print a snapshot as a compact table for people.
+
+    Every text read from Redis or the host goes through ``wording.neutral``: no
+    escape sequence or control character reaches the terminal, and names are capped.
+    """
     when = datetime.fromtimestamp(snapshot.collected_at, tz=timezone.utc)
     out.write(f"statusbot check, {when:%Y-%m-%d %H:%M:%S} UTC\n\n")
     r = snapshot.redis
@@ -484,18 +491,18 @@ def render(snapshot: Snapshot, out: TextIO) -> None:
     if r.reachable:
         limit = size(r.maxmemory_bytes) if r.maxmemory_bytes else "no limit"
         out.write(
-            f"Redis    {r.url}{namespace}: version {r.version or '?'}, "
+            f"Redis    {r.url}{namespace}: version {neutral(r.version or '?')}, "
             f"round trip {r.rtt_ms:.2f} ms, memory {size(r.used_memory_bytes)} ({limit}, "
-            f"{r.maxmemory_policy or '?'}), {r.connected_clients} clients\n"
+            f"{neutral(r.maxmemory_policy or '?')}), {r.connected_clients} clients\n"
         )
     else:
-        out.write(f"Redis    {r.url}{namespace}: UNREACHABLE ({r.error})\n")
+        out.write(f"Redis    {r.url}{namespace}: UNREACHABLE ({neutral(r.error, TEXT_LIMIT)})\n")
     if snapshot.sidekiq is not None:
         _render_sidekiq(snapshot.sidekiq, out)
     if snapshot.host is not None:
         _render_host(snapshot.host, out)
     else:
-        out.write(f"\nHost     unreadable ({snapshot.host_error})\n")
+        out.write(f"\nHost     unreadable ({neutral(snapshot.host_error, TEXT_LIMIT)})\n")
 
 
 def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
@@ -504,26 +511,28 @@ def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
         f"failed {s.failed:,} (today {s.failed_today:,}); "
         f"scheduled {s.scheduled:,}, retries {s.retries:,}, dead {s.dead:,}\n\n"
     )
-    width = max([5, *(len(q.name) for q in s.queues)])
+    names = [neutral(q.name) for q in s.queues]
+    width = max([5, *(len(name) for name in names)])
     out.write(f"{'QUEUE':<{width}}  {'SIZE':>9}  {'LATENCY':>8}  STATE\n")
-    for q in s.queues:
+    for name, q in zip(names, s.queues, strict=True):
         state = "paused" if q.paused else ("served" if q.served else "NOT SERVED")
-        out.write(f"{q.name:<{width}}  {q.size:>9,}  {duration(q.latency_s):>8}  {state}\n")
+        out.write(f"{name:<{width}}  {q.size:>9,}  {duration(q.latency_s):>8}  {state}\n")
     if not s.queues:
         out.write("(no queues: Sidekiq has not stored a job in this Redis yet)\n")
     if not s.queues and not s.processes and not s.processed:
         out.write("No trace of Sidekiq in this Redis: is the URL, database number or "
                   "namespace right? ([redis] mastodon_env_file reads Mastodon's own)\n")
     out.write("\n")
-    width = max([7, *(len(p.identity) for p in s.processes)])
+    identities = [neutral(p.identity) for p in s.processes]
+    width = max([7, *(len(identity) for identity in identities)])
     out.write(f"{'PROCESS':<{width}}  {'STATE':<5}  {'BUSY':>7}  {'RSS':>9}  QUEUES\n")
-    for p in s.processes:
+    for identity, p in zip(identities, s.processes, strict=True):
         state = "quiet" if p.alive and p.quiet else ("live" if p.alive else "STALE")
         busy = f"{p.busy if p.busy is not None else '?'}/{p.concurrency or '?'}"
         rss = size(p.rss_kb * 1024) if p.rss_kb is not None else "?"
-        extra = f"  ({p.stale_reason})" if p.stale_reason else ""
-        out.write(f"{p.identity:<{width}}  {state:<5}  {busy:>7}  {rss:>9}  "
-                  f"{', '.join(p.queues) or '?'}{extra}\n")
+        extra = f"  ({neutral(p.stale_reason, TEXT_LIMIT)})" if p.stale_reason else ""
+        out.write(f"{identity:<{width}}  {state:<5}  {busy:>7}  {rss:>9}  "
+                  f"{neutral(', '.join(p.queues), TEXT_LIMIT) or '?'}{extra}\n")
     if not s.processes:
         out.write("(no Sidekiq process registered)\n")
     utilisation = f" ({s.utilisation:.0%})" if s.utilisation is not None else ""
@@ -532,14 +541,15 @@ def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:
     if s.anomaly_count:
         first = s.anomalies[0]
         out.write(f"{s.anomaly_count} pieces of Redis data had an unexpected shape; "
-                  f"first: {first.key}: {first.problem}\n")
+                  f"first: {neutral(first.key)}: {neutral(first.problem, TEXT_LIMIT)}\n")
 
 
 def _render_host(h: HostStats, out: TextIO) -> None:
     used = h.memory_total_bytes - h.memory_available_bytes
     cpu = f"{h.cpu_percent:.0f}%" if h.cpu_percent is not None else "?"
     out.write(
-        f"\nHost     {h.hostname}: memory {size(used)} used of {size(h.memory_total_bytes)} "
+        f"\nHost     {neutral(h.hostname)}: memory {size(used)} used of "
+        f"{size(h.memory_total_bytes)} "
         f"({h.memory_percent:.0f}%), {size(h.memory_available_bytes)} available; "
         f"swap {size(h.swap_used_bytes)} of {size(h.swap_total_bytes)}; "
         f"load {h.load_1m:.2f} {h.load_5m:.2f} {h.load_15m:.2f} on {h.cpu_count or '?'} CPUs; "
@@ -547,10 +557,10 @@ def _render_host(h: HostStats, out: TextIO) -> None:
     )
     for d in h.disks:
         if d.error:
-            out.write(f"Disk     {d.path}: unreadable ({d.error})\n")
+            out.write(f"Disk     {d.path}: unreadable ({neutral(d.error, TEXT_LIMIT)})\n")
         else:
             out.write(f"Disk     {d.path}: {size(d.used_bytes)} used of {size(d.total_bytes)} "
                       f"({d.percent:.0f}%), {size(d.free_bytes)} free\n")
-    roles = ", ".join(f"{m.role} {size(m.rss_bytes)} ({m.processes})" for m in h.roles
+    roles = ", ".join(f"{neutral(m.role)} {size(m.rss_bytes)} ({m.processes})" for m in h.roles
                       if m.processes)
     out.write(f"Memory by role (resident, processes): {roles}\n")

@@ -47,10 +47,11 @@ from bot.model import (
     Incident,
     Post,
     PostKind,
+    QueueStats,
     Severity,
     Snapshot,
 )
-from bot.wording import DEFAULT_WORDING, Wording, fill
+from bot.wording import DEFAULT_WORDING, TEXT_LIMIT, Wording, fill, neutral
 
 ELLIPSIS = "…"
 """Ends every text that had to be shortened."""
@@ -65,6 +66,9 @@ MENTION_PATTERN = re.compile(
 MEMBER_KINDS = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION,
                           PostKind.CATCHUP})
 """Member posts about incidents: the kinds ``catchup`` folds (never admin messages)."""
+
+ADMIN_LIST_MAX = 10
+"""Most components, queues or processes an admin message lists one by one (worst first)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,37 +177,61 @@ ADMIN_DETAILS = ("status", "queues", "memory", "processes")
 
 def admin_details(what: str, snapshot: Snapshot | None, open_incident: Incident | None,
                   now: float, settings: Settings) -> str:
-    """Return the numbers an admin asked for (``status``, ``queues``, ``memory``, ``processes``)."""
+    """Return the numbers an admin asked for (``status``, ``queues``, ``memory``, ``processes``).
+
+    Lists stop after ``ADMIN_LIST_MAX`` entries (the worst first) and say how many
+    more there are; every name from Redis or the host goes through ``neutral``.
+    """
     words = settings.wording
     if snapshot is None:
         return "No reading yet: the first tick has not run."
     if open_incident is None:
         head = "All normal: no incident open."
     else:
+        names = [neutral(a.component) for a in _by_importance(open_incident.affected)]
+        more = len(names) - ADMIN_LIST_MAX
         head = (f"Incident {open_incident.id} open since "
                 f"{_when(open_incident.opened_at, now, settings)}, "
                 f"{open_incident.severity.name.lower()}"
                 + (" (acknowledged)" if open_incident.acknowledged else "") + ": "
-                + ", ".join(a.component for a in open_incident.affected))
+                + ", ".join(names[:ADMIN_LIST_MAX])
+                + (f" (+{_count(more, words)} more)" if more > 0 else ""))
     empty = Incident(id="", opened_at=now, affected=())
     lines = _admin_snapshot(snapshot, open_incident or empty, words)
     if what == "queues" and snapshot.sidekiq is not None:
-        lines = [fill(words.admin_queues, queues=", ".join(
-            f"{q.name} {_count(q.size, words)}"
-            + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
-            + (" paused" if q.paused else "") + ("" if q.served else " unserved")
-            for q in snapshot.sidekiq.queues) or "none")]
+        queues = sorted(snapshot.sidekiq.queues,
+                        key=lambda q: (-(q.latency_s or 0.0), -q.size, q.name))
+        lines = [fill(words.admin_queues, queues=_queue_list(queues, words) or "none")]
     elif what == "memory":
         lines = [line for line in lines if line.startswith(words.admin_memory.split("{")[0])]
         if snapshot.host is not None:
             lines.append("By role: " + ", ".join(
-                f"{m.role} {_bytes(m.rss_bytes)}" for m in snapshot.host.roles if m.processes))
+                f"{neutral(m.role)} {_bytes(m.rss_bytes)}"
+                for m in snapshot.host.roles[:4 * ADMIN_LIST_MAX] if m.processes))
     elif what == "processes" and snapshot.sidekiq is not None:
-        lines = [f"{p.identity}: {'live' if p.alive else 'STALE'}"
-                 + (f" {p.busy}/{p.concurrency} busy" if p.alive else f" ({p.stale_reason})")
+        processes = snapshot.sidekiq.processes
+        lines = [f"{neutral(p.identity)}: {'live' if p.alive else 'STALE'}"
+                 + (f" {p.busy}/{p.concurrency} busy" if p.alive
+                    else f" ({neutral(p.stale_reason, TEXT_LIMIT)})")
                  + (f", {_bytes(p.rss_kb * 1024)}" if p.rss_kb else "")
-                 for p in snapshot.sidekiq.processes] or ["No Sidekiq process registered."]
+                 for p in processes[:ADMIN_LIST_MAX]] or ["No Sidekiq process registered."]
+        if len(processes) > ADMIN_LIST_MAX:
+            lines.append(fill(words.admin_processes_more,
+                              count=_count(len(processes) - ADMIN_LIST_MAX, words)))
     return _fit([head, *lines], settings.max_characters, _measure(settings))
+
+
+def _queue_list(queues: Sequence[QueueStats], words: Wording) -> str:
+    """Return the first ``ADMIN_LIST_MAX`` queues with their numbers and how many more."""
+    shown = ", ".join(
+        f"{neutral(q.name)} {_count(q.size, words)}"
+        + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
+        + (" paused" if q.paused else "") + ("" if q.served else " unserved")
+        for q in queues[:ADMIN_LIST_MAX])
+    more = len(queues) - ADMIN_LIST_MAX
+    if more > 0:
+        shown += ", " + fill(words.admin_queues_more, count=_count(more, words))
+    return shown
 
 
 def local_time(moment: float, now: float, settings: Settings) -> str:
@@ -444,7 +472,8 @@ def failure_notice(post: Post, error: str, now: float, settings: Settings) -> Po
     mentions = _mentions(settings)
     measure = _measure(settings)
     text = fill(settings.wording.admin_delivery_failed, instance=settings.instance,
-                error=error, key=post.key, text=post.text)
+                error=neutral(error, TEXT_LIMIT), key=post.key,
+                text=neutral(post.text, settings.max_characters))
     return Post(key=f"{post.key}:refused", kind=PostKind.ADMIN,
                 text=mentions + _fit([text], settings.max_characters - measure(mentions), measure),
                 visibility="direct", created_at=now, language=settings.language)
@@ -471,10 +500,14 @@ def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings) -> 
                       severity=incident.severity.name.lower(), peak=incident.peak.name.lower())
     lines = [header]
     if event.kind is not EventKind.OPENED:  # an opening's reason repeats the lines below
-        lines.append(fill(words.admin_reason, reason=event.reason))
+        lines.append(fill(words.admin_reason, reason=neutral(event.reason, TEXT_LIMIT)))
     if event.kind is EventKind.REMINDER:
         lines.append(words.admin_reminder)
-    lines += [_admin_component(a, event.at, settings) for a in incident.affected]
+    affected = _by_importance(incident.affected)
+    if len(affected) > ADMIN_LIST_MAX:
+        lines.append(fill(words.admin_components_more, total=_count(len(affected), words),
+                          count=_count(len(affected) - ADMIN_LIST_MAX, words)))
+    lines += [_admin_component(a, event.at, settings) for a in affected[:ADMIN_LIST_MAX]]
     if snapshot is not None:
         lines += _admin_snapshot(snapshot, incident, words)
     measure = _measure(settings)
@@ -495,9 +528,11 @@ def _admin_component(item: Affected, at: float, settings: Settings) -> str:
         details.append(f"catches up in ~{describe_duration(item.eta_s)}")
     template = (words.admin_component_cleared if item.severity is Severity.OK
                 else words.admin_component)
-    return fill(template, component=item.component, severity=item.severity.name.lower(),
+    return fill(template, component=neutral(item.component),
+                severity=item.severity.name.lower(),
                 peak=item.peak.name.lower(), time=_when(item.since, at, settings, zone=False),
-                reason=item.reason, details=f" ({'; '.join(details)})" if details else "")
+                reason=neutral(item.reason, TEXT_LIMIT),
+                details=f" ({'; '.join(details)})" if details else "")
 
 
 def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> list[str]:
@@ -507,7 +542,8 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
         rtt = "" if redis.rtt_ms is None else f", {redis.rtt_ms:.1f} ms"
         lines = [fill(words.admin_redis_up, rtt=rtt)]
     else:
-        lines = [fill(words.admin_redis_down, error=redis.error or "no reason given")]
+        lines = [fill(words.admin_redis_down,
+                      error=neutral(redis.error or "no reason given", TEXT_LIMIT))]
     host = snapshot.host
     if host is not None:
         total = host.memory_total_bytes
@@ -519,7 +555,7 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                           free=_bytes(host.memory_available_bytes), total=_bytes(total),
                           swap=swap))
     elif snapshot.host_error:
-        lines.append(fill(words.admin_host_error, error=snapshot.host_error))
+        lines.append(fill(words.admin_host_error, error=neutral(snapshot.host_error, TEXT_LIMIT)))
     sidekiq = snapshot.sidekiq
     if sidekiq is not None:
         lines.append(fill(words.admin_processes, live=str(sidekiq.live_processes),
@@ -533,12 +569,7 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                         if q.size or q.latency_s or q.paused or not q.served
                         or q.name in involved),
                        key=lambda q: (-(q.latency_s or 0.0), -q.size, q.name))
-        queues = ", ".join(
-            f"{q.name} {_count(q.size, words)}"
-            + ("" if q.latency_s is None else f" ({describe_duration(q.latency_s)})")
-            + (" paused" if q.paused else "") + ("" if q.served else " unserved")
-            for q in shown)
-        lines.append(fill(words.admin_queues, queues=queues or "all empty"))
+        lines.append(fill(words.admin_queues, queues=_queue_list(shown, words) or "all empty"))
     return lines
 
 
@@ -574,8 +605,13 @@ def _when(moment: float, reference: float, settings: Settings, *, zone: bool = T
 
 
 def _duration(seconds: float, words: Wording) -> str:
-    """Return a duration in whole minutes for members: "45 min", "1 h 20 min", "2 d 3 h"."""
-    minutes = round(max(0.0, seconds) / 60)
+    """Return a duration in whole minutes for members: "45 min", "1 h 20 min", "2 d 3 h".
+
+    Minutes are counted the way ``describe_duration`` counts them for admins
+    (whole seconds, then whole minutes down), so that 38 s is "less than a
+    minute" here and "38 s" there, and 90 s is "1 min" in both.
+    """
+    minutes = round(max(0.0, seconds)) // 60
     if minutes < 1:
         return words.under_a_minute
     days, rest = divmod(minutes, 1440)
@@ -635,21 +671,47 @@ _TRIM = " \t\n,;:.·-(/\N{EN DASH}"
 
 
 def truncate(text: str, budget: int, measure: Callable[[str], int]) -> str:
-    """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``."""
+    """Cut ``text`` at a word boundary so that it, with "…", measures at most ``budget``.
+
+    ``measure`` sees the whole text once, then only prefixes of a window that
+    doubles until it no longer fits (a measure grows with its text), chosen by
+    binary search: linear in the text, and otherwise bound by the budget
+    rather than by the text's length.
+    """
     if measure(text) <= budget:
         return text
     if budget < 1:
         return ""
     room = budget - measure(ELLIPSIS)
-    for cut in reversed([i for i, char in enumerate(text) if char.isspace()]):
+
+    def fits(cut: int) -> bool:
         head = text[:cut].rstrip(_TRIM)
-        if head and measure(head) <= room:
-            return head + ELLIPSIS
-    for cut in range(len(text) - 1, 0, -1):
-        head = text[:cut].rstrip(_TRIM)
-        if head and measure(head) <= room:
-            return head + ELLIPSIS
-    return ELLIPSIS
+        return bool(head) and measure(head) <= room
+
+    start = len(text) - len(text.lstrip(_TRIM))  # a cut before it leaves nothing
+    window = start + max(16, 2 * room)
+    while window < len(text) and fits(window):
+        window *= 2
+    window = min(window, len(text))
+    spaces = [i for i in range(start + 1, window + 1) if text[i:i + 1].isspace()]
+    best = _last_fitting(spaces, fits)
+    if best is None:
+        best = _last_fitting(range(start + 1, window), fits)
+    return ELLIPSIS if best is None else text[:best].rstrip(_TRIM) + ELLIPSIS
+
+
+def _last_fitting(cuts: Sequence[int], fits: Callable[[int], bool]) -> int | None:
+    """Return the last of the ascending ``cuts`` that fits, by binary search (None: none)."""
+    low, high = 0, len(cuts)  # cuts[:low] may fit; cuts[high:] do not
+    found: int | None = None
+    while low < high:
+        middle = (low + high) // 2
+        if fits(cuts[middle]):
+            found = cuts[middle]
+            low = middle + 1
+        else:
+            high = middle
+    return found
 
 
 def _unique(items: Iterable[str]) -> list[str]:

@@ -12,6 +12,14 @@ Components and their measured values:
   ``Rules.queue_latency``, ``"*"`` for a queue without its own).
 - ``unserved:<name>``: seconds the queue has had jobs while no live process
   served it. A paused queue is never unserved (pausing is deliberate).
+- Queues beyond ``TRACKED_QUEUES`` (those with a rule of their own first,
+  then Mastodon's, then by name) are judged together as ``queue:(others)``
+  (the worst latency among them, with the ``"*"`` rule) and
+  ``unserved:(others)``, so that state and work per tick stay bounded
+  however many queues Redis lists; their reasons name how many and the worst.
+- Names and errors from Redis or a probe enter reasons through
+  ``wording.neutral`` (no mention, link, escape sequence; capped), so that a
+  reason is safe in logs, on a terminal and in admin messages.
 - ``unserved:*``: seconds with no live Sidekiq process at all, jobs or not:
   nothing would run the next job, and scheduled jobs and retries are not
   enqueued either. While it fires it mutes every ``unserved:<name>``.
@@ -66,13 +74,29 @@ from bot.jsonread import number as _float
 from bot.jsonread import optional_number as _optional_float
 from bot.jsonread import text as _str
 from bot.jsonread import whole as _int
-from bot.model import Finding, HostStats, InstanceHealth, Severity, SidekiqStats, Snapshot
+from bot.model import (
+    Finding,
+    HostStats,
+    InstanceHealth,
+    QueueStats,
+    Severity,
+    SidekiqStats,
+    Snapshot,
+)
+from bot.wording import TEXT_LIMIT, neutral
 
 JSON_VERSION = 1
 """Version of ``HealthState.to_json``; ``from_json`` refuses any other."""
 
 ANY_QUEUE = "*"
 """Key of ``Rules.queue_latency`` for a queue without a rule of its own."""
+
+TRACKED_QUEUES = 50
+"""Most queues judged one by one; any others are judged together (``OTHER_QUEUES``)."""
+
+OTHER_QUEUES = "(others)"
+"""Queue name of the components that judge the queues beyond ``TRACKED_QUEUES`` together:
+``queue:(others)`` (the worst latency among them) and ``unserved:(others)``."""
 
 FLAPPING = "flapping"
 """Word in the reason of a finding held because it is flapping."""
@@ -617,16 +641,18 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
     queue_samples: Mapping[str, tuple[Sample, ...]] = state.queue_samples
     dead_last, dead_added, dead_samples = state.dead_last, state.dead_added, state.dead_samples
     etas: dict[str, float] = {}
+    tracked: tuple[QueueStats, ...] = ()
     if sidekiq is not None:
+        tracked, others = _split_queues(sidekiq.queues, rules)
         queue_samples = {q.name: _add_sample(state.queue_samples.get(q.name, ()), now, q.size,
                                              defaults.QUEUE_RATE_SPACING,
                                              defaults.QUEUE_RATE_SAMPLES)
-                         for q in sidekiq.queues}
-        for q in sidekiq.queues:
+                         for q in tracked}
+        for q in tracked:
             eta = _eta(queue_samples[q.name], now, q.size)
             if eta is not None:
                 etas[f"queue:{q.name}"] = eta
-        readings += _sidekiq_readings(sidekiq, old, rules, now)
+        readings += _sidekiq_readings(sidekiq, tracked, others, old, rules, now)
         dead_added += 0 if dead_last is None else max(0, sidekiq.dead - dead_last)
         dead_last = sidekiq.dead
         dead_samples = _add_sample(tuple(s for s in dead_samples if now - _HOUR <= s[0]), now,
@@ -655,7 +681,7 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
         components[reading.component] = _step(components.get(reading.component, _IDLE),
                                                reading, now, rules)
     if sidekiq is not None:
-        listed = {q.name for q in sidekiq.queues} | {ANY_QUEUE}
+        listed = {q.name for q in tracked} | {ANY_QUEUE, OTHER_QUEUES}
         for name in list(components):
             # A queue that left Sidekiq's list holds no jobs, and its rule may be gone.
             kind, _, queue = name.partition(":")
@@ -665,7 +691,8 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
             if rule is None:
                 del components[name]
             else:
-                gone = _Reading(name, rule, 0.0, f"{queue} queue no longer listed", _seconds)
+                gone = _Reading(name, rule, 0.0, f"{neutral(queue)} queue no longer listed",
+                                _seconds)
                 components[name] = _step(components[name], gone, now, rules)
 
     findings = tuple(
@@ -697,24 +724,63 @@ def is_flapping(finding: Finding) -> bool:
 _IDLE = ComponentState()
 
 
-def _sidekiq_readings(sidekiq: SidekiqStats, old: Mapping[str, ComponentState], rules: Rules,
-                      now: float) -> list[_Reading]:
+def _split_queues(queues: Sequence[QueueStats],
+                  rules: Rules) -> tuple[tuple[QueueStats, ...], tuple[QueueStats, ...]]:
+    """Return the queues judged one by one (at most ``TRACKED_QUEUES``) and the others."""
+    known = defaults.MASTODON_QUEUES
+    if len(queues) <= TRACKED_QUEUES:
+        return tuple(queues), ()
+    ordered = sorted(queues, key=lambda q: (q.name not in rules.queue_latency,
+                                            q.name not in known, q.name))
+    return tuple(ordered[:TRACKED_QUEUES]), tuple(ordered[TRACKED_QUEUES:])
+
+
+def _sidekiq_readings(sidekiq: SidekiqStats, tracked: Sequence[QueueStats],
+                      others: Sequence[QueueStats], old: Mapping[str, ComponentState],
+                      rules: Rules, now: float) -> list[_Reading]:
     readings = [_down_reading(
         ALL_UNSERVED, old, sidekiq.live_processes == 0, now, rules.unserved,
         "no live Sidekiq process for", "Sidekiq processes alive again",
         f", {sidekiq.stale_processes} stale, {sidekiq.enqueued:,} jobs waiting")]
-    for queue in sidekiq.queues:
+    if others:
+        readings += _other_readings(others, old, rules, now)
+    for queue in tracked:
         rule = rules.latency_rule(queue.name)
         if rule is not None and queue.latency_s is not None:
             extra = f", {queue.size:,} jobs" + (", paused" if queue.paused else "")
             readings.append(_Reading(f"queue:{queue.name}", rule, queue.latency_s,
-                                     f"{queue.name} latency {_seconds(queue.latency_s)}",
+                                     f"{neutral(queue.name)} latency "
+                                     f"{_seconds(queue.latency_s)}",
                                      _seconds, extra))
         waiting = queue.size > 0 and not queue.served and not queue.paused
         readings.append(_down_reading(
             f"unserved:{queue.name}", old, waiting, now, rules.unserved_rule(queue.name),
-            f"no live process serves {queue.name} for", f"{queue.name} served again or empty",
+            f"no live process serves {neutral(queue.name)} for",
+            f"{neutral(queue.name)} served again or empty",
             f", {queue.size:,} jobs waiting"))
+    return readings
+
+
+def _other_readings(others: Sequence[QueueStats], old: Mapping[str, ComponentState],
+                    rules: Rules, now: float) -> list[_Reading]:
+    """Judge the queues beyond ``TRACKED_QUEUES`` together: the worst latency, any unserved."""
+    readings = []
+    rule = rules.queue_latency.get(ANY_QUEUE)
+    timed = [q for q in others if q.latency_s is not None]
+    if rule is not None and timed:
+        worst = max(timed, key=lambda q: q.latency_s or 0.0)
+        latency = worst.latency_s or 0.0
+        readings.append(_Reading(
+            f"queue:{OTHER_QUEUES}", rule, latency,
+            f"{len(others):,} other queues, worst {neutral(worst.name)} latency "
+            f"{_seconds(latency)}",
+            _seconds, f", {worst.size:,} jobs"))
+    waiting = [q for q in others if q.size > 0 and not q.served and not q.paused]
+    example = f" (e.g. {neutral(waiting[0].name)})" if waiting else ""
+    readings.append(_down_reading(
+        f"unserved:{OTHER_QUEUES}", old, bool(waiting), now, rules.unserved_rule(ANY_QUEUE),
+        f"no live process serves {len(waiting):,} other queues{example} for",
+        "other queues served again or empty", ""))
     return readings
 
 
@@ -746,7 +812,7 @@ def _down_reading(component: str, old: Mapping[str, ComponentState], down: bool,
 
 
 def _error(error: str | None) -> str:
-    return f": {error}" if error else ""
+    return f": {neutral(error, TEXT_LIMIT)}" if error else ""
 
 
 def _since(start: float | None, holds: bool, now: float) -> float | None:

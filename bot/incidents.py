@@ -20,6 +20,15 @@ Rules:
 - A finding whose reason says "flapping" keeps its component in the incident
   but its severity changes are held: the announced severity stays until the
   finding stops flapping, and only then is a difference announced.
+- Updates are spaced: a change seen less than ``Policy.update_spacing_s``
+  after the last announcement is held (the incident keeps its announced
+  components and severities, only values and peaks move on) and folded into
+  the first update once the spacing has passed; a change that is undone
+  before then is never announced. After ``Policy.max_updates`` events an
+  incident's updates are spaced by ``Policy.reminder_every_s`` instead, so
+  that a churning incident (thousands of queues crossing a rule) posts a
+  bounded number of times. The resolution is never held; admins' notes are
+  not either.
 - A reminder comes when nothing was announced for ``Policy.reminder_every_s``,
   at most ``Policy.max_reminders`` times per incident (updates do not reset
   the count), and never once the incident is acknowledged. Acknowledging only
@@ -80,16 +89,31 @@ FLAPPING = "flapping"
 """A finding whose reason contains this word (any case) has its severity changes held."""
 
 
+UPDATE_SPACING = 60.0
+"""Default ``Policy.update_spacing_s``: a warning that turns critical 15 s after the
+notice (Redis down: warning at 15 s, critical at 30 s) is told 60 s after it."""
+
+MAX_UPDATES = 10
+"""Default ``Policy.max_updates``."""
+
+LISTED_CHANGES = 10
+"""Most changes an event's reason names one by one (the rest are counted)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
-    """How often an unchanged incident is recalled.
+    """How often an incident is recalled and updated.
 
-    At most every ``reminder_every_s`` seconds of silence, and at most
-    ``max_reminders`` times per incident (0: never).
+    Reminders: at most every ``reminder_every_s`` seconds of silence, and at
+    most ``max_reminders`` times per incident (0: never). Updates: at least
+    ``update_spacing_s`` apart; after ``max_updates`` events (the opening not
+    counted, reminders not counted), at least ``reminder_every_s`` apart.
     """
 
     reminder_every_s: float = defaults.REMINDER_EVERY
     max_reminders: int = defaults.MAX_REMINDERS
+    update_spacing_s: float = UPDATE_SPACING
+    max_updates: int = MAX_UPDATES
 
 
 @dataclass(frozen=True, slots=True)
@@ -307,8 +331,8 @@ def _open(state: IncidentState, active: Mapping[str, Finding],
     incident = Incident(id=f"inc-{number}", opened_at=opened_at, affected=affected,
                         severity=severity, peak=severity, sequence=0, last_announced_at=now)
     event = Event(kind=EventKind.OPENED, incident=incident, at=now,
-                  reason="opened: " + ", ".join(
-                      f"{a.component} {a.severity.name.lower()}" for a in affected),
+                  reason="opened: " + _listing(
+                      [f"{a.component} {a.severity.name.lower()}" for a in affected]),
                   changes=tuple(f"+{a.component}" for a in affected))
     return IncidentState(open=incident, next_number=number + 1), (event,)
 
@@ -369,12 +393,14 @@ def _update(state: IncidentState, incident: Incident, active: Mapping[str, Findi
         peak=_worst((f.severity for f in active.values()), incident.peak),
     )
     news = [kind for kind, text in changes if not _is_muted_change(text)]
+    quiet_for = now - incident.last_announced_at
+    if news and quiet_for < _spacing(incident, policy):  # folded into a later update
+        return dataclasses.replace(state, open=_held(incident, active)), ()
     if news:  # a component that is only muted now is no news of its own
         kind = min(news, key=SIGNIFICANCE.index)
         texts = tuple(text for _, text in sorted(
             changes, key=lambda change: component_order(_component_of(change[1]))))
-        return _announce(state, changed, kind, now, f"{kind.value}: {', '.join(texts)}", texts)
-    quiet_for = now - incident.last_announced_at
+        return _announce(state, changed, kind, now, f"{kind.value}: {_listing(texts)}", texts)
     if (not incident.acknowledged and incident.reminders < policy.max_reminders
             and quiet_for >= policy.reminder_every_s):
         number = incident.reminders + 1
@@ -383,6 +409,40 @@ def _update(state: IncidentState, incident: Incident, active: Mapping[str, Findi
                          f"reminder {number} of {policy.max_reminders}: nothing announced "
                          f"for {describe_duration(quiet_for)}", ())
     return dataclasses.replace(state, open=changed), ()
+
+
+def _spacing(incident: Incident, policy: Policy) -> float:
+    """Return the least time between this incident's last announcement and its next update."""
+    updates = incident.sequence - incident.reminders
+    return policy.update_spacing_s if updates < policy.max_updates else max(
+        policy.update_spacing_s, policy.reminder_every_s)
+
+
+def _held(incident: Incident, active: Mapping[str, Finding]) -> Incident:
+    """Return the incident as announced, with this step's values and peaks.
+
+    Components keep their announced severities, new ones are not added yet and
+    gone ones stay: the next update finds the changes still there, or not.
+    """
+    affected = []
+    for item in incident.affected:
+        finding = active.get(item.component)
+        if finding is None:
+            affected.append(item)
+            continue
+        affected.append(dataclasses.replace(
+            item, peak=max(item.peak, finding.severity), reason=finding.reason,
+            value=finding.value, eta_s=finding.eta_s,
+            peak_value=_worse_value(item.peak_value, finding.value, item.component)))
+    return dataclasses.replace(incident, affected=tuple(affected),
+                               peak=_worst((f.severity for f in active.values()), incident.peak))
+
+
+def _listing(texts: Sequence[str]) -> str:
+    """Return the first ``LISTED_CHANGES`` texts joined, and how many more there are."""
+    shown = ", ".join(texts[:LISTED_CHANGES])
+    more = len(texts) - LISTED_CHANGES
+    return shown if more <= 0 else f"{shown} and {more:,} more"
 
 
 def _announce(state: IncidentState, incident: Incident, kind: EventKind, now: float,

@@ -4,7 +4,10 @@ One ``Bot.tick`` is one pass of the data flow in DESIGN.md. The pure core
 (``health``, ``incidents``, ``compose``) decides; this module only moves data
 between it and the edges (collectors, store, outbox). ``run`` repeats ticks
 every ``interval`` until asked to stop: SIGTERM or SIGINT let the current tick
-finish, then what can be delivered is flushed and the loop returns.
+finish, then what can be delivered is flushed and the loop returns. A second
+signal interrupts at once (``KeyboardInterrupt``): a running tick's transaction
+is not committed, nothing is flushed, and the next start repeats that tick from
+the stored state.
 
 Crash safety: the posts a tick composes and the health and incident state it
 produced are written in one SQLite transaction, before any network call. A
@@ -405,33 +408,40 @@ class Bot:
 
         An exception in a tick is logged once with its traceback (not every
         tick while it repeats) and the loop goes on. When stopped, one last
-        delivery pass flushes what can be sent.
+        delivery pass flushes what can be sent. A ``KeyboardInterrupt`` (a
+        second SIGINT or SIGTERM, see ``stop_on_signals``) ends the tick, the
+        wait or the final delivery where it is, and the loop returns at once.
         """
         ticks = 0
-        while not stop.is_set():
-            started = time.monotonic()
-            try:
-                report = self.tick()
-            except Exception as exc:
-                self._tick_failed(exc)
-            else:
-                self._beat()
-                if self._last_error is not None:
-                    log.warning("ticks work again (last error: %s)", self._last_error)
-                    self._last_error = None
-                if on_tick is not None:
-                    on_tick(report)
-            ticks += 1
-            if max_ticks is not None and ticks >= max_ticks:
-                break
-            remaining = max(0.0, interval - (time.monotonic() - started))
-            if self.intake is None and self.setup_commands is not None:
-                self._try_setup()
-            if self.intake is not None:
-                self._serve_mentions(remaining, stop)
-            else:
-                stop.wait(remaining)
-        self.flush()
+        try:
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    report = self.tick()
+                except Exception as exc:
+                    self._tick_failed(exc)
+                else:
+                    self._beat()
+                    if self._last_error is not None:
+                        log.warning("ticks work again (last error: %s)", self._last_error)
+                        self._last_error = None
+                    if on_tick is not None:
+                        on_tick(report)
+                ticks += 1
+                if max_ticks is not None and ticks >= max_ticks:
+                    break
+                remaining = max(0.0, interval - (time.monotonic() - started))
+                if self.intake is None and self.setup_commands is not None:
+                    self._try_setup()
+                if self.intake is not None:
+                    self._serve_mentions(remaining, stop)
+                else:
+                    stop.wait(remaining)
+            self.flush()
+        except KeyboardInterrupt:  # a second signal (stop_on_signals): leave at once
+            log.warning("interrupted: stopping without finishing the tick or the final "
+                        "delivery (the next start repeats what was not committed)")
+            stop.set()
         if self.intake is not None:
             self.intake.close()
         return ticks
@@ -536,11 +546,20 @@ def heartbeat_problem(path: Path) -> str | None:
 
 @contextmanager
 def stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Set ``stop`` on SIGTERM and SIGINT while inside the block (main thread only)."""
+    """Set ``stop`` on SIGTERM and SIGINT while inside the block (main thread only).
+
+    The first signal lets the current tick finish; a second one raises
+    ``KeyboardInterrupt`` where the main thread is (``Bot.run`` then returns at
+    once), so that a stuck or long tick never holds up a shutdown.
+    """
 
     def handler(signum: int, frame: FrameType | None) -> None:
         del frame
-        log.info("%s received: finishing the current tick", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            log.warning("%s received again: interrupting", name)
+            raise KeyboardInterrupt(name)
+        log.info("%s received: finishing the current tick (send it again to interrupt)", name)
         stop.set()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGTERM, signal.SIGINT)}

@@ -19,11 +19,16 @@ not internals: never "Sidekiq", "Redis", "queue", a queue's name, "latency",
 Remember that the content warning counts towards the instance's character
 limit, so keep the ``cw_*`` texts short. A translation also sets
 ``compose.Settings.language`` so that posts carry the right language code.
+
+Text from outside (queue names, hostnames, errors, anything read from Redis, the
+host or the API) goes through ``neutral`` before it is put in a post or printed.
 """
 
 from __future__ import annotations
 
+import re
 import string
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 
@@ -240,6 +245,13 @@ class Wording:
     {time}, {reason} (its last reason), {details}."""
     admin_queues: str = "Queues: {queues}"
     """Placeholders: {queues}."""
+    admin_queues_more: str = "and {count} more queues"
+    """Ends a queue list cut to the worst ones. Placeholders: {count}."""
+    admin_components_more: str = "{total} components affected; {count} more not listed below."
+    """Stands before a list of components cut to the worst ones. Placeholders: {total},
+    {count}."""
+    admin_processes_more: str = "and {count} more processes"
+    """Ends a process list cut to the first ones. Placeholders: {count}."""
     admin_processes: str = (
         "Sidekiq: {live} live, {stale} stale processes; busy {busy}/{concurrency}; "
         "enqueued {enqueued}; retries {retries}; dead {dead}")
@@ -365,6 +377,9 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_component": ("component", "severity", "time", "reason", "details"),
     "admin_component_cleared": ("component", "peak", "time", "reason", "details"),
     "admin_queues": ("queues",),
+    "admin_queues_more": ("count",),
+    "admin_components_more": ("total", "count"),
+    "admin_processes_more": ("count",),
     "admin_processes": ("live", "stale", "busy", "concurrency", "enqueued", "retries", "dead"),
     "admin_memory": ("available", "free", "total", "swap"),
     "admin_host_error": ("error",),
@@ -417,3 +432,58 @@ def fill(template: str, **values: str) -> str:
 
 DEFAULT_WORDING = Wording()
 """The English wording the bot ships with."""
+
+
+# --- outside text ------------------------------------------------------------------------
+
+NAME_LIMIT = 80
+"""Most characters a name from Redis or the API (queue, process, host) keeps in a text."""
+
+TEXT_LIMIT = 300
+"""Most characters a longer outside text (an error, a reason) keeps in a text."""
+
+_ESCAPE = re.compile(
+    r"\x1b(?:\[[0-?]*[ -/]*[@-~]?"  # CSI: colours, cursor moves
+    r"|\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: window titles, hyperlinks
+    r"|[PX^_][^\x1b]*(?:\x1b\\)?"  # DCS, SOS, PM, APC strings
+    r"|.)?|\x9b[0-?]*[ -/]*[@-~]?", re.DOTALL)
+_SCHEME = re.compile(r"://|(?<![\w+.-])(xmpp|magnet|mailto|tel|web\+\w+):", re.IGNORECASE)
+_DOMAIN_DOT = re.compile(r"\.(?=[^\W\d_])")
+_SPACES = re.compile(r"\s+")
+_LOOK_ALIKES = str.maketrans({"@": "\N{FULLWIDTH COMMERCIAL AT}", "#": "\N{MUSIC SHARP SIGN}",
+                              "\N{FULLWIDTH NUMBER SIGN}": "\N{MUSIC SHARP SIGN}",
+                              "\N{SMALL NUMBER SIGN}": "\N{MUSIC SHARP SIGN}"})
+
+
+def neutral(text: object, limit: int = NAME_LIMIT) -> str:
+    """Return outside text (from Redis, the API, the host) made safe to post or print.
+
+    It can form no mention (``@`` becomes FULLWIDTH COMMERCIAL AT, which
+    Mastodon's mention pattern does not take), no hashtag (``#`` and FULLWIDTH
+    NUMBER SIGN become MUSIC SHARP SIGN), no link (the colon of ``://`` becomes
+    RATIO, a dot before a letter becomes ONE DOT LEADER so no domain is left,
+    and ``xmpp:``-like schemes lose their colon). Terminal escape
+    sequences, control and format characters (bidi overrides, zero-width
+    characters, NUL) are removed; line breaks and runs of blanks become one
+    space. At most ``limit`` characters are kept, the last one "…" when cut.
+    Work is linear and bounded: only the first ``4 * limit + 64`` characters
+    are looked at.
+    """
+    raw = str(text)[:4 * limit + 64]
+    raw = _ESCAPE.sub("", raw)
+    kept = "".join(_visible(char) for char in raw)
+    kept = _SPACES.sub(" ", kept).strip()
+    kept = _SCHEME.sub(lambda m: "\N{RATIO}//" if m.group(1) is None
+                       else m.group(1) + "\N{RATIO}", kept)
+    kept = _DOMAIN_DOT.sub("\N{ONE DOT LEADER}", kept).translate(_LOOK_ALIKES)
+    if len(kept) <= limit:
+        return kept
+    return kept[:max(0, limit - 1)].rstrip() + "\N{HORIZONTAL ELLIPSIS}" if limit > 0 else ""
+
+
+def _visible(char: str) -> str:
+    """``char`` itself, a space for a line break or tab, nothing for a control character."""
+    category = unicodedata.category(char)
+    if category[0] != "C" and category not in ("Zl", "Zp"):
+        return char
+    return " " if char.isspace() else ""

@@ -360,6 +360,7 @@ def test_admin_message_carries_the_numbers() -> None:
             "@alice example.social: incident inc-1699999700 resolved after 2 h 45 min "
             "(peak critical).",
             "Why: resolved: every component is fine after 2 h 45 min",
+            "11 components affected; 1 more not listed below.",
             "redis was critical from 00:43: unreachable: Connection refused",
             "web was critical from yesterday 22:15: /health: 502",
             "memory was warning from yesterday 22:15: 8% available",
@@ -371,8 +372,7 @@ def test_admin_message_carries_the_numbers() -> None:
             "queue:custom was warning from yesterday 22:15: latency 700 s",
             "streaming was warning from yesterday 22:15: timeout",
             "dead was warning from yesterday 22:15: 60 jobs died in the last hour",
-            "fasp was warning from yesterday 22:15: unknown component",
-        ], id="resolution"),
+        ], id="resolution-lists-ten"),
     ],
 )
 def test_admin_texts_without_snapshot(kind: EventKind, lines: list[str]) -> None:
@@ -739,3 +739,27 @@ def test_admin_words_reach_members_in_the_thread() -> None:
     assert resolution.unpin_key == notice.key
     assert "Uploads work again." in resolution.text
     assert resolution.text.splitlines()[0].startswith("Resolved after")
+
+
+@pytest.mark.parametrize(
+    ("seconds", "member", "admin"),
+    [
+        pytest.param(38, "less than a minute", "38 s", id="38s"),
+        pytest.param(59.4, "less than a minute", "59 s", id="59s"),
+        pytest.param(59.6, "1 min", "1 min", id="rounds-to-60s"),
+        pytest.param(90, "1 min", "1 min", id="90s"),
+        pytest.param(119, "1 min", "1 min", id="119s"),
+        pytest.param(3599, "59 min", "59 min", id="59min59s"),
+        pytest.param(3659, "1 h", "1 h", id="1h59s"),
+        pytest.param(86400 + 3 * 3600 + 3540, "1 d 3 h", "1 d 3 h", id="1d3h59min"),
+    ],
+)
+def test_member_and_admin_durations_agree(seconds: float, member: str, admin: str) -> None:
+    """The resolution tells members and admins the same duration, rounded the same way."""
+    incident = Incident("inc-1", T, (Affected("web", OK, T, C, "r"),), cleared=("web",),
+                        severity=OK, peak=C, sequence=1, resolved_at=T + seconds)
+    event = Event(EventKind.RESOLVED, incident, T + seconds, "resolved")
+    posts = compose_event(event, None, Settings(admin_accts=("alice",)))
+    assert (posts[0].text.splitlines()[0], posts[1].text.splitlines()[0]) == (
+        f"Resolved after {member}: this server works normally again.",
+        f"@alice this server: incident inc-1 resolved after {admin} (peak critical).")

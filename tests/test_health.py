@@ -865,3 +865,76 @@ def test_no_trace_of_sidekiq_is_not_announced() -> None:
     _, ticks = run([(0.0, snap(queue("push", size=0), live=0)),
                     (120.0, snap(queue("push", size=0), live=0))])
     assert briefs(ticks)[-1] == ("unserved:*=C",)
+
+
+# --- many queues: bounded state and work ---------------------------------------------------
+
+STAR = rules_from_config({"queue_latency": {"*": {"warning": 60, "critical": 300, "for": 0}}})[0]
+
+
+def many(count: int, *, slow: str = "", unserved: str = "") -> Snapshot:
+    """``count`` queues at 2 min latency; ``slow`` at 10 min; ``unserved`` has no process."""
+    return snap(*(queue(name, 10, 600.0 if name == slow else 120.0,
+                        served=name != unserved)
+                  for name in (f"q{i:05d}" for i in range(count))))
+
+
+@pytest.mark.parametrize("count", [pytest.param(n, id=f"{n}-queues") for n in (100, 10_000)])
+def test_many_queues_keep_state_and_findings_bounded(count: int) -> None:
+    """However many queues Redis lists, the state and the findings stay small."""
+    state, findings = evaluate(many(count), HealthState.initial(), STAR, 0.0)
+    state, findings = evaluate(many(count), state, STAR, 30.0)
+    size = len(json.dumps(state.to_json()))
+    assert (size < 64_000, len(findings) <= 60) == (True, True), (size, len(findings))
+
+
+@pytest.mark.parametrize(
+    ("snapshot", "component", "reason"),
+    [
+        pytest.param(many(200, slow="q00199"), "queue:(others)", "150 other queues, worst "
+                     "q00199 latency 10 min", id="slow-queue-beyond-the-cap"),
+        pytest.param(many(200, unserved="q00150"), "unserved:(others)",
+                     "no live process serves 1 other queues (e.g. q00150) for", id="unserved"),
+    ],
+)
+def test_queues_beyond_the_cap_are_judged_together(snapshot: Snapshot, component: str,
+                                                   reason: str) -> None:
+    """A queue beyond the first 50 still raises a finding, on the component of the others."""
+    state, _ = evaluate(snapshot, HealthState.initial(), STAR, 0.0)
+    _, findings = evaluate(snapshot, state, STAR, 400.0)
+    found = {f.component: f for f in findings}
+    assert component in found and found[component].reason.startswith(reason), sorted(found)
+
+
+def test_own_rule_and_mastodon_queues_are_always_tracked() -> None:
+    """Queues with a rule of their own and Mastodon's queues come before any others."""
+    rules = rules_from_config({"queue_latency": {
+        "*": {"warning": 60, "critical": 300, "for": 0},
+        "zzz-own": {"warning": 60, "critical": 300, "for": 0}}})[0]
+    queues = [queue(f"q{i:05d}", 1, 120.0) for i in range(100)]
+    queues += [queue("zzz-own", 1, 120.0), queue("push", 1, 86_400.0)]
+    state, _ = evaluate(snap(*queues), HealthState.initial(), rules, 0.0)
+    _, findings = evaluate(snap(*queues), state, rules, 200.0)
+    components = {f.component for f in findings}
+    assert {"queue:zzz-own", "queue:push", "queue:(others)"} <= components
+
+
+@pytest.mark.parametrize(
+    ("name", "error"),
+    [
+        pytest.param("@mallory", "Error connecting to @mallory@evil.example", id="mentions"),
+        pytest.param("\x1b[31mred\x1b]0;title\x07", "\x1b[2J\u202eboom", id="escapes"),
+        pytest.param("x" * 100_000, "e" * 100_000, id="100k"),
+    ],
+)
+def test_reasons_carry_neutral_names(name: str, error: str) -> None:
+    """Queue names and errors enter reasons neutralised: safe in logs, terminals and posts."""
+    rules = rules_from_config({"queue_latency": {"*": {"warning": 60, "critical": 300,
+                                                       "for": 0}}})[0]
+    _, findings = evaluate(snap(queue(name, 5, 600.0)), HealthState.initial(), rules, 0.0)
+    state, _ = evaluate(down(error), HealthState.initial(), rules, 0.0)
+    _, outage = evaluate(down(error), state, rules, 10_000.0)
+    reasons = [f.reason for f in (*findings, *outage)]
+    assert ([f.component for f in (*findings, *outage)][-2:],
+            [r for r in reasons if "@" in r or "\x1b" in r or "\u202e" in r
+             or len(r) > 600]) == (["queue:" + name, "redis"], []), reasons

@@ -516,8 +516,8 @@ def test_describe_duration(seconds: float, text: str) -> None:
 
 
 def test_policy_defaults() -> None:
-    """The default policy reminds every 2 h, at most 3 times."""
-    assert dataclasses.astuple(Policy()) == (7200.0, 3)
+    """The default policy reminds every 2 h, at most 3 times; updates are a minute apart."""
+    assert dataclasses.astuple(Policy()) == (7200.0, 3, 60.0, 10)
 
 
 # --- manual incidents (admin commands) --------------------------------------------------
@@ -548,7 +548,7 @@ def test_declare_takes_over_an_open_incident() -> None:
     state, event = declare(state, "We know, a relay floods us.", 1010.0)
     assert (event.kind, event.incident.id, event.incident.manual) == (
         EventKind.NOTE, state.open.id if state.open else "", True)
-    state, events = step(state, [], 1040.0, Policy())  # the rule is fine again
+    state, events = step(state, [], 1070.0, Policy())  # the rule is fine again
     assert [e.kind for e in events] == [EventKind.COMPONENT_CLEARED]
     assert state.open is not None and state.open.manual
 
@@ -579,3 +579,93 @@ def test_manual_state_round_trips_json() -> None:
     """The manual flag and held components survive a restart."""
     state, _ = declare(IncidentState(held=("memory",)), "text", 5.0)
     assert IncidentState.from_json(state.to_json()) == state
+
+
+# --- update spacing and caps -------------------------------------------------------------
+
+R, PUSH = "redis", "queue:push"
+
+
+def run(ticks: list[tuple[float, list[Finding]]],
+        policy: Policy | None = None) -> list[tuple[float, EventKind]]:
+    """Step through ``ticks``; return when each event came and its kind."""
+    state, seen = IncidentState(), []
+    for at, findings in ticks:
+        state, events = step(state, findings, at, policy or Policy())
+        seen += [(at, e.kind) for e in events]
+    return seen
+
+
+@pytest.mark.parametrize(
+    ("ticks", "expected"),
+    [
+        pytest.param(
+            [(15.0, [finding(R, W)]), (30.0, [finding(R, C)]), (45.0, [finding(R, C)]),
+             (60.0, [finding(R, C)]), (75.0, [finding(R, C)]), (90.0, [finding(R, C)])],
+            [(15.0, EventKind.OPENED), (75.0, EventKind.WORSENED)],
+            id="redis-warning-then-critical-a-minute-apart"),
+        pytest.param(
+            [(0.0, [finding(PUSH, W)]), (20.0, [finding(PUSH, C)]), (40.0, [finding(PUSH, W)]),
+             (60.0, [finding(PUSH, W)]), (80.0, [finding(PUSH, W)])],
+            [(0.0, EventKind.OPENED)],
+            id="undone-before-the-spacing-never-told"),
+        pytest.param(
+            [(0.0, [finding(PUSH, W)]), (20.0, [finding(PUSH, W), finding("memory", W)]),
+             (60.0, [finding(PUSH, C), finding("memory", W)])],
+            [(0.0, EventKind.OPENED), (60.0, EventKind.WORSENED)],
+            id="changes-folded-into-one-update"),
+        pytest.param(
+            [(0.0, [finding(PUSH, W)]), (20.0, [])],
+            [(0.0, EventKind.OPENED), (20.0, EventKind.RESOLVED)],
+            id="resolution-never-held"),
+        pytest.param(
+            [(0.0, [finding(PUSH, W)]), (60.0, [finding(PUSH, C)])],
+            [(0.0, EventKind.OPENED), (60.0, EventKind.WORSENED)],
+            id="at-the-spacing-told"),
+    ],
+)
+def test_updates_are_spaced(ticks: list[tuple[float, list[Finding]]],
+                            expected: list[tuple[float, EventKind]]) -> None:
+    """Member updates of one incident are at least a minute apart; changes fold into the next."""
+    assert run(ticks) == expected
+
+
+def test_held_change_keeps_the_announced_severity_but_moves_values() -> None:
+    """While a change is held, the incident shows what was announced, with fresh values."""
+    state, _ = step(IncidentState(), [finding(PUSH, W, value=100.0)], 0.0, Policy())
+    state, events = step(state, [finding(PUSH, C, value=900.0), finding("memory", W)], 20.0,
+                         Policy())
+    assert state.open is not None
+    (push,) = state.open.affected
+    assert (events, push.severity, push.peak, push.value, push.peak_value,
+            state.open.peak) == ((), W, C, 900.0, 900.0, C)
+
+
+def churn(queues: int, ticks: int) -> list[tuple[float, list[Finding]]]:
+    """Every tick (15 s apart) every queue flips between warning and critical."""
+    return [(15.0 * tick, [finding(f"queue:q{i}", C if (i + tick) % 2 else W)
+                           for i in range(queues)]) for tick in range(ticks)]
+
+
+@pytest.mark.parametrize(
+    ("policy", "limit"),
+    [
+        pytest.param(Policy(), 1 + 10, id="defaults-10-updates-then-2h-apart"),
+        pytest.param(Policy(max_updates=3), 1 + 3, id="3-updates-then-2h-apart"),
+        pytest.param(Policy(update_spacing_s=0, max_updates=0, reminder_every_s=3600), 1 + 2,
+                     id="hourly-from-the-start"),
+    ],
+)
+def test_churning_incident_posts_a_bounded_number_of_times(policy: Policy, limit: int) -> None:
+    """Hundreds of queues changing every tick for 2 h give a handful of events, not 480."""
+    events = run(churn(200, 481), policy)
+    assert (len(events), events[0][1]) == (limit, EventKind.OPENED)
+
+
+def test_reasons_list_a_few_changes_and_count_the_rest() -> None:
+    """An event's reason (logged every time) names ten changes and counts the others."""
+    (_, event), = [(0, e) for e in step(IncidentState(),
+                                        [finding(f"queue:q{i:04d}") for i in range(5000)],
+                                        0.0, Policy())[1]]
+    assert (event.reason.endswith(" and 4,990 more"), len(event.reason) < 400,
+            len(event.changes)) == (True, True, 5000)

@@ -259,3 +259,66 @@ def test_burst_after_a_short_outage_repeats_nothing() -> None:
     assert superseded, "the outage queued reminders that a later one superseded"
     assert all(i.post.parent_key == notice.post.key for i in superseded)
     assert store.counts()["pending"] == 0
+
+
+# --- signals (stop_on_signals) -------------------------------------------------------------
+
+
+class Signalling:
+    """A collector that raises ``signals`` in its own process mid-tick, then works on."""
+
+    def __init__(self, signals: list[int]) -> None:
+        self.signals = signals
+        self.finished = False
+
+    def collect(self) -> Snapshot:
+        import signal
+
+        for signum in self.signals:
+            signal.raise_signal(signum)
+        for _ in range(200_000):  # the rest of a long tick; a pending interrupt lands here
+            pass
+        self.finished = True
+        return snapshot(START, 0)
+
+
+@pytest.mark.parametrize(
+    ("signals", "finished", "flushed"),
+    [
+        pytest.param(["SIGTERM"], True, True, id="one-sigterm-finishes-the-tick"),
+        pytest.param(["SIGINT"], True, True, id="one-sigint-finishes-the-tick"),
+        pytest.param(["SIGTERM", "SIGTERM"], False, False, id="second-sigterm-interrupts"),
+        pytest.param(["SIGINT", "SIGTERM"], False, False, id="sigint-then-sigterm-interrupts"),
+    ],
+)
+def test_a_second_signal_interrupts_a_running_tick(signals: list[str], finished: bool,
+                                                   flushed: bool) -> None:
+    """One signal lets the tick finish and flushes; a second stops at once, mid-tick."""
+    import signal
+
+    from bot.loop import stop_on_signals
+
+    bot, _, _ = make_bot([])
+    collector = Signalling([signal.Signals[name] for name in signals])
+    bot.collector = collector  # type: ignore[assignment]
+    flushes: list[bool] = []
+    bot.flush = lambda: flushes.append(True)  # type: ignore[method-assign]
+    stop = threading.Event()
+    with stop_on_signals(stop):
+        ticks = bot.run(0.0, stop)
+    assert (ticks, collector.finished, stop.is_set(), bool(flushes)) == (
+        1 if finished else 0, finished, True, flushed)
+
+
+def test_signal_handlers_are_restored_after_the_block() -> None:
+    """Outside ``stop_on_signals`` SIGINT and SIGTERM are handled as before."""
+    import signal
+
+    from bot.loop import stop_on_signals
+
+    before = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    with stop_on_signals(threading.Event()):
+        inside = (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))
+    assert (inside != before,
+            (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))) == (
+        True, before)
