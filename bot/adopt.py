@@ -118,16 +118,6 @@ def plan(orphans: Sequence[PinnedStatus], notice_key: str | None, incident_open:
                 "all is well" if quiet else f"nothing fired within {ADOPT_WAIT:.0f} s")
 
 
-def _admin(key: str, text: str, now: float, settings: compose.Settings) -> Post | None:
-    if not settings.admin_accts:
-        return None
-    mentions = " ".join("@" + acct.lstrip("@") for acct in settings.admin_accts) + " "
-    measure = compose.mastodon_length
-    body = compose.truncate(text, settings.max_characters - measure(mentions), measure)
-    return Post(key=key, kind=PostKind.ADMIN, text=mentions + body, visibility="direct",
-                created_at=now, language=settings.language)
-
-
 def _as_post(status: PinnedStatus, key: str, settings: compose.Settings) -> Post:
     """Return the outbox row standing for a status published before the state was lost."""
     return Post(key=key, kind=PostKind.NOTICE, text=status.text or "(pinned notice)",
@@ -145,7 +135,7 @@ def posts_for(chosen: Plan, now: float, settings: compose.Settings,
         status = chosen.attach
         published.append((_as_post(status, chosen.notice_key, settings), status.id))
         incident = chosen.notice_key.rsplit(":", 1)[0]
-        admin = _admin(f"adopt:{status.id}:admin",
+        admin = compose.admin_message(f"adopt:{status.id}:admin",
                        fill(words.admin_adopted_attached, instance=settings.instance,
                             status=status.id, id=incident), now, settings)
         queued += [admin] if admin is not None else []
@@ -160,7 +150,7 @@ def posts_for(chosen: Plan, now: float, settings: compose.Settings,
                            visibility=settings.member_visibility, created_at=now,
                            spoiler_text=cw, language=settings.language, parent_key=notice,
                            unpin_key=notice))
-        admin = _admin(f"{notice}:admin", fill(words.admin_adopted_resolved,
+        admin = compose.admin_message(f"{notice}:admin", fill(words.admin_adopted_resolved,
                                                instance=settings.instance, status=status.id),
                        now, settings)
         queued += [admin] if admin is not None else []
@@ -170,7 +160,7 @@ def posts_for(chosen: Plan, now: float, settings: compose.Settings,
 def state_lost_notice(problem: str, now: float, settings: compose.Settings) -> Post | None:
     """Return the admin message about a state file lost while running (None: no admins)."""
     digest = hashlib.sha256(problem.encode()).hexdigest()[:12]
-    return _admin(f"state-lost:{int(now)}:{digest}",
+    return compose.admin_message(f"state-lost:{int(now)}:{digest}",
                   fill(settings.wording.admin_state_lost, instance=settings.instance,
                        problem=problem), now, settings)
 

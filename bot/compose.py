@@ -461,6 +461,24 @@ def _by_importance(affected: Iterable[Affected]) -> list[Affected]:
 # --- admin messages -----------------------------------------------------------------------
 
 
+def admin_message(key: str, text: str, now: float, settings: Settings) -> Post | None:
+    """Return ``text`` as a direct message to the admins, within limits (None: no admins)."""
+    if not settings.admin_accts:
+        return None
+    mentions = _mentions(settings)
+    measure = _measure(settings)
+    return Post(key=key, kind=PostKind.ADMIN,
+                text=mentions + _fit([text], settings.max_characters - measure(mentions), measure),
+                visibility="direct", created_at=now, language=settings.language)
+
+
+def no_sidekiq_notice(redis: str, since: float, now: float, settings: Settings) -> Post | None:
+    """Return the admin message about a Redis with no trace of Sidekiq, keyed by ``since``."""
+    text = fill(settings.wording.admin_no_sidekiq, instance=settings.instance,
+                redis=neutral(redis, TEXT_LIMIT))
+    return admin_message(f"no-sidekiq:{int(since)}", text, now, settings)
+
+
 def failure_notice(post: Post, error: str, now: float, settings: Settings) -> Post | None:
     """Return the admin message about a post the instance refused for good (None: no admins).
 
@@ -469,14 +487,10 @@ def failure_notice(post: Post, error: str, now: float, settings: Settings) -> Po
     """
     if not settings.admin_accts or post.kind is PostKind.ADMIN:
         return None  # an admin message about a refused admin message could loop
-    mentions = _mentions(settings)
-    measure = _measure(settings)
     text = fill(settings.wording.admin_delivery_failed, instance=settings.instance,
                 error=neutral(error, TEXT_LIMIT), key=post.key,
                 text=neutral(post.text, settings.max_characters))
-    return Post(key=f"{post.key}:refused", kind=PostKind.ADMIN,
-                text=mentions + _fit([text], settings.max_characters - measure(mentions), measure),
-                visibility="direct", created_at=now, language=settings.language)
+    return admin_message(f"{post.key}:refused", text, now, settings)
 
 
 def _mentions(settings: Settings) -> str:

@@ -528,7 +528,9 @@ class HealthState:
     ``dead_last`` is the dead set's size at the last reading, ``dead_added``
     a running total of jobs added to it (a shrinking dead set adds nothing),
     ``dead_samples`` that total at most every ``defaults.DEAD_SAMPLE_SPACING``
-    seconds over the last hour.
+    seconds over the last hour. ``no_sidekiq`` is True while "no live process
+    at all" fires and began in a Redis with no trace of Sidekiq: it stays muted
+    until it clears, so fixing the URL never announces the clearing hold.
     """
 
     components: Mapping[str, ComponentState] = field(default_factory=dict)
@@ -536,6 +538,7 @@ class HealthState:
     dead_last: int | None = None
     dead_added: int = 0
     dead_samples: tuple[Sample, ...] = ()
+    no_sidekiq: bool = False
 
     @classmethod
     def initial(cls) -> HealthState:
@@ -553,6 +556,7 @@ class HealthState:
             "dead_last": self.dead_last,
             "dead_added": self.dead_added,
             "dead_samples": [[t, n] for t, n in self.dead_samples],
+            "no_sidekiq": self.no_sidekiq,
         }
 
     @classmethod
@@ -562,8 +566,11 @@ class HealthState:
         The loop should log the error and start from ``initial()``: the worst
         that loses is the hysteresis of the findings firing at that moment.
         """
-        fields = _object(data, {"version", "components", "queue_samples", "dead_last",
-                                "dead_added", "dead_samples"})
+        keys = {"version", "components", "queue_samples", "dead_last", "dead_added",
+                "dead_samples"}
+        if isinstance(data, dict) and "no_sidekiq" in data:  # absent in states before 0.2
+            keys.add("no_sidekiq")
+        fields = _object(data, keys)
         if fields["version"] != JSON_VERSION:
             raise ValueError(f"health state version {fields['version']!r:.20}, "
                              f"expected {JSON_VERSION}")
@@ -578,6 +585,7 @@ class HealthState:
             dead_last=None if dead_last is None else _int(dead_last),
             dead_added=_int(fields["dead_added"]),
             dead_samples=tuple((_float(t), _int(n)) for t, n in _pairs(fields["dead_samples"])),
+            no_sidekiq=_bool(fields.get("no_sidekiq", False)),
         )
 
 
@@ -695,15 +703,18 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
                                 _seconds)
                 components[name] = _step(components[name], gone, now, rules)
 
+    unserved = components.get(ALL_UNSERVED, _IDLE).shown > Severity.OK
+    no_sidekiq = unserved and (state.no_sidekiq or (sidekiq is not None and _no_trace(sidekiq)))
     findings = tuple(
-        _finding(name, components[name], now, mutes, sidekiq, components, rules, etas)
+        _finding(name, components[name], now, mutes, sidekiq, components, rules, etas,
+                 no_sidekiq)
         for name in sorted(components, key=component_order)
         if components[name].shown > Severity.OK
     )
     new_state = HealthState(
         components={n: c for n, c in components.items() if not c.idle()},
         queue_samples=queue_samples, dead_last=dead_last, dead_added=dead_added,
-        dead_samples=dead_samples,
+        dead_samples=dead_samples, no_sidekiq=no_sidekiq,
     )
     return new_state, findings
 
@@ -895,19 +906,24 @@ def _reason(reading: _Reading, shown: Severity, level: Severity) -> str:
 
 def _finding(name: str, component: ComponentState, now: float, mutes: Sequence[Mute],
              sidekiq: SidekiqStats | None, components: Mapping[str, ComponentState],
-             rules: Rules, etas: Mapping[str, float]) -> Finding:
+             rules: Rules, etas: Mapping[str, float], no_sidekiq: bool) -> Finding:
     reason = component.reason
     if component.flapping:
         reason += (f"; {FLAPPING}: held at {component.shown.name.lower()} until stable "
                    f"for {_seconds(rules.flap_window_s)}")
     return Finding(component=name, severity=component.shown, reason=reason,
                    value=component.value, since=component.since,
-                   muted=_muted(name, now, mutes, sidekiq, components),
+                   muted=_muted(name, now, mutes, sidekiq, components, no_sidekiq),
                    eta_s=etas.get(name))
 
 
+def _no_trace(sidekiq: SidekiqStats) -> bool:
+    """Return True when the Redis read holds nothing Sidekiq ever wrote."""
+    return not sidekiq.queues and not sidekiq.processes_registered and not sidekiq.processed
+
+
 def _muted(name: str, now: float, mutes: Sequence[Mute], sidekiq: SidekiqStats | None,
-           components: Mapping[str, ComponentState]) -> str | None:
+           components: Mapping[str, ComponentState], no_sidekiq: bool) -> str | None:
     """Why ``name`` is not to be announced: a mute, then a root cause; None if it is."""
     for mute in mutes:
         if mute.active(now) and mute.covers(name):
@@ -918,9 +934,7 @@ def _muted(name: str, now: float, mutes: Sequence[Mute], sidekiq: SidekiqStats |
     if sidekiq is None:
         return REDIS_MUTE
     if name == ALL_UNSERVED:
-        if not sidekiq.queues and not sidekiq.processes_registered and not sidekiq.processed:
-            return NO_SIDEKIQ_MUTE
-        return None
+        return NO_SIDEKIQ_MUTE if no_sidekiq else None
 
     def firing(component: str) -> bool:
         return components.get(component, _IDLE).shown > Severity.OK

@@ -66,6 +66,7 @@ _KEEP_ENDED = 86400.0
 HEALTH_STATE = "health"
 INCIDENT_STATE = "incidents"
 PROFILE_STATE = "profile"
+NO_SIDEKIQ_STATE = "no-sidekiq"
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,6 +202,10 @@ class Bot:
                                                    window.text, now, self.settings)
                           for phase, at in (("start", window.start), ("end", window.end))
                           if at <= now]
+        told = self._no_sidekiq_notice(findings, snapshot, now, states)
+        if told is not None:
+            posts.append(told)
+            notes.append("the Redis read holds no trace of Sidekiq: admins told")
         status = self._status_post(snapshot, incident_state, now)
         if status is not None:
             posts.append(status)
@@ -351,6 +356,27 @@ class Bot:
         extra = (f"\nMembers are not told yet: reply confirm to publish, discard to keep it "
                  f"quiet. Published at {deadline} otherwise.")
         return dataclasses.replace(post, text=post.text + extra)
+
+    def _no_sidekiq_notice(self, findings: Sequence[Finding], snapshot: Snapshot, now: float,
+                           states: dict[str, dict[str, Any]]) -> Post | None:
+        """Tell the admins once when the Redis read holds no trace of Sidekiq.
+
+        Health mutes "no live process" then (a wrong URL, database or namespace
+        is a configuration mistake, not an outage to announce), so without this
+        nobody would hear of it. Told again only after Sidekiq was seen meanwhile.
+        """
+        absent = any(f.muted == health.NO_SIDEKIQ_MUTE for f in findings)
+        told = (self.store.get_state(NO_SIDEKIQ_STATE) or {}).get("since")
+        if not absent:
+            if told is not None:
+                states[NO_SIDEKIQ_STATE] = {}
+            return None
+        if told is not None:
+            return None
+        states[NO_SIDEKIQ_STATE] = {"since": now}
+        redis = snapshot.redis
+        where = redis.url + (f" namespace {redis.namespace}" if redis.namespace else "")
+        return compose.no_sidekiq_notice(where, now, now, self.settings)
 
     def _status_post(self, snapshot: Snapshot, state: incidents.IncidentState,
                      now: float) -> Post | None:

@@ -288,6 +288,14 @@ class Wording:
     """Sent once when the state file disappears or is replaced while the bot runs.
     Placeholders: {instance}, {problem}."""
 
+    admin_no_sidekiq: str = (
+        "{instance}: the Redis I read ({redis}) holds no trace of Sidekiq: no queues, no "
+        "processes, no processed jobs. Check [redis] url, the database number and the namespace "
+        "(or mastodon_env_file). Members are not told: this looks like my configuration, not "
+        "an outage.")
+    """Sent once while the Redis read holds nothing Sidekiq ever wrote (again after it did).
+    Placeholders: {instance}, {redis} (URL without password, and namespace)."""
+
     # --- maintenance (admin command) ---
     cw_maintenance: str = "Planned maintenance"
     """Content warning of maintenance posts."""
@@ -390,6 +398,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_adopted_attached": ("instance", "status", "id"),
     "admin_adopted_resolved": ("instance", "status"),
     "admin_state_lost": ("instance", "problem"),
+    "admin_no_sidekiq": ("instance", "redis"),
     "maintenance_announce": ("start", "end", "text", "instance"),
     "maintenance_start": ("end", "text"),
     "maintenance_end": ("text",),

@@ -322,3 +322,28 @@ def test_signal_handlers_are_restored_after_the_block() -> None:
     assert (inside != before,
             (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM))) == (
         True, before)
+
+
+def empty_sidekiq(at: float) -> Snapshot:
+    """A Redis that holds nothing Sidekiq ever wrote (wrong URL, database or namespace)."""
+    sidekiq = SidekiqStats(
+        processed=0, failed=0, processed_today=0, failed_today=0, scheduled=0, retries=0,
+        dead=0, enqueued=0, queues=(), processes=(), processes_registered=0,
+        live_processes=0, stale_processes=0, busy=0, concurrency=0, utilisation=None,
+        anomaly_count=0, anomalies=())
+    return Snapshot(at, RedisStats("redis://127.0.0.1:6379/5", "", True), sidekiq, None)
+
+
+def test_a_redis_without_sidekiq_is_told_to_the_admins_once() -> None:
+    """No trace of Sidekiq: one admin DM (never a member post); again only after it was seen."""
+    ticks = [empty_sidekiq(START + 120 * i) for i in range(6)]
+    ticks += [snapshot(START + 720, 0), *(empty_sidekiq(START + 840 + 120 * i) for i in range(4))]
+    clock = [START]
+    bot, _store, gateway = make_bot(list(ticks), clock=clock)
+    for item in ticks:
+        clock[0] = item.collected_at
+        bot.tick()
+    told = [s.post for s in gateway.statuses.values()]
+    assert [(p.kind, p.visibility) for p in told] == [(PostKind.ADMIN, "direct")] * 2
+    assert all("no trace of Sidekiq" in p.text and "6379/5" in p.text
+               and p.text.startswith("@alice ") for p in told)
