@@ -134,3 +134,30 @@ def test_monthly_figures_from_history() -> None:
     assert figures.cost_per_member == pytest.approx(0.5)
     post = reporting.report_post(figures, due, END, compose.Settings(), None, 1500)
     assert post.text.splitlines()[-1].endswith("https://example.org/donate")
+
+
+@pytest.mark.parametrize(
+    ("first_start", "covered_days", "expected"),
+    [
+        pytest.param(None, 7.0, None, id="watched-whole"),
+        pytest.param(ts("2026-11-20T00:00"), 3.5, None, id="exactly-half"),
+        pytest.param(ts("2026-11-20T00:00"), 3.4, "the bot watched 49% of its period "
+                     "(at least 50% is needed)", id="under-half"),
+        pytest.param(None, 0.0, "the bot watched 0% of its period (at least 50% is needed)",
+                     id="never-watched"),
+        pytest.param(ts("2026-11-30T09:00"), 7.0,
+                     "its period ended before the bot first started", id="ended-at-first-start"),
+        pytest.param(ts("2026-12-01T05:30"), 7.0,
+                     "its period ended before the bot first started", id="imported-history"),
+        pytest.param(ts("2026-11-30T08:59"), 7.0, None, id="started-before-the-end"),
+        pytest.param(None, -5.0, "the bot watched 0% of its period (at least 50% is needed)",
+                     id="negative-coverage"),
+        pytest.param(None, float("nan"), "the bot watched 0% of its period "
+                     "(at least 50% is needed)", id="nan-coverage"),
+    ],
+)
+def test_skip_reason(first_start: float | None, covered_days: float,
+                     expected: str | None) -> None:
+    """A report is posted only for a period mostly watched and not ended before the first start."""
+    due = reporting.Due("weekly", START, END, "digest:2026-W48")
+    assert reporting.skip_reason(due, first_start, covered_days * 86400) == expected
