@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from bot import compose, reporting
+from bot.cli import main
 from bot.config import ReportsConfig
 from bot.history import History, Sample
 from bot.model import Affected, Incident, Severity
@@ -161,3 +164,42 @@ def test_skip_reason(first_start: float | None, covered_days: float,
     """A report is posted only for a period mostly watched and not ended before the first start."""
     due = reporting.Due("weekly", START, END, "digest:2026-W48")
     assert reporting.skip_reason(due, first_start, covered_days * 86400) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "watched", "says"),
+    [
+        pytest.param(["--dry-run"], False, "digest:2026-W48 would not be posted: the bot watched "
+                     "0% of its period (at least 50% is needed)", id="dry-run-unwatched"),
+        pytest.param([], False, "digest:2026-W48 would not be posted: the bot watched 0%",
+                     id="unwatched"),
+        pytest.param([], True, "queued as digest:2026-W48", id="watched"),
+    ],
+)
+def test_report_command_posts_only_a_watched_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        args: list[str], watched: bool, says: str) -> None:
+    """`statusbot report` says why a report would not be posted, and then does not post it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if watched:
+        history = filled_history()
+        rows = History(Store(state / "statusbot.sqlite3"), interval=300)
+        rows.record_many(Sample(at=p.at, memory_used_percent=50.0, memory_used_bytes=None,
+                                memory_total_bytes=None, cpu_percent=None,
+                                disk_used_percent=None, queue_latency_s=None, enqueued=0,
+                                busy=1, concurrency=5, live_processes=1, redis_ok=True)
+                         for p in history.series("enqueued", START - 86400, END))
+        rows.store.close()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[redis]\nurl = "redis://127.0.0.1:1/0"\nsocket_timeout = 0.2\n'
+                      f'[bot]\ninterval = 300\nstate_dir = "{state}"\n')
+    monkeypatch.setattr(time, "time", lambda: END + 3600)  # the command's clock
+    assert main(["report", "weekly", "--config", str(config), *args]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("23\N{EN DASH}30 Nov on ")
+    assert says in err
+    if not args:
+        store = Store(state / "statusbot.sqlite3")
+        assert (store.get("digest:2026-W48") is not None) == watched
+        store.close()

@@ -110,6 +110,10 @@ probe_health = false
 [posts]
 status_every = 0
 
+[reports]  # not under test here: no digest whatever the day
+weekly = "off"
+monthly = "off"
+
 [commands]
 backfill_every = 2
 {extra}

@@ -65,6 +65,10 @@ probe_health = false
 status_every = 0
 profile_field = true
 
+[reports]  # not under test here: no digest whatever the day
+weekly = "off"
+monthly = "off"
+
 [health.queue_latency.push]
 warning = 2
 critical = 4
