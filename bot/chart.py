@@ -23,9 +23,12 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import defaults
+
+if TYPE_CHECKING:  # the parent never imports matplotlib; only the child draws
+    from matplotlib.axes import Axes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 """The first eight bytes of every PNG file."""
@@ -40,6 +43,13 @@ image about 400 px wide."""
 
 class ChartError(Exception):
     """The chart could not be drawn: matplotlib is missing, or the child failed or timed out."""
+
+
+EDGE_MARGIN_IN = 0.15
+"""Inches kept free around the panels and their labels (22 px at the chart's 150 dpi)."""
+
+NO_READINGS = "no readings"
+"""What a chart panel without a single reading says."""
 
 
 def render_chart(figures_json: dict[str, Any], out: Path, *,
@@ -112,28 +122,56 @@ def draw(data: dict[str, Any], out: Path) -> None:
                                     defaults.CHART_HEIGHT_PX / defaults.CHART_DPI),
         dpi=defaults.CHART_DPI, layout="constrained")
     figure.suptitle(str(data.get("title", "")), fontsize=FONT_SIZE + 4)
+    # a margin, so the outermost labels do not touch (and seem cut at) the image's edge
+    figure.get_layout_engine().set(w_pad=EDGE_MARGIN_IN, h_pad=EDGE_MARGIN_IN)  # type: ignore[union-attr, call-arg]
 
     at = times(memory["at"])
     mean = numbers(memory["mean"], gib)
     peak = numbers(memory["max"], gib)
-    top.fill_between(at, mean, peak, color="#f4a259", alpha=0.45, label="peak", linewidth=0)
-    top.plot(at, mean, color="#c8553d", label="used (average)")
-    provisioned = float(data["provisioned_bytes"]) / gib
-    top.axhline(provisioned, color="#2d3047", linestyle="--", linewidth=3, label="provisioned")
-    top.set_ylim(0, provisioned * 1.12 if provisioned > 0 else None)
-    top.set_title("Memory (GiB)", loc="left")
-    top.legend(loc="lower left", fontsize=FONT_SIZE - 4, ncol=3, frameon=False)
-    top.grid(axis="y", alpha=0.3)
 
-    bottom.plot(times(latency["at"]), numbers(latency["max"], 60.0), color="#1b998b")
-    bottom.set_ylim(bottom=0)
+    def empty(panel: Axes) -> None:
+        # an empty panel says so instead of drawing a scale (and a 0 GiB line) over nothing
+        panel.set_yticks([])
+        panel.text(0.5, 0.5, NO_READINGS, transform=panel.transAxes, ha="center",
+                   va="center", fontsize=FONT_SIZE + 2, color="#555555")
+
+    top.set_title("Memory (GiB)", loc="left")
+    if any(value == value for value in mean):  # some reading that is not a gap (NaN)
+        top.fill_between(at, mean, peak, color="#f4a259", alpha=0.45, label="peak",
+                         linewidth=0)
+        top.plot(at, mean, color="#c8553d", label="used (average)")
+        provisioned = float(data["provisioned_bytes"]) / gib
+        if provisioned > 0:
+            top.axhline(provisioned, color="#2d3047", linestyle="--", linewidth=3,
+                        label="provisioned")
+            top.set_ylim(0, provisioned * 1.12)
+        top.legend(loc="lower left", fontsize=FONT_SIZE - 4, ncol=3, frameon=False)
+        top.grid(axis="y", alpha=0.3)
+    else:
+        empty(top)
+
+    waits = numbers(latency["max"], 60.0)
     bottom.set_title("Longest wait for background work (min)", loc="left")
-    bottom.grid(axis="y", alpha=0.3)
+    if any(value == value for value in waits):
+        bottom.plot(times(latency["at"]), waits, color="#1b998b")
+        bottom.set_ylim(bottom=0)
+        bottom.grid(axis="y", alpha=0.3)
+    else:
+        empty(bottom)
     start, end = data.get("start"), data.get("end")
     if start is not None and end is not None:
         bottom.set_xlim(datetime.fromtimestamp(start, zone), datetime.fromtimestamp(end, zone))
     bottom.xaxis.set_major_locator(mdates.AutoDateLocator(minticks=3, maxticks=5, tz=zone))  # type: ignore[no-untyped-call]
     bottom.xaxis.set_major_formatter(mdates.DateFormatter("%d %b", tz=zone))  # type: ignore[no-untyped-call]
+    # the labels at the axis' ends would overhang the figure's edge: align them inwards
+    figure.canvas.draw()
+    bottom.set_xticks(bottom.get_xticks())
+    low, high = bottom.get_xlim()
+    for tick, label in zip(bottom.get_xticks(), bottom.get_xticklabels(), strict=True):
+        if tick <= low:
+            label.set_horizontalalignment("left")
+        elif tick >= high:
+            label.set_horizontalalignment("right")
     figure.savefig(out, format="png", dpi=defaults.CHART_DPI)
     plt.close(figure)
 

@@ -17,7 +17,9 @@ from bot.model import HostStats, SidekiqStats, Snapshot
 from bot.wording import TEXT_LIMIT, neutral
 
 if TYPE_CHECKING:
+    from bot.history import History
     from bot.loop import TickReport
+    from bot.reporting import Due
 
 log = logging.getLogger("statusbot")
 
@@ -279,7 +281,10 @@ def _report(config: Config, kind: str, *, dry_run: bool, out: str | None) -> int
             post = reporting.report_post(monthly, due, now, bot.settings, chart,
                                          bot.gateway.limits().description_limit)
         print(post.text)
-        if not dry_run:
+        reason = _report_skip_reason(history, due)
+        if reason is not None:
+            print(f"statusbot: {post.key} would not be posted: {reason}", file=sys.stderr)
+        if not dry_run and reason is None:
             bot.store.enqueue([post])
             delivery = bot.outbox.deliver(time.time())
             print(f"queued as {post.key}; sent now: {post.key in delivery.sent}",
@@ -287,6 +292,18 @@ def _report(config: Config, kind: str, *, dry_run: bool, out: str | None) -> int
     finally:
         bot.store.close()
     return EXIT_OK
+
+
+def _report_skip_reason(history: History, due: Due) -> str | None:
+    """Return why the loop would not post ``due`` (as ``Bot._due_reports`` decides), or None."""
+    from bot import reporting
+    from bot.loop import REPORTS_STATE
+
+    stored = history.store.get_state(REPORTS_STATE) or {}
+    first = stored.get("first_start")
+    first_start = float(first) if isinstance(first, (int, float)) \
+        and not isinstance(first, bool) else None
+    return reporting.skip_reason(due, first_start, history.coverage(due.start, due.end))
 
 
 def _audit(config: Config, limit: int) -> int:

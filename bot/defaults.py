@@ -378,6 +378,16 @@ REPORT_SMALLER_BELOW = 0.5
 REPORT_TIGHT_ABOVE = 0.9
 """Share of provisioned memory (0-1): a monthly peak above it means the server is tight."""
 
+REPORT_MIN_WATCHED = 0.5
+"""Share of a report's period the bot must have watched for the report to be posted.
+
+Half the period: a digest then speaks of at least 3.5 of its 7 days (a bot
+installed mid-week posts its first digest the next Monday if it ran since
+Thursday, else a week later), and what is reported as unknown never outweighs
+what was seen. The posted report still says which part was not watched. A
+period that ended before the bot's first start is never posted, whatever
+history holds."""
+
 REPORT_GAP_FACTOR = 1.5
 """Chart series: a step between points longer than this many typical steps is a gap
 (the bot was not watching); the line breaks there instead of bridging it."""

@@ -37,7 +37,15 @@ import redis
 
 from bot import health
 from bot.app import build
-from bot.config import BotConfig, Config, MastodonConfig, PostsConfig, RedisConfig, Secret
+from bot.config import (
+    BotConfig,
+    Config,
+    MastodonConfig,
+    PostsConfig,
+    RedisConfig,
+    ReportsConfig,
+    Secret,
+)
 
 log = logging.getLogger(__name__)
 
@@ -233,6 +241,7 @@ def demo_config(redis_port: int, api: str, workdir: Path) -> Config:
                                 admins=(ADMIN,), request_timeout=5.0, retry_after=2.0,
                                 retry_max=8.0),
         posts=PostsConfig(status_every=0.0, profile_field=True),
+        reports=ReportsConfig(weekly=None, monthly=None),  # the demo shows an incident only
         health=rules,
     )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import signal
 import threading
@@ -67,6 +68,12 @@ HEALTH_STATE = "health"
 INCIDENT_STATE = "incidents"
 PROFILE_STATE = "profile"
 NO_SIDEKIQ_STATE = "no-sidekiq"
+REPORTS_STATE = "reports"
+"""Named state of the report schedule: ``first_start`` (epoch seconds of the first tick that
+kept reports) and ``skipped`` (keys of reports decided not to be posted, with why)."""
+
+_SKIPPED_KEPT = 16
+"""Skipped report keys remembered (each is looked at only in the day after its slot)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,10 +269,16 @@ class Bot:
         A report is due in the day after its slot and only if its key was never
         queued: a restart or a long tick never posts one twice, and a bot that
         was down over the slot posts it late rather than never, for a day.
+        It is not posted about time the bot did not watch
+        (``reporting.skip_reason``): a period that ended before the bot's first
+        start, or one it watched less than ``defaults.REPORT_MIN_WATCHED`` of.
+        That decision is final for the period, noted once and remembered.
         """
         config, history = self.reports, self.history
         if config is None or history is None or self.daily_counters is None:
             return []
+        record = self._reports_state(now)
+        skipped: dict[str, str] = record["skipped"]
         posts: list[Post] = []
         tz = self.settings.timezone
         candidates = []
@@ -274,15 +287,45 @@ class Bot:
         if config.monthly is not None:
             candidates.append(reporting.last_monthly(now, config.monthly, tz))
         for due in candidates:
-            if now - due.end > _REPORT_LATE or self.store.get(due.key) is not None:
+            if (now - due.end > _REPORT_LATE or due.key in skipped
+                    or self.store.get(due.key) is not None):
                 continue
             try:
+                reason = reporting.skip_reason(due, record["first_start"],
+                                               history.coverage(due.start, due.end))
+                if reason is not None:
+                    skipped[due.key] = reason
+                    self.store.put_state(REPORTS_STATE, {
+                        "first_start": record["first_start"],
+                        "skipped": dict(list(skipped.items())[-_SKIPPED_KEPT:])})
+                    notes.append(f"{due.kind} report {due.key} not posted: {reason}")
+                    log.info("%s report %s not posted: %s", due.kind, due.key, reason)
+                    continue
                 posts.append(self._report_post(due, now, state, config, history))
             except Exception as exc:
                 self._tick_failed(exc)
                 continue
             notes.append(f"{due.kind} report {due.key} due")
         return posts
+
+    def _reports_state(self, now: float) -> dict[str, Any]:
+        """Return the stored report schedule state; the first call records ``now`` as first start.
+
+        An unreadable record is replaced by one starting ``now`` (so no report
+        is posted about a period before it), and said so in the log.
+        """
+        data = self.store.get_state(REPORTS_STATE)
+        first = data.get("first_start") if data is not None else None
+        skipped = data.get("skipped") if data is not None else None
+        if isinstance(first, (int, float)) and not isinstance(first, bool) \
+                and math.isfinite(first) and isinstance(skipped, dict):
+            return {"first_start": float(first),
+                    "skipped": {str(k): str(v) for k, v in skipped.items()}}
+        if data is not None:
+            log.error("stored report state unreadable, first start taken as now: %.200r", data)
+        record: dict[str, Any] = {"first_start": now, "skipped": {}}
+        self.store.put_state(REPORTS_STATE, record)
+        return record
 
     def _report_post(self, due: reporting.Due, now: float, state: incidents.IncidentState,
                      config: ReportsConfig, history: History) -> Post:

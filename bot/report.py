@@ -195,6 +195,8 @@ class MonthlyFigures:
     donation_url: str | None
     memory_series: tuple[Point, ...] = ()
     latency_series: tuple[Point, ...] = ()
+    longest_incident_s: float = 0.0
+    """The longest incident's time inside the month (as ``History.incident_stats`` counts it)."""
 
     @property
     def memory_mean_share(self) -> float | None:
@@ -279,7 +281,8 @@ def monthly_figures(start: float, end: float, memory_used: Sequence[Point],
         available=None if covered <= 0 else (covered - incident_time) / covered,
         monthly_cost=monthly_cost, currency=currency, active_members=active_members,
         cost_per_member=cost_per_member, donation_url=donation_url,
-        memory_series=memory, latency_series=lat)
+        memory_series=memory, latency_series=lat,
+        longest_incident_s=max((s.in_window_s for s in summaries), default=0.0))
 
 
 def sizing(peak_bytes: float | None, total_bytes: int) -> Sizing:
@@ -410,8 +413,9 @@ class ReportWording:
     report_quiet: str = "No disruptions{unwatched}."
     report_unwatched: str = ("I was not watching this month, so I cannot say whether it "
                              "was disrupted.")
-    report_trouble: str = ("{count} {disruptions}, {duration} in total; working normally "
-                           "{percent} of the time watched{unwatched}.")
+    report_trouble: str = ("{count} {disruptions}, {duration} in total{longest}; working "
+                           "normally {percent} of the time watched{unwatched}.")
+    report_longest: str = " (the longest {duration})"
     report_cost: str = "Running costs: {cost} a month, {per_member} per active member ({members})."
     report_cost_only: str = "Running costs: {cost} a month."
     report_donate: str = "Support us: {url}"
@@ -520,6 +524,9 @@ def report_text(figures: MonthlyFigures, settings: Settings,
                           disruptions=words.disruption_one if count == 1
                           else words.disruption_many,
                           duration=_duration(figures.incident_time_s, common),
+                          longest="" if count < 2 else fill(
+                              words.report_longest,
+                              duration=_duration(figures.longest_incident_s, common)),
                           percent=_percent(figures.available), unwatched=unwatched))
     else:
         lines.append(words.report_unwatched if figures_unwatched(figures)

@@ -9,13 +9,14 @@ so each is published once whoever asks and however often.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bot import compose, report
+from bot import compose, defaults, report
 from bot.config import ReportsConfig
 from bot.history import History
 from bot.model import Incident, Point, Post, PostKind
@@ -64,6 +65,25 @@ def last_monthly(now: float, slot: tuple[int, int], tz: str) -> Due:
     month_start = (month_end - timedelta(days=1)).replace(day=1)
     return Due("monthly", month_start.timestamp(), month_end.timestamp(),
                f"report:{month_start:%Y-%m}")
+
+
+def skip_reason(due: Due, first_start: float | None, covered_s: float,
+                min_watched: float = defaults.REPORT_MIN_WATCHED) -> str | None:
+    """Return why ``due`` must not be posted, or None when it may be.
+
+    Not posted: a period that ended before the bot's first start
+    (``first_start``, None when unknown), or one of which the bot watched less
+    than ``min_watched`` (``covered_s`` seconds of it were watched).
+    """
+    window = due.end - due.start
+    if first_start is not None and due.end <= first_start:
+        return "its period ended before the bot first started"
+    watched = covered_s if math.isfinite(covered_s) else 0.0
+    share = 0.0 if window <= 0 else min(1.0, max(0.0, watched) / window)
+    if share < min_watched:
+        return (f"the bot watched {share:.0%} of its period "
+                f"(at least {min_watched:.0%} is needed)")
+    return None
 
 
 def chart_file(directory: Path, due: Due) -> Path:

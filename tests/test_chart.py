@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -67,3 +69,57 @@ def test_timeout_is_a_chart_error(tmp_path: Path) -> None:
     """A child that takes too long is killed and reported."""
     with pytest.raises(chart.ChartError, match="longer than"):
         chart.render_chart(data(), tmp_path / "month.png", timeout=0.01)
+
+
+INSPECT = """
+import json, sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from bot import chart
+figures = []
+plt.close = figures.append  # keep the figure to look at it
+chart.draw(json.loads(sys.stdin.read()), Path(sys.argv[1]))
+(figure,) = figures
+renderer = figure.canvas.get_renderer()
+width = figure.bbox.width
+print(json.dumps({
+    "texts": [[t.get_text() for t in ax.texts] for ax in figure.axes],
+    "legend": [[t.get_text() for t in ax.get_legend().get_texts()] if ax.get_legend() else []
+               for ax in figure.axes],
+    "labels": [[label.get_text(), bool(label.get_window_extent(renderer).x0 >= 15),
+                bool(label.get_window_extent(renderer).x1 <= width - 15)]
+               for label in figure.axes[1].get_xticklabels() if label.get_text()],
+}))
+"""
+
+
+def empty_month() -> dict[str, object]:
+    start, end = 1793491200.0, 1796083200.0  # November 2026, UTC
+    figures = report.monthly_figures(start, end, [], 0, [], None, [], [], {}, None, "EUR",
+                                     None, None, 0.0)
+    return report.chart_data(figures)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected_texts", "expected_legend"),
+    [
+        pytest.param("empty", [[chart.NO_READINGS], [chart.NO_READINGS]], [[], []],
+                     id="no-readings"),
+        pytest.param("full", [[], []], [["peak", "used (average)", "provisioned"], []],
+                     id="a-month-of-readings"),
+    ],
+)
+def test_chart_panels_and_date_labels(tmp_path: Path, name: str,
+                                      expected_texts: list[list[str]],
+                                      expected_legend: list[list[str]]) -> None:
+    """An empty panel says "no readings" (no 0 GiB line); every date label fits the image."""
+    source = empty_month() if name == "empty" else data()
+    result = subprocess.run([sys.executable, "-c", INSPECT, str(tmp_path / "m.png")],
+                            input=json.dumps(source), capture_output=True, text=True,
+                            check=True, timeout=120)
+    seen = json.loads(result.stdout)
+    assert (seen["texts"], seen["legend"]) == (expected_texts, expected_legend)
+    assert seen["labels"] and all(inside_left and inside_right
+                                  for _, inside_left, inside_right in seen["labels"])

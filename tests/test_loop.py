@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import itertools
 import logging
 import subprocess
@@ -9,13 +11,24 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from bot import compose, health, incidents
+from bot.app import build
+from bot.cli import main
+from bot.config import BotConfig, Config, MastodonConfig, PostsConfig, ReportsConfig
 from bot.gateway import RecordingGateway, RetryableError
-from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot, heartbeat_age, write_heartbeat
+from bot.loop import (
+    HEALTH_STATE,
+    INCIDENT_STATE,
+    REPORTS_STATE,
+    Bot,
+    heartbeat_age,
+    write_heartbeat,
+)
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
 from bot.store import ItemState, Store
@@ -164,22 +177,34 @@ def test_heartbeat_after_each_completed_tick(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("age", "status", "says"),
     [
-        pytest.param(10.0, 0, "healthy: the last tick completed 10s ago", id="fresh"),
-        pytest.param(1000.0, 1, "unhealthy: the last tick completed 16m40s ago (limit 2m30s)",
+        pytest.param(10.0, 0, "healthy: the last tick completed 10s ago\n", id="fresh"),
+        pytest.param(1000.0, 1,
+                     "unhealthy: the last tick completed 16m40s ago (limit 2m30s)\n",
                      id="stale"),
         pytest.param(None, 1, "unhealthy: no completed tick recorded in", id="never"),
     ],
 )
-def test_healthcheck_command(tmp_path: Path, age: float | None, status: int, says: str) -> None:
+def test_healthcheck_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str], age: float | None,
+                             status: int, says: str) -> None:
     """`statusbot healthcheck` fails when no tick completed within three intervals + 60 s."""
     config = tmp_path / "c.toml"
     config.write_text(f'[bot]\ninterval = 30\nstate_dir = "{tmp_path / "state"}"\n')
     if age is not None:
-        write_heartbeat(tmp_path / "state" / "last-tick", time.time() - age)
+        write_heartbeat(tmp_path / "state" / "last-tick", START - age)
+    monkeypatch.setattr(time, "time", lambda: START)  # the check's clock, not the machine's
+    assert main(["healthcheck", "--config", str(config)]) == status
+    assert capsys.readouterr().out.startswith(says)
+
+
+def test_healthcheck_entry_point(tmp_path: Path) -> None:
+    """`python -m bot healthcheck` exits non-zero when no tick was ever recorded."""
+    config = tmp_path / "c.toml"
+    config.write_text(f'[bot]\ninterval = 30\nstate_dir = "{tmp_path / "state"}"\n')
     result = subprocess.run([sys.executable, "-m", "bot", "healthcheck", "--config", str(config)],
                             capture_output=True, text=True, check=False)
-    assert result.returncode == status
-    assert result.stdout.startswith(says), result.stdout
+    assert (result.returncode, result.stdout.split(" in ")[0]) == (
+        1, "unhealthy: no completed tick recorded")
 
 
 def test_confirm_mode_holds_member_posts_until_the_deadline() -> None:
@@ -347,3 +372,125 @@ def test_a_redis_without_sidekiq_is_told_to_the_admins_once() -> None:
     assert [(p.kind, p.visibility) for p in told] == [(PostKind.ADMIN, "direct")] * 2
     assert all("no trace of Sidekiq" in p.text and "6379/5" in p.text
                and p.text.startswith("@alice ") for p in told)
+
+
+# --- reports of a freshly started bot (its real start-up path, an injected clock) ---------
+
+
+def utc(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc).timestamp()
+
+
+class Healthy:
+    """A collector that reads a healthy instance at the injected clock's time."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+
+    def collect(self) -> Snapshot:
+        return snapshot(self.clock[0], 0)
+
+
+def fresh_bot(tmp_path: Path, clock: list[float], zone: str = "UTC",
+              ) -> tuple[Bot, RecordingGateway]:
+    """Build the bot as `statusbot run` does (state on disk, default report slots)."""
+    config = dataclasses.replace(
+        Config(), bot=BotConfig(interval=300.0, state_dir=str(tmp_path / "state")),
+        mastodon=MastodonConfig(timezone=zone), posts=PostsConfig(status_every=0.0),
+        reports=ReportsConfig(chart=False))
+    gateway = RecordingGateway()
+    bot = build(config, out=io.StringIO(), gateway=gateway, clock=lambda: clock[0])
+    bot.collector = Healthy(clock)  # type: ignore[assignment]
+    bot.daily_counters = lambda days, today: {}
+    return bot, gateway
+
+
+def run_until(bot: Bot, clock: list[float], end: float, step: float = 300.0) -> list[str]:
+    """Tick every ``step`` seconds from the clock's time until ``end``; return the notes."""
+    notes: list[str] = []
+    while clock[0] < end:
+        notes += bot.tick().notes
+        clock[0] += step
+    return notes
+
+
+def report_keys(gateway: RecordingGateway) -> list[str]:
+    return [s.post.key for s in gateway.statuses.values()
+            if s.post.key.startswith(("digest:", "report:"))]
+
+
+@pytest.mark.parametrize(
+    ("start", "until", "zone", "posted", "skipped"),
+    [
+        pytest.param("2026-12-01T05:30", "2026-12-07T10:00", "UTC", ["digest:2026-W49"],
+                     ["digest:2026-W48", "report:2026-11"], id="tuesday-after-the-monday-slot"),
+        pytest.param("2027-02-01T09:30", "2027-02-02T10:00", "UTC", [],
+                     ["digest:2027-W04", "report:2027-01"],
+                     id="first-of-the-month-after-both-slots"),
+        pytest.param("2026-12-31T23:58", "2027-01-11T10:00", "UTC", ["digest:2027-W01"],
+                     ["report:2026-12", "digest:2026-W53"], id="new-years-eve-week-53"),
+        pytest.param("2026-10-19T07:30", "2026-11-02T09:00", "Europe/Berlin",
+                     ["digest:2026-W43", "digest:2026-W44"], ["digest:2026-W42", "report:2026-10"],
+                     id="berlin-dst-end"),
+    ],
+)
+def test_a_fresh_bot_reports_only_on_time_it_watched(
+        tmp_path: Path, start: str, until: str, zone: str, posted: list[str],
+        skipped: list[str]) -> None:
+    """A fresh start posts no report about unwatched time, and each watched period once."""
+    clock = [utc(start)]
+    bot, gateway = fresh_bot(tmp_path, clock, zone)
+    notes = run_until(bot, clock, utc(until))
+    assert report_keys(gateway) == posted
+    assert [n.split()[2] for n in notes if "not posted" in n] == skipped
+    for text in (s.post.text for s in gateway.statuses.values()):
+        assert "I was not watching" not in text
+
+
+def test_the_digest_goes_out_at_the_local_slot_across_a_dst_change(tmp_path: Path) -> None:
+    """Monday 09:00 Berlin is 07:00 UTC before the October change and 08:00 after it."""
+    clock = [utc("2026-10-19T07:30")]
+    bot, gateway = fresh_bot(tmp_path, clock, "Europe/Berlin")
+    run_until(bot, clock, utc("2026-10-26T07:55"))
+    assert report_keys(gateway) == []
+    run_until(bot, clock, utc("2026-10-26T08:05"))
+    assert report_keys(gateway) == ["digest:2026-W43"]
+
+
+def test_a_restarted_bot_keeps_its_first_start(tmp_path: Path) -> None:
+    """A restart is no fresh start: the week watched since the first start is reported."""
+    clock = [utc("2026-12-01T05:30")]
+    bot, _ = fresh_bot(tmp_path, clock)
+    run_until(bot, clock, utc("2026-12-04T00:00"))
+    bot.store.close()
+    bot, gateway = fresh_bot(tmp_path, clock)
+    notes = run_until(bot, clock, utc("2026-12-07T09:30"))
+    assert report_keys(gateway) == ["digest:2026-W49"]
+    assert "not watched for 20 h 30 min, 12% of the time" in next(
+        s.post.text for s in gateway.statuses.values())
+    assert not [n for n in notes if "not posted" in n]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param({"first_start": "yesterday", "skipped": {}}, id="text"),
+        pytest.param({"first_start": float("nan"), "skipped": {}}, id="nan"),
+        pytest.param({"first_start": True, "skipped": {}}, id="bool"),
+        pytest.param({"first_start": 1.0, "skipped": ["digest:2026-W49"]}, id="skipped-list"),
+        pytest.param({}, id="empty"),
+    ],
+)
+def test_an_unreadable_report_state_posts_nothing_older(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, stored: dict[str, object]) -> None:
+    """A broken report record is said in the log and counts as a first start now."""
+    clock = [utc("2026-12-01T05:30")]
+    bot, gateway = fresh_bot(tmp_path, clock)
+    bot.store.put_state(REPORTS_STATE, stored)
+    with caplog.at_level(logging.ERROR):
+        run_until(bot, clock, utc("2026-12-01T06:00"))
+    assert report_keys(gateway) == []
+    assert "stored report state unreadable" in caplog.text
+    assert bot.store.get_state(REPORTS_STATE) == {
+        "first_start": utc("2026-12-01T05:30"),
+        "skipped": {"digest:2026-W48": "its period ended before the bot first started"}}

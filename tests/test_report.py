@@ -116,11 +116,13 @@ GIB = 1 << 30
 
 def month(memory: list[Point], total: int = 4 * GIB, cost: float | None = 40.0,
           members: int | None = 160, covered: float = 30 * DAY,
-          latency: list[Point] | None = None) -> report.MonthlyFigures:
+          latency: list[Point] | None = None,
+          incidents: list[Inc] | None = None) -> report.MonthlyFigures:
     return report.monthly_figures(
         T0, T0 + 30 * DAY, memory, total, points([(5, 10, 50, 60), (5, 30, 90, 20)]), 63.5,
         latency if latency is not None else points([(0, 2, 5, 60), (0, 10, 600, 60)]),
-        [Inc("a", T0 + DAY, T0 + DAY + 3 * H, ("queue:default",))],
+        [Inc("a", T0 + DAY, T0 + DAY + 3 * H, ("queue:default",))] if incidents is None
+        else incidents,
         {"2024-05-01": 1000, "2024-05-02": 2500}, cost, "EUR", members,
         "https://example.social/donate", covered)
 
@@ -239,6 +241,24 @@ def test_report_states_the_figures() -> None:
                  "could be smaller", "40.00 EUR a month, 0.25 EUR per active member (160)",
                  "3,500 background tasks", "1 disruption, 3 h in total", "Disk: 64% full"):
         assert fact in text
+
+
+@pytest.mark.parametrize(("incidents", "says"), [
+    pytest.param([Inc("a", T0 + DAY, T0 + DAY + 3 * H, ("web",))],
+                 "1 disruption, 3 h in total; working", id="one"),
+    pytest.param([Inc("a", T0 + DAY, T0 + DAY + H, ("web",)),
+                  Inc("b", T0 + 2 * DAY, T0 + 2 * DAY + 5 * H, ("web",)),
+                  Inc("c", T0 + 3 * DAY, T0 + 3 * DAY + 2 * H, ("web",))],
+                 "3 disruptions, 8 h in total (the longest 5 h); working", id="three"),
+    pytest.param([Inc("a", T0 - 10 * H, T0 + 2 * H, ("web",)),
+                  Inc("b", T0 + 2 * DAY, T0 + 2 * DAY + 3 * H, ("web",))],
+                 "2 disruptions, 5 h in total (the longest 3 h); working",
+                 id="clipped-at-the-month-start"),
+])
+def test_report_names_the_longest_incident(incidents: list[Inc], says: str) -> None:
+    """The donor report gives the longest disruption (its time in the month) beside the total."""
+    text = report.report_text(month([], incidents=incidents), NORMAL)
+    assert says in text
 
 
 @pytest.mark.parametrize("limit", [1500, 420, 100])

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from datetime import date, datetime, timezone
+from pathlib import Path
 
 import pytest
 
 from bot import compose, reporting
+from bot.cli import main
 from bot.config import ReportsConfig
 from bot.history import History, Sample
 from bot.model import Affected, Incident, Severity
@@ -134,3 +137,69 @@ def test_monthly_figures_from_history() -> None:
     assert figures.cost_per_member == pytest.approx(0.5)
     post = reporting.report_post(figures, due, END, compose.Settings(), None, 1500)
     assert post.text.splitlines()[-1].endswith("https://example.org/donate")
+
+
+@pytest.mark.parametrize(
+    ("first_start", "covered_days", "expected"),
+    [
+        pytest.param(None, 7.0, None, id="watched-whole"),
+        pytest.param(ts("2026-11-20T00:00"), 3.5, None, id="exactly-half"),
+        pytest.param(ts("2026-11-20T00:00"), 3.4, "the bot watched 49% of its period "
+                     "(at least 50% is needed)", id="under-half"),
+        pytest.param(None, 0.0, "the bot watched 0% of its period (at least 50% is needed)",
+                     id="never-watched"),
+        pytest.param(ts("2026-11-30T09:00"), 7.0,
+                     "its period ended before the bot first started", id="ended-at-first-start"),
+        pytest.param(ts("2026-12-01T05:30"), 7.0,
+                     "its period ended before the bot first started", id="imported-history"),
+        pytest.param(ts("2026-11-30T08:59"), 7.0, None, id="started-before-the-end"),
+        pytest.param(None, -5.0, "the bot watched 0% of its period (at least 50% is needed)",
+                     id="negative-coverage"),
+        pytest.param(None, float("nan"), "the bot watched 0% of its period "
+                     "(at least 50% is needed)", id="nan-coverage"),
+    ],
+)
+def test_skip_reason(first_start: float | None, covered_days: float,
+                     expected: str | None) -> None:
+    """A report is posted only for a period mostly watched and not ended before the first start."""
+    due = reporting.Due("weekly", START, END, "digest:2026-W48")
+    assert reporting.skip_reason(due, first_start, covered_days * 86400) == expected
+
+
+@pytest.mark.parametrize(
+    ("args", "watched", "says"),
+    [
+        pytest.param(["--dry-run"], False, "digest:2026-W48 would not be posted: the bot watched "
+                     "0% of its period (at least 50% is needed)", id="dry-run-unwatched"),
+        pytest.param([], False, "digest:2026-W48 would not be posted: the bot watched 0%",
+                     id="unwatched"),
+        pytest.param([], True, "queued as digest:2026-W48", id="watched"),
+    ],
+)
+def test_report_command_posts_only_a_watched_period(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        args: list[str], watched: bool, says: str) -> None:
+    """`statusbot report` says why a report would not be posted, and then does not post it."""
+    state = tmp_path / "state"
+    state.mkdir()
+    if watched:
+        history = filled_history()
+        rows = History(Store(state / "statusbot.sqlite3"), interval=300)
+        rows.record_many(Sample(at=p.at, memory_used_percent=50.0, memory_used_bytes=None,
+                                memory_total_bytes=None, cpu_percent=None,
+                                disk_used_percent=None, queue_latency_s=None, enqueued=0,
+                                busy=1, concurrency=5, live_processes=1, redis_ok=True)
+                         for p in history.series("enqueued", START - 86400, END))
+        rows.store.close()
+    config = tmp_path / "c.toml"
+    config.write_text(f'[redis]\nurl = "redis://127.0.0.1:1/0"\nsocket_timeout = 0.2\n'
+                      f'[bot]\ninterval = 300\nstate_dir = "{state}"\n')
+    monkeypatch.setattr(time, "time", lambda: END + 3600)  # the command's clock
+    assert main(["report", "weekly", "--config", str(config), *args]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("23\N{EN DASH}30 Nov on ")
+    assert says in err
+    if not args:
+        store = Store(state / "statusbot.sqlite3")
+        assert (store.get("digest:2026-W48") is not None) == watched
+        store.close()

@@ -110,7 +110,7 @@ probe_health = false
 [posts]
 status_every = 0
 
-[reports]
+[reports]  # not under test here: no digest whatever the day
 weekly = "off"
 monthly = "off"
 

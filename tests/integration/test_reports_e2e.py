@@ -39,19 +39,22 @@ def test_monthly_report_with_its_chart_is_posted_once(tmp_path: Path) -> None:
                    memory_total_bytes=8 << 30, cpu_percent=12.0, disk_used_percent=30.0,
                    queue_latency_s=5.0, enqueued=3, busy=1, concurrency=5, live_processes=1,
                    redis_ok=True)
-            for at in range(int(now - 70 * 86400), int(now), 3600))
+            for at in range(int(now - 70 * 86400), int(now), 300))
         history.store.close()
         config = tmp_path / "statusbot.toml"
         config.write_text(f"""
 [redis]
 url = "{redis.url}"
 [bot]
+interval = 300
 state_dir = "{state}"
 [mastodon]
 api_base_url = "{mock.url}"
 access_token_env = "{TOKEN_ENV}"
 probe_health = false
 [reports]
+weekly = "mon 09:00"
+monthly = "1 09:00"
 monthly_cost = 40
 donation_url = "https://example.org/donate"
 """)
