@@ -20,10 +20,10 @@ missing hash) is counted in the snapshot and never raises.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import re
+import reprlib
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -38,8 +38,76 @@ from bot.model import Anomaly, ProcessStats, QueueStats, RedisStats, SidekiqStat
 INFO_SECTIONS = ("server", "clients", "memory")
 """The INFO sections the Redis reading uses (version and uptime, clients, memory)."""
 
+MAX_JOB_CHARS = 1_048_576
+"""A job JSON longer than this is not parsed (an anomaly); its latency comes from its ends."""
+
+MAX_INFO_CHARS = 65_536
+"""A heartbeat ``info`` longer than this is not parsed (an anomaly); real ones are < 2 KB."""
+
 PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "concurrency")
 """Heartbeat hash fields read for every process (``concurrency`` exists from Sidekiq 8.1.2)."""
+
+
+MAX_COUNT = 2**63 - 1
+"""The largest counter, size or count read from Redis (Redis integers are signed 64-bit)."""
+
+MAX_EPOCH_S = 32_503_680_000.0
+"""The latest timestamp taken for real (the year 3000); later ones are malformed."""
+
+_MAX_NUMBER_CHARS = 64
+"""A hash field longer than this is not a number (and is not handed to ``float``)."""
+
+_STAMP = re.compile(r'"(enqueued_at|created_at)"\s*:\s*(-?[0-9][0-9.eE+-]{0,40})')
+_ENDS = 4096
+"""Characters read at each end of a job too large to parse, looking for its timestamps."""
+
+
+def _show(value: object) -> str:
+    """Return a short, bounded text of a value from Redis for an anomaly message."""
+    if isinstance(value, str):
+        text = repr(value[:48])
+    elif isinstance(value, (list, dict)):
+        text = reprlib.repr(value)  # bounded depth and length
+    else:
+        text = repr(value)
+    return text[:40]
+
+
+def as_count(value: object) -> int | None:
+    """Return a count (0 to ``MAX_COUNT``) from a Redis value, or None if it is not one.
+
+    Hash fields and counters are strings; JSON gives ints and floats. A float
+    (or a string like ``"12.0"``) is truncated. Non-finite, negative, too large
+    and wrongly typed values are None.
+    """
+    if isinstance(value, bool):
+        return None
+    number: int
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str):
+        if len(value) > _MAX_NUMBER_CHARS:
+            return None
+        try:
+            number = int(value)
+        except ValueError:
+            try:
+                decimal = float(value)
+            except ValueError:
+                return None
+            if not -1.0 < decimal < MAX_COUNT:  # also False for NaN and infinities
+                return None
+            number = int(decimal)
+    elif isinstance(value, float):
+        if not -1.0 < value < MAX_COUNT:
+            return None
+        number = int(value)
+    else:
+        return None
+    return number if 0 <= number <= MAX_COUNT else None
+
+
+_MAX_EPOCH_MS = int(MAX_EPOCH_S * 1000)
 
 
 def epoch_seconds(value: object) -> float | None:
@@ -50,20 +118,47 @@ def epoch_seconds(value: object) -> float | None:
     date before 1973 is, in milliseconds, below it; no date before the year
     5000 is, in seconds, above it), so an integer-seconds value written by
     another client is still read right. Numeric strings (hash fields) count.
+    Non-finite, non-positive and values after ``MAX_EPOCH_S`` are None.
     """
     if isinstance(value, bool):
         return None
     if isinstance(value, str):
+        if len(value) > _MAX_NUMBER_CHARS:
+            return None
         try:
             value = float(value)
         except ValueError:
             return None
-    if not isinstance(value, (int, float)) or value != value or value <= 0:  # NaN, negative
+    if isinstance(value, int):
+        if not 0 < value <= _MAX_EPOCH_MS:  # compared as ints: 10**400 never becomes a float
+            return None
+        seconds = float(value)
+    elif isinstance(value, float):
+        seconds = value
+    else:
         return None
-    seconds = float(value)
+    if not 0.0 < seconds <= MAX_EPOCH_S * 1000:  # also False for NaN and infinities
+        return None
     if seconds > defaults.MILLISECONDS_THRESHOLD:
         seconds /= 1000.0
-    return seconds
+    return seconds if seconds <= MAX_EPOCH_S else None
+
+
+def _latency_from_ends(raw: str, now: float) -> float | None:
+    """Return the latency of a job too large to parse from a timestamp near either end."""
+    found: dict[str, str] = {}
+    for part in (raw[:_ENDS], raw[-_ENDS:]):
+        for match in _STAMP.finditer(part):
+            found.setdefault(match.group(1), match.group(2))
+    text = found.get("enqueued_at", found.get("created_at"))
+    if text is None:
+        return None
+    try:
+        number: float = int(text) if text.lstrip("-").isdigit() else float(text)
+    except ValueError:
+        return None
+    at = epoch_seconds(number)
+    return None if at is None else max(0.0, now - at)
 
 
 def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
@@ -73,12 +168,18 @@ def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
     latency 0.0). Like Sidekiq, the age is measured from ``enqueued_at``,
     falling back to ``created_at`` (Sidekiq ≥ 8.1.2); a job with neither
     has latency 0.0 as in Sidekiq, reported as a problem. A job that is not a
-    JSON object has an unknown latency (None).
+    JSON object has an unknown latency (None). A job longer than
+    ``MAX_JOB_CHARS`` is not parsed: it is a problem, and its latency comes
+    from a timestamp found near either end, if any. Never raises.
     """
     if raw is None:
         return 0.0, None
+    if len(raw) > MAX_JOB_CHARS:
+        return _latency_from_ends(raw, now), f"oldest job is larger than {MAX_JOB_CHARS} characters"
     try:
         job = json.loads(raw)
+    except RecursionError:
+        return None, "oldest job is nested too deeply"
     except ValueError:
         return None, "oldest job is not valid JSON"
     if not isinstance(job, dict):
@@ -87,21 +188,9 @@ def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
         if name in job:
             at = epoch_seconds(job[name])
             if at is None:
-                return None, f"oldest job has a malformed {name}: {job[name]!r:.40}"
+                return None, f"oldest job has a malformed {name}: {_show(job[name])}"
             return max(0.0, now - at), None
     return 0.0, "oldest job has neither enqueued_at nor created_at"
-
-
-def _int_field(value: object) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(str(value))
-    except ValueError:
-        try:
-            return int(float(str(value)))
-        except ValueError:
-            return None
 
 
 def _unique(names: Iterable[object]) -> tuple[str, ...]:
@@ -131,24 +220,36 @@ def _process_queues(info: dict[str, Any]) -> tuple[str, ...]:
     return _unique(names)
 
 
-def _process_concurrency(hash_value: object, info: dict[str, Any]) -> int | None:
-    concurrency = _int_field(hash_value)  # Sidekiq ≥ 8.1.2
-    if concurrency is not None:
+def _info_concurrency(info: dict[str, Any], problems: list[str]) -> int | None:
+    if "concurrency" in info:  # Sidekiq ≤ 8.1.1
+        value = info["concurrency"]
+        concurrency = as_count(value) if isinstance(value, int) else None
+        if concurrency is None:
+            problems.append(f"malformed info.concurrency: {_show(value)}")
         return concurrency
-    if isinstance(info.get("concurrency"), int):
-        return int(info["concurrency"])
     capsules = info.get("capsules")
     if isinstance(capsules, dict):
         counts = [c.get("concurrency") for c in capsules.values() if isinstance(c, dict)]
-        numbers = [n for n in counts if isinstance(n, int) and not isinstance(n, bool)]
-        if numbers and len(numbers) == len(counts):
-            return sum(numbers)
+        numbers = [as_count(n) for n in counts if isinstance(n, int)]
+        if numbers and len(numbers) == len(counts) and None not in numbers:
+            return min(MAX_COUNT, sum(n for n in numbers if n is not None))
     return None
 
 
-def _major_version(info: dict[str, Any]) -> int | None:
-    match = re.match(r"(\d+)\.", str(info.get("version", "")))
+def _major_version(version: str | None) -> int | None:
+    match = re.match(r"(\d{1,9})\.", version or "")
     return int(match.group(1)) if match else None
+
+
+def _stale_limit(major: int | None, configured: float) -> float:
+    if configured > 0:
+        return configured
+    beat = (
+        defaults.BEAT_INTERVAL_SIDEKIQ7
+        if major is not None and major >= 7
+        else defaults.BEAT_INTERVAL_SIDEKIQ6
+    )
+    return beat * defaults.MISSED_BEATS_STALE
 
 
 def stale_limit(info: dict[str, Any], configured: float) -> float:
@@ -158,28 +259,123 @@ def stale_limit(info: dict[str, Any], configured: float) -> float:
     writes ``version`` into ``info`` from 7.0.2 and beats every 10 s from 7.0;
     without it (6.x) it beats every 5 s.
     """
-    if configured > 0:
-        return configured
-    major = _major_version(info)
-    beat = (
-        defaults.BEAT_INTERVAL_SIDEKIQ7
-        if major is not None and major >= 7
-        else defaults.BEAT_INTERVAL_SIDEKIQ6
-    )
-    return beat * defaults.MISSED_BEATS_STALE
+    version = info.get("version")
+    return _stale_limit(_major_version(version if isinstance(version, str) else None),
+                        configured)
 
 
-@functools.lru_cache(maxsize=defaults.HEARTBEAT_CACHE)
-def _load_info(raw: str) -> object:
-    """Parse a heartbeat's ``info`` JSON (None when malformed); read-only results.
+@dataclass(frozen=True, slots=True)
+class HeartbeatInfo:
+    """What one heartbeat's ``info`` JSON says; it changes only when a process restarts."""
 
-    ``info`` changes only when a process restarts, so the same string comes back
-    every snapshot: caching its parse saves most of the per-process cost.
-    """
+    hostname: str | None = None
+    pid: int | None = None
+    tag: str | None = None
+    version: str | None = None
+    queues: tuple[str, ...] = ()
+    concurrency: int | None = None
+    started_at: float | None = None
+    major: int | None = None
+    problems: tuple[str, ...] = ()
+
+
+_MAX_PID = 2**32
+
+
+def parse_info(raw: str) -> HeartbeatInfo:
+    """Parse a heartbeat's ``info`` JSON; malformed parts are ``problems``, never raised."""
+    if len(raw) > MAX_INFO_CHARS:
+        return HeartbeatInfo(
+            problems=(f"heartbeat info is larger than {MAX_INFO_CHARS} characters",))
     try:
-        return json.loads(raw)
+        info = json.loads(raw)
+    except RecursionError:
+        return HeartbeatInfo(problems=("heartbeat info is nested too deeply",))
     except ValueError:
-        return None
+        info = None
+    if not isinstance(info, dict):
+        return HeartbeatInfo(problems=("heartbeat info is not a JSON object",))
+    problems: list[str] = []
+
+    def text(name: str) -> str | None:
+        value = info.get(name)
+        return value if isinstance(value, str) else None
+
+    pid = info.get("pid")
+    if isinstance(pid, int) and not isinstance(pid, bool) and not 0 < pid < _MAX_PID:
+        problems.append(f"malformed info.pid: {_show(pid)}")
+        pid = None
+    started_at = epoch_seconds(info.get("started_at"))
+    if started_at is None and info.get("started_at") is not None:
+        problems.append(f"malformed info.started_at: {_show(info['started_at'])}")
+    version = text("version")
+    return HeartbeatInfo(
+        hostname=text("hostname"),
+        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
+        tag=text("tag"),
+        version=version,
+        queues=_process_queues(info),
+        concurrency=_info_concurrency(info, problems),
+        started_at=started_at,
+        major=_major_version(version),
+        problems=tuple(problems),
+    )
+
+
+_NO_INFO = HeartbeatInfo()
+
+
+def build_process(
+    identity: str,
+    info: HeartbeatInfo | None,
+    fields: Sequence[object],
+    now: float,
+    stale_after: float,
+    anomalies: list[Anomaly],
+) -> ProcessStats:
+    """Build one process from its parsed ``info`` and its other heartbeat fields.
+
+    ``info`` is None when the hash is gone; ``fields`` are ``busy, beat, quiet,
+    rss, concurrency``. Problems are appended to ``anomalies``.
+    """
+    busy, beat, quiet, rss, concurrency = fields
+    if info is None:
+        return ProcessStats(identity, False, "heartbeat expired", None, None, None, None, (),
+                            None, None, None, False, None, None)
+    for problem in info.problems:
+        anomalies.append(Anomaly(identity, problem))
+    numbers: list[int | None] = []
+    for name, value in (("busy", busy), ("rss", rss), ("concurrency", concurrency)):
+        number = None if value is None else as_count(value)
+        if number is None and value is not None:
+            anomalies.append(Anomaly(identity, f"malformed {name}: {_show(value)}"))
+        numbers.append(number)
+    beat_at = epoch_seconds(beat)
+    beat_age = None if beat_at is None else max(0.0, now - beat_at)
+    if beat_age is None:
+        stale: str | None = "no heartbeat time"
+        anomalies.append(Anomaly(identity, f"malformed beat: {_show(beat)}"))
+    elif beat_age > _stale_limit(info.major, stale_after):
+        stale = f"no heartbeat for {beat_age:.0f} s"
+    else:
+        stale = None
+    return ProcessStats(
+        identity=identity,
+        alive=stale is None,
+        stale_reason=stale,
+        hostname=info.hostname,
+        pid=info.pid,
+        tag=info.tag,
+        version=info.version,
+        queues=info.queues,
+        # The hash field (Sidekiq ≥ 8.1.2) wins over info's.
+        concurrency=numbers[2] if numbers[2] is not None else info.concurrency,
+        busy=numbers[0],
+        rss_kb=numbers[1],
+        quiet=quiet == "true",
+        beat_age_s=beat_age,
+        started_at=info.started_at,
+    )
 
 
 def parse_process(
@@ -196,41 +392,9 @@ def parse_process(
     """
     raw_info, busy, beat, quiet, rss, concurrency = (list(fields) + [None] * 6)[:6]
     anomalies: list[Anomaly] = []
-    info: dict[str, Any] = {}
-    if raw_info is not None:
-        parsed = _load_info(str(raw_info))
-        if isinstance(parsed, dict):
-            info = parsed
-        else:
-            anomalies.append(Anomaly(identity, "heartbeat info is not a JSON object"))
-    beat_at = epoch_seconds(beat)
-    beat_age = None if beat_at is None else max(0.0, now - beat_at)
-    if raw_info is None:
-        stale: str | None = "heartbeat expired"
-    elif beat_age is None:
-        stale = "no heartbeat time"
-        anomalies.append(Anomaly(identity, f"malformed beat: {beat!r:.40}"))
-    elif beat_age > stale_limit(info, stale_after):
-        stale = f"no heartbeat for {beat_age:.0f} s"
-    else:
-        stale = None
-    pid = info.get("pid")
-    process = ProcessStats(
-        identity=identity,
-        alive=stale is None,
-        stale_reason=stale,
-        hostname=info.get("hostname") if isinstance(info.get("hostname"), str) else None,
-        pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
-        tag=info.get("tag") if isinstance(info.get("tag"), str) else None,
-        version=str(info["version"]) if "version" in info else None,
-        queues=_process_queues(info),
-        concurrency=_process_concurrency(concurrency, info),
-        busy=_int_field(busy),
-        rss_kb=_int_field(rss),
-        quiet=quiet == "true",
-        beat_age_s=beat_age,
-        started_at=epoch_seconds(info.get("started_at")),
-    )
+    info = None if raw_info is None else parse_info(str(raw_info))
+    process = build_process(identity, info, (busy, beat, quiet, rss, concurrency), now,
+                            stale_after, anomalies)
     return process, anomalies
 
 
@@ -327,7 +491,7 @@ class SidekiqReader:
         numbers: list[int] = []
         malformed: list[str] = []
         for key, value in zip(keys, values, strict=True):
-            number = _int_field(value) if value is not None else 0
+            number = as_count(value) if value is not None else 0
             if number is None:
                 malformed.append(key)
                 number = 0
@@ -372,7 +536,7 @@ class SidekiqReader:
             if isinstance(value, Exception):
                 anomalies.append(Anomaly(self.key(name), _error_text(value)))
                 value = 0
-            number = _int_field(value) if value is not None else 0
+            number = as_count(value) if value is not None else 0
             if number is None:
                 anomalies.append(Anomaly(self.key(name), f"not a number: {value!r:.40}"))
                 number = 0
@@ -453,7 +617,7 @@ class SidekiqReader:
 
     def _redis_stats(self, rtt_ms: float, info: dict[str, Any]) -> RedisStats:
         def number(name: str) -> int | None:
-            return _int_field(info.get(name))
+            return as_count(info.get(name))
 
         version = info.get("redis_version")
         policy = info.get("maxmemory_policy")

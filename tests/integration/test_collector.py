@@ -18,7 +18,7 @@ import redis
 from redis.connection import Connection
 
 from bot.collect import redis_client
-from bot.collect.sidekiq import SidekiqReader
+from bot.collect.sidekiq import MAX_JOB_CHARS, SidekiqReader
 from bot.config import RedisConfig
 from bot.demo import free_port
 from bot.model import Anomaly
@@ -258,3 +258,98 @@ def test_check_exit_status(redis_server: RedisServer, tmp_path: Any) -> None:
     broken = check("--config", str(bad), env=env)
     assert broken.returncode == 2
     assert f"{bad}: redis.url: must be a redis:// URL, got int 5" in broken.stderr
+
+
+HUGE = "9" * 400
+
+
+@pytest.mark.parametrize(
+    ("setup", "key", "problem"),
+    [
+        *[pytest.param({"set": ("stat:processed", value)}, "stat:processed", "not a number",
+                       id=f"counter-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-7"))],
+        *[pytest.param({"hset": ("web9:9:000000000009", field, value)}, "web9:9:000000000009",
+                       f"malformed {field}", id=f"{field}-{name}")
+          for field in ("busy", "concurrency", "rss", "beat")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-5"), ("word", "lots"))],
+        pytest.param({"hset": ("web9:9:000000000009", "info", "[" * 200_000 + "]" * 200_000)},
+                     "web9:9:000000000009", "heartbeat info is larger than",
+                     id="info-200000-brackets"),
+        pytest.param({"hset": ("web9:9:000000000009", "info", "[" * 30_000 + "]" * 30_000)},
+                     "web9:9:000000000009", "heartbeat info is nested too deeply",
+                     id="info-30000-brackets"),
+        pytest.param({"job": "[" * 200_000 + "]" * 200_000}, "queue:hostile",
+                     "oldest job is nested too deeply", id="job-200000-brackets"),
+        *[pytest.param({"job": f'{{"class":"X","{field}":{value}}}'}, "queue:hostile",
+                       f"oldest job has a malformed {field}", id=f"job-{field}-{name}")
+          for field in ("enqueued_at", "created_at")
+          for name, value in (("inf", "Infinity"), ("nan", "NaN"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-1"), ("string", '"soon"'))],
+        pytest.param({"job": '{"args":["' + "x" * MAX_JOB_CHARS + '"],"enqueued_at":1}'},
+                     "queue:hostile", f"oldest job is larger than {MAX_JOB_CHARS} characters",
+                     id="job-over-size-limit"),
+    ],
+)
+def test_hostile_value_is_an_anomaly(redis_server: RedisServer, setup: dict[str, Any],
+                                     key: str, problem: str) -> None:
+    """One hostile value is one anomaly; the backlog beside it is still read right."""
+    now = time.time()
+    client = redis_server.client()
+    ids = write_sidekiq8(client, now)
+    client.sadd("processes", "web9:9:000000000009")
+    client.hset("web9:9:000000000009", mapping={
+        "info": json.dumps({"hostname": "web9", "pid": 9, "queues": ["default"],
+                            "version": "8.1.6"}),
+        "busy": 1, "beat": now - 1, "quiet": "false", "rss": 1000, "concurrency": 5})
+    if "set" in setup:
+        client.set(*setup["set"])
+    if "hset" in setup:
+        name, field, value = setup["hset"]
+        client.hset(name, field, value)
+    if "job" in setup:
+        client.sadd("queues", "hostile")
+        client.rpush("queue:hostile", setup["job"])
+    redis_stats, stats = reader_for(redis_server).read()
+    assert redis_stats.reachable and stats is not None
+    assert [(a.key, a.problem.startswith(problem)) for a in stats.anomalies] == [(key, True)]
+    latency = {q.name: q.latency_s for q in stats.queues}
+    assert latency["mailers"] == pytest.approx(40.0, abs=0.5)  # the real backlog stands
+    assert stats.enqueued == 10 + ("job" in setup)
+    process = {p.identity: p for p in stats.processes}
+    assert process[ids["live"]].alive and process[ids["live"]].busy == 4
+    assert all(p.rss_kb is None or p.rss_kb >= 0 for p in stats.processes)
+
+
+def test_queue_named_like_a_mention_is_data(redis_server: RedisServer) -> None:
+    """A queue named ``@someone`` is read and reported like any other queue."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    client.sadd("queues", "@someone")
+    client.lpush("queue:@someone", sidekiq8_job("@someone", int((now - 5) * 1000), 1))
+    _, stats = reader_for(redis_server).read()
+    assert stats is not None and stats.anomaly_count == 0
+    queue = {q.name: q for q in stats.queues}["@someone"]
+    assert queue.size == 1
+    assert queue.latency_s == pytest.approx(5.0, abs=0.5)
+
+
+def test_check_survives_hostile_data(redis_server: RedisServer) -> None:
+    """`check` prints the snapshot (exit 0) with hostile values in Redis beside a backlog."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    client.set("stat:failed", "1e400")
+    client.hset("web1:101:0123456789ab", mapping={"busy": "inf", "rss": "-512000"})
+    client.sadd("queues", "deep")
+    client.rpush("queue:deep", "[" * 200_000 + "]" * 200_000)
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_server.url}
+    result = check("--json", env=env)
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout)["sidekiq"]
+    assert snapshot["anomaly_count"] == 4
+    assert {p["identity"]: p["rss_kb"] for p in snapshot["processes"]}[
+        "web1:101:0123456789ab"] is None
