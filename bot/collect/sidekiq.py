@@ -45,7 +45,13 @@ MAX_INFO_CHARS = 65_536
 """A heartbeat ``info`` longer than this is not parsed (an anomaly); real ones are < 2 KB."""
 
 PROCESS_FIELDS = ("info", "busy", "beat", "quiet", "rss", "concurrency")
-"""Heartbeat hash fields read for every process (``concurrency`` exists from Sidekiq 8.1.2)."""
+"""Heartbeat hash fields of a process (``concurrency`` exists from Sidekiq 8.1.2)."""
+
+PROCESS_FIELDS_AFTER = ("busy", "beat", "quiet", "rss", "concurrency")
+"""The fields read at every snapshot of a process already known."""
+
+PROCESS_FIELDS_FIRST = (*PROCESS_FIELDS_AFTER, "info")
+"""The fields read the first time an identity is seen (``info`` is written once per life)."""
 
 
 MAX_COUNT = 2**63 - 1
@@ -144,8 +150,8 @@ def epoch_seconds(value: object) -> float | None:
     return seconds if seconds <= MAX_EPOCH_S else None
 
 
-def _latency_from_ends(raw: str, now: float) -> float | None:
-    """Return the latency of a job too large to parse from a timestamp near either end."""
+def _stamp_from_ends(raw: str) -> float | None:
+    """Return the timestamp of a job too large to parse, found near either end."""
     found: dict[str, str] = {}
     for part in (raw[:_ENDS], raw[-_ENDS:]):
         for match in _STAMP.finditer(part):
@@ -157,8 +163,34 @@ def _latency_from_ends(raw: str, now: float) -> float | None:
         number: float = int(text) if text.lstrip("-").isdigit() else float(text)
     except ValueError:
         return None
-    at = epoch_seconds(number)
-    return None if at is None else max(0.0, now - at)
+    return epoch_seconds(number)
+
+
+def oldest_job(raw: str) -> tuple[float | None, float | None, str | None]:
+    """Read the oldest job of a queue: (enqueued at, fixed latency, problem).
+
+    The latency is ``now - at`` when ``at`` is known, else the fixed latency
+    (0.0 for a job without timestamps, None for one that cannot be read).
+    Independent of the clock, so that a job still at the tail is read once.
+    """
+    if len(raw) > MAX_JOB_CHARS:
+        problem = f"oldest job is larger than {MAX_JOB_CHARS} characters"
+        return _stamp_from_ends(raw), None, problem
+    try:
+        job = json.loads(raw)
+    except RecursionError:
+        return None, None, "oldest job is nested too deeply"
+    except ValueError:
+        return None, None, "oldest job is not valid JSON"
+    if not isinstance(job, dict):
+        return None, None, "oldest job is not a JSON object"
+    for name in ("enqueued_at", "created_at"):
+        if name in job:
+            at = epoch_seconds(job[name])
+            if at is None:
+                return None, None, f"oldest job has a malformed {name}: {_show(job[name])}"
+            return at, None, None
+    return None, 0.0, "oldest job has neither enqueued_at nor created_at"
 
 
 def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
@@ -174,23 +206,8 @@ def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
     """
     if raw is None:
         return 0.0, None
-    if len(raw) > MAX_JOB_CHARS:
-        return _latency_from_ends(raw, now), f"oldest job is larger than {MAX_JOB_CHARS} characters"
-    try:
-        job = json.loads(raw)
-    except RecursionError:
-        return None, "oldest job is nested too deeply"
-    except ValueError:
-        return None, "oldest job is not valid JSON"
-    if not isinstance(job, dict):
-        return None, "oldest job is not a JSON object"
-    for name in ("enqueued_at", "created_at"):
-        if name in job:
-            at = epoch_seconds(job[name])
-            if at is None:
-                return None, f"oldest job has a malformed {name}: {_show(job[name])}"
-            return max(0.0, now - at), None
-    return 0.0, "oldest job has neither enqueued_at nor created_at"
+    at, fixed, problem = oldest_job(raw)
+    return (fixed if at is None else max(0.0, now - at)), problem
 
 
 def _unique(names: Iterable[object]) -> tuple[str, ...]:
@@ -398,6 +415,36 @@ def parse_process(
     return process, anomalies
 
 
+def _command(*args: str | bytes) -> bytes:
+    """Return one Redis command in the wire protocol (RESP), ready to send."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        data = arg.encode() if isinstance(arg, str) else arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+PING = _command("PING")
+
+_INFO_LINE = re.compile(
+    r"^(redis_version|used_memory|maxmemory|maxmemory_policy|connected_clients"
+    r"|uptime_in_seconds):([^\r\n]*)", re.MULTILINE)
+
+
+def parse_redis_info(text: str) -> dict[str, str]:
+    """Return the few INFO fields the snapshot reports, as text."""
+    return dict(_INFO_LINE.findall(text))
+
+
+@dataclass(slots=True)
+class _Known:
+    """A process identity seen before: its parsed ``info`` and its pre-encoded HMGET."""
+
+    info: HeartbeatInfo
+    command: bytes
+    """HMGET of the heartbeat fields without ``info`` (which Sidekiq never rewrites)."""
+
+
 @dataclass
 class _Pending:
     """What the second round trip found, needed to build the third."""
@@ -413,6 +460,13 @@ class SidekiqReader:
     ``client`` should be created with ``decode_responses=True``; ``namespace``
     is redis-namespace's key prefix (set members stay unprefixed). ``url`` is
     shown in the snapshot and must already be free of secrets.
+
+    The reader sends its pipelines pre-encoded on one connection of the
+    client's pool, and keeps, per process identity in the ``processes`` set,
+    the parsed ``info`` (written once per process life) so that a heartbeat's
+    ``info`` is read and parsed once, and per queue its oldest job as long as
+    it stays the oldest. Identities and queues that leave their set are
+    forgotten at the next snapshot.
     """
 
     def __init__(
@@ -437,28 +491,41 @@ class SidekiqReader:
         # Only the INFO sections the snapshot reports (several at once needs Redis 7;
         # on an older server the first snapshot falls back to the whole INFO).
         self._info_sections: tuple[str, ...] = INFO_SECTIONS
+        self._first: tuple[str, bytes] = ("", b"")
+        self._known: dict[str, _Known] = {}
+        self._queue_commands: dict[str, bytes] = {}
+        self._oldest: dict[str, tuple[str, tuple[float | None, float | None, str | None]]] = {}
 
     def key(self, name: str) -> str:
         """Return the Redis key for Sidekiq's ``name``, with the namespace prefix."""
         return f"{self._namespace}:{name}" if self._namespace else name
 
     def read(self) -> tuple[RedisStats, SidekiqStats | None]:
-        """Take one snapshot; never raises for Redis trouble.
+        """Take one snapshot; never raises for Redis trouble nor for Redis data.
 
         An unreachable or refusing Redis gives ``reachable=False`` with the
         error, and no Sidekiq stats.
         """
         try:
-            if not self._connected:
-                # Connect outside the timed PING, so round trip means round trip.
-                self._client.ping()
-                self._connected = True
-            started = self._timer()
-            self._client.ping()
-            rtt_ms = (self._timer() - started) * 1000.0
-            first = self._first_round_trip()
-            pending, info, counters, anomalies = self._parse_first(first)
-            second = self._second_round_trip(pending)
+            pool = self._client.connection_pool
+            connection = _get_connection(pool)
+            try:
+                if not self._connected:
+                    # Connect outside the timed PING, so round trip means round trip.
+                    _exchange(connection, PING, 1)
+                    self._connected = True
+                started = self._timer()
+                _exchange(connection, PING, 1)
+                rtt_ms = (self._timer() - started) * 1000.0
+                first = _exchange(connection, self._first_command(), 11)
+                pending, info, counters, anomalies = self._parse_first(first)
+                command, count = self._second_command(pending)
+                second = _exchange(connection, command, count) if count else []
+            except BaseException:
+                connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
+                raise
+            finally:
+                pool.release(connection)
         except redis.RedisError as exc:
             self._connected = False
             return self._unreachable(exc), None
@@ -478,10 +545,11 @@ class SidekiqReader:
         returns {}.
         """
         log = logging.getLogger(__name__)
-        count = max(0, min(int(days), defaults.DAILY_COUNTERS_MAX_DAYS))
-        if count == 0:
+        days_read = max(0, min(int(days), defaults.DAILY_COUNTERS_MAX_DAYS))
+        if days_read == 0:
             return {}
-        dates = [(today - timedelta(days=back)).isoformat() for back in range(count - 1, -1, -1)]
+        dates = [(today - timedelta(days=back)).isoformat()
+                 for back in range(days_read - 1, -1, -1)]
         keys = [self.key(f"stat:{name}:{day}") for day in dates for name in ("processed", "failed")]
         try:
             values = list(self._client.mget(keys))
@@ -501,26 +569,30 @@ class SidekiqReader:
                         len(malformed), malformed[0])
         return {day: (numbers[2 * i], numbers[2 * i + 1]) for i, day in enumerate(dates)}
 
-    def _first_round_trip(self) -> list[Any]:
+    def _first_command(self) -> bytes:
         today = datetime.fromtimestamp(self._clock(), tz=timezone.utc).strftime("%Y-%m-%d")
-        pipe = self._client.pipeline(transaction=False)
-        pipe.info(*self._info_sections)
-        pipe.smembers(self.key("queues"))
-        pipe.smembers(self.key("processes"))
-        pipe.smembers(self.key("paused"))
-        for name in ("processed", "failed", f"processed:{today}", f"failed:{today}"):
-            pipe.get(self.key(f"stat:{name}"))
-        for name in ("schedule", "retry", "dead"):
-            pipe.zcard(self.key(name))
-        return list(pipe.execute(raise_on_error=False))
+        cache_key = f"{today} {' '.join(self._info_sections)}"
+        if self._first[0] != cache_key:
+            commands = [_command("INFO", *self._info_sections)]
+            commands += [_command("SMEMBERS", self.key(name))
+                         for name in ("queues", "processes", "paused")]
+            commands += [_command("GET", self.key(f"stat:{name}"))
+                         for name in ("processed", "failed", f"processed:{today}",
+                                      f"failed:{today}")]
+            commands += [_command("ZCARD", self.key(name))
+                         for name in ("schedule", "retry", "dead")]
+            self._first = (cache_key, b"".join(commands))
+        return self._first[1]
 
     def _parse_first(
         self, results: list[Any]
-    ) -> tuple[_Pending, dict[str, Any], list[int], list[Anomaly]]:
+    ) -> tuple[_Pending, dict[str, str], list[int], list[Anomaly]]:
         anomalies: list[Anomaly] = []
         info_raw, queues, processes, paused, *numbers = results
-        info: dict[str, Any] = info_raw if isinstance(info_raw, dict) else {}
-        if isinstance(info_raw, redis.ResponseError) and self._info_sections:
+        info: dict[str, str] = {}
+        if isinstance(info_raw, str):
+            info = parse_redis_info(info_raw)
+        elif isinstance(info_raw, redis.ResponseError) and self._info_sections:
             self._info_sections = ()  # Redis < 7: one section at most; ask for all from now on
         elif isinstance(info_raw, Exception):
             anomalies.append(Anomaly("INFO", _error_text(info_raw)))
@@ -538,22 +610,93 @@ class SidekiqReader:
                 value = 0
             number = as_count(value) if value is not None else 0
             if number is None:
-                anomalies.append(Anomaly(self.key(name), f"not a number: {value!r:.40}"))
+                anomalies.append(Anomaly(self.key(name), f"not a number: {_show(value)}"))
                 number = 0
             counters.append(number)
         pending = _Pending(queues=sorted(sets[0]), processes=sorted(sets[1]), paused=sets[2])
         return pending, info, counters, anomalies
 
-    def _second_round_trip(self, pending: _Pending) -> list[Any]:
-        if not pending.queues and not pending.processes:
-            return []
-        pipe = self._client.pipeline(transaction=False)
+    def _second_command(self, pending: _Pending) -> tuple[bytes, int]:
+        """Return the second pipeline, pre-encoded, and how many replies it brings."""
+        parts: list[bytes] = []
+        queue_commands = self._queue_commands
         for name in pending.queues:
-            pipe.llen(self.key(f"queue:{name}"))
-            pipe.lindex(self.key(f"queue:{name}"), -1)
+            command = queue_commands.get(name)
+            if command is None:
+                key = self.key(f"queue:{name}")
+                command = _command("LLEN", key) + _command("LINDEX", key, "-1")
+                queue_commands[name] = command
+            parts.append(command)
+        if len(queue_commands) > len(pending.queues):
+            wanted = set(pending.queues)
+            for name in [n for n in queue_commands if n not in wanted]:
+                del queue_commands[name]
+        known = self._known
         for identity in pending.processes:
-            pipe.hmget(self.key(identity), list(PROCESS_FIELDS))
-        return list(pipe.execute(raise_on_error=False))
+            entry = known.get(identity)
+            parts.append(entry.command if entry is not None
+                         else _command("HMGET", self.key(identity), *PROCESS_FIELDS_FIRST))
+        return b"".join(parts), 2 * len(pending.queues) + len(pending.processes)
+
+    def _read_processes(
+        self, identities: list[str], replies: list[Any], now: float, anomalies: list[Anomaly]
+    ) -> list[ProcessStats]:
+        known = self._known
+        seen: dict[str, _Known] = {}
+        processes: list[ProcessStats] = []
+        stale_after = self._stale_after
+        for identity, fields in zip(identities, replies, strict=True):
+            if isinstance(fields, Exception):
+                anomalies.append(Anomaly(self.key(identity), _error_text(fields)))
+                fields = [None] * len(PROCESS_FIELDS_FIRST)
+            entry = known.get(identity)
+            info: HeartbeatInfo | None
+            if len(fields) == len(PROCESS_FIELDS_FIRST):  # info was read
+                raw_info = fields[-1]
+                info = None if raw_info is None else parse_info(str(raw_info))
+                if info is not None:
+                    entry = _Known(info, _command("HMGET", self.key(identity),
+                                                  *PROCESS_FIELDS_AFTER))
+            else:
+                # Every field gone: the hash expired (the process was killed).
+                info = entry.info if entry is not None and fields != _GONE else None
+            if entry is not None:
+                seen[identity] = entry
+            processes.append(build_process(identity, info, fields[:5], now, stale_after,
+                                           anomalies))
+        self._known = seen  # identities that left the set are forgotten
+        return processes
+
+    def _read_queues(
+        self, pending: _Pending, results: list[Any], served: set[str], now: float,
+        anomalies: list[Anomaly],
+    ) -> list[QueueStats]:
+        cache = self._oldest
+        kept: dict[str, tuple[str, tuple[float | None, float | None, str | None]]] = {}
+        queues: list[QueueStats] = []
+        for index, name in enumerate(pending.queues):
+            size, oldest = results[2 * index], results[2 * index + 1]
+            key = self.key(f"queue:{name}")
+            paused, is_served = name in pending.paused, name in served
+            if isinstance(size, Exception) or isinstance(oldest, Exception):
+                error = size if isinstance(size, Exception) else oldest
+                anomalies.append(Anomaly(key, _error_text(error)))
+                queues.append(QueueStats(name, 0, None, paused, is_served))
+                continue
+            if oldest is None:
+                latency: float | None = 0.0
+            else:
+                raw = str(oldest)
+                cached = cache.get(name)
+                read = cached[1] if cached is not None and cached[0] == raw else oldest_job(raw)
+                kept[name] = (raw, read)
+                at, fixed, problem = read
+                latency = fixed if at is None else max(0.0, now - at)
+                if problem:
+                    anomalies.append(Anomaly(key, problem))
+            queues.append(QueueStats(name, as_count(size) or 0, latency, paused, is_served))
+        self._oldest = kept
+        return queues
 
     def _parse_second(
         self,
@@ -563,34 +706,11 @@ class SidekiqReader:
         anomalies: list[Anomaly],
         now: float,
     ) -> SidekiqStats:
-        processes: list[ProcessStats] = []
         offset = 2 * len(pending.queues)
-        for identity, fields in zip(pending.processes, results[offset:], strict=True):
-            if isinstance(fields, Exception):
-                anomalies.append(Anomaly(self.key(identity), _error_text(fields)))
-                fields = [None] * len(PROCESS_FIELDS)
-            process, problems = parse_process(identity, fields, now, self._stale_after)
-            processes.append(process)
-            anomalies.extend(problems)
+        processes = self._read_processes(pending.processes, results[offset:], now, anomalies)
         live = [p for p in processes if p.alive]
         served = {name for p in live for name in p.queues}
-
-        queues: list[QueueStats] = []
-        for index, name in enumerate(pending.queues):
-            size, oldest = results[2 * index], results[2 * index + 1]
-            key = self.key(f"queue:{name}")
-            if isinstance(size, Exception) or isinstance(oldest, Exception):
-                anomalies.append(Anomaly(key, _error_text(size if isinstance(size, Exception)
-                                                          else oldest)))
-                queues.append(QueueStats(name, 0, None, name in pending.paused, name in served))
-                continue
-            latency, problem = job_latency(oldest, now)
-            if problem:
-                anomalies.append(Anomaly(key, problem))
-            queues.append(
-                QueueStats(name, int(size), latency, name in pending.paused, name in served)
-            )
-
+        queues = self._read_queues(pending, results[:offset], served, now, anomalies)
         busy = sum(p.busy or 0 for p in live)
         concurrency = sum(p.concurrency or 0 for p in live)
         processed, failed, processed_today, failed_today, scheduled, retries, dead = counters
@@ -615,9 +735,10 @@ class SidekiqReader:
             anomalies=tuple(anomalies[: self._max_examples]),
         )
 
-    def _redis_stats(self, rtt_ms: float, info: dict[str, Any]) -> RedisStats:
+    def _redis_stats(self, rtt_ms: float, info: dict[str, str]) -> RedisStats:
         def number(name: str) -> int | None:
-            return as_count(info.get(name))
+            value = info.get(name)
+            return None if value is None else as_count(value)
 
         version = info.get("redis_version")
         policy = info.get("maxmemory_policy")
@@ -627,16 +748,44 @@ class SidekiqReader:
             reachable=True,
             error=None,
             rtt_ms=rtt_ms,
-            version=str(version) if version is not None else None,
+            version=version,
             used_memory_bytes=number("used_memory"),
             maxmemory_bytes=number("maxmemory"),
-            maxmemory_policy=str(policy) if policy is not None else None,
+            maxmemory_policy=policy,
             connected_clients=number("connected_clients"),
             uptime_s=number("uptime_in_seconds"),
         )
 
     def _unreachable(self, exc: redis.RedisError) -> RedisStats:
         return RedisStats(self._url, self._namespace, reachable=False, error=_error_text(exc))
+
+
+_GONE = [None] * 5
+
+
+def _get_connection(pool: redis.ConnectionPool) -> redis.Connection:
+    """Return a connected connection from a redis-py pool (any redis-py from 5.0)."""
+    try:
+        return pool.get_connection()
+    except TypeError:  # redis-py < 5.3 wants a command name
+        return pool.get_connection("PING")
+
+
+def _exchange(connection: redis.Connection, command: bytes, replies: int) -> list[Any]:
+    """Send pre-encoded commands and read their replies; an error reply is returned, not raised.
+
+    Connection trouble raises (a ``redis.RedisError``).
+    """
+    connection.send_packed_command([command])  # type: ignore[no-untyped-call]
+    results: list[Any] = []
+    append = results.append
+    read = connection.read_response
+    for _ in range(replies):
+        try:
+            append(read())
+        except redis.ResponseError as exc:  # the reply is consumed; the rest follow
+            append(exc)
+    return results
 
 
 def _error_text(exc: BaseException) -> str:
