@@ -1453,7 +1453,7 @@ def compare_scale(processes: int, bot: dict[str, Any], ruby: dict[str, Any]) -> 
 
 def run_scale(args: argparse.Namespace) -> ScaleReport:
     """Fill one database per process count, then time the bot and Sidekiq 7.3.2 interleaved."""
-    counts = SCALE_QUICK_PROCESSES if args.quick else SCALE_PROCESSES
+    counts = tuple(args.processes) or (SCALE_QUICK_PROCESSES if args.quick else SCALE_PROCESSES)
     jobs = args.jobs if args.jobs >= 0 else (10_000 if args.quick else SCALE_JOBS)
     sessions = args.sessions or (1 if args.quick else 3)
     rounds = args.rounds or (2 if args.quick else 12)
@@ -1703,6 +1703,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     internal.add_argument("--no-hiredis", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--scale", action="store_true",
                         help="10 to 2,000 processes against Sidekiq 7.3.2 (its chroot) instead")
+    parser.add_argument("--processes", type=int, action="append", default=[],
+                        help="process counts of a --scale run (repeat; default 10 100 500 2000)")
     parser.add_argument("--jobs", type=int, default=-1,
                         help="jobs per database in a --scale run (default 1,000,000)")
     parser.add_argument("--pin", action="store_true",

@@ -294,6 +294,8 @@ class HeartbeatInfo:
     started_at: float | None = None
     major: int | None = None
     problems: tuple[str, ...] = ()
+    stale_limit: float = _stale_limit(None, 0.0)
+    """Three beats of this Sidekiq version, the stale limit unless one is configured."""
 
 
 _MAX_PID = 2**32
@@ -336,10 +338,39 @@ def parse_info(raw: str) -> HeartbeatInfo:
         started_at=started_at,
         major=_major_version(version),
         problems=tuple(problems),
+        stale_limit=_stale_limit(_major_version(version), 0.0),
     )
 
 
 _NO_INFO = HeartbeatInfo()
+
+
+def _beat_seconds(value: object) -> float | None:
+    """``epoch_seconds`` with a fast path for the common case, float seconds as text."""
+    if type(value) is str and len(value) <= _MAX_NUMBER_CHARS:
+        try:
+            seconds = float(value)
+        except ValueError:
+            return None
+        if 0.0 < seconds <= MAX_EPOCH_S:
+            return seconds
+    return epoch_seconds(value)
+
+
+def _field_count(identity: str, name: str, value: object,
+                 anomalies: list[Anomaly]) -> int | None:
+    """Return a heartbeat hash field as a count; a malformed one is an anomaly and None."""
+    if value is None:
+        return None
+    try:
+        number = int(value)  # type: ignore[call-overload]  # the common case, "25"
+    except (TypeError, ValueError, OverflowError):
+        parsed = as_count(value)
+    else:
+        parsed = number if 0 <= number <= MAX_COUNT and not isinstance(value, bool) else None
+    if parsed is None:
+        anomalies.append(Anomaly(identity, f"malformed {name}: {_show(value)}"))
+    return parsed
 
 
 def build_process(
@@ -352,46 +383,32 @@ def build_process(
 ) -> ProcessStats:
     """Build one process from its parsed ``info`` and its other heartbeat fields.
 
-    ``info`` is None when the hash is gone; ``fields`` are ``busy, beat, quiet,
-    rss, concurrency``. Problems are appended to ``anomalies``.
+    ``info`` is None when the hash is gone; ``fields`` start with ``busy, beat,
+    quiet, rss, concurrency``. Problems are appended to ``anomalies``.
     """
-    busy, beat, quiet, rss, concurrency = fields
     if info is None:
         return ProcessStats(identity, False, "heartbeat expired", None, None, None, None, (),
                             None, None, None, False, None, None)
     for problem in info.problems:
         anomalies.append(Anomaly(identity, problem))
-    numbers: list[int | None] = []
-    for name, value in (("busy", busy), ("rss", rss), ("concurrency", concurrency)):
-        number = None if value is None else as_count(value)
-        if number is None and value is not None:
-            anomalies.append(Anomaly(identity, f"malformed {name}: {_show(value)}"))
-        numbers.append(number)
-    beat_at = epoch_seconds(beat)
+    busy = _field_count(identity, "busy", fields[0], anomalies)
+    rss = _field_count(identity, "rss", fields[3], anomalies)
+    # The hash field (Sidekiq ≥ 8.1.2) wins over info's.
+    concurrency = _field_count(identity, "concurrency", fields[4], anomalies)
+    beat = fields[1]
+    beat_at = _beat_seconds(beat)
     beat_age = None if beat_at is None else max(0.0, now - beat_at)
     if beat_age is None:
         stale: str | None = "no heartbeat time"
         anomalies.append(Anomaly(identity, f"malformed beat: {_show(beat)}"))
-    elif beat_age > _stale_limit(info.major, stale_after):
+    elif beat_age > (stale_after if stale_after > 0 else info.stale_limit):
         stale = f"no heartbeat for {beat_age:.0f} s"
     else:
         stale = None
     return ProcessStats(
-        identity=identity,
-        alive=stale is None,
-        stale_reason=stale,
-        hostname=info.hostname,
-        pid=info.pid,
-        tag=info.tag,
-        version=info.version,
-        queues=info.queues,
-        # The hash field (Sidekiq ≥ 8.1.2) wins over info's.
-        concurrency=numbers[2] if numbers[2] is not None else info.concurrency,
-        busy=numbers[0],
-        rss_kb=numbers[1],
-        quiet=quiet == "true",
-        beat_age_s=beat_age,
-        started_at=info.started_at,
+        identity, stale is None, stale, info.hostname, info.pid, info.tag, info.version,
+        info.queues, concurrency if concurrency is not None else info.concurrency, busy, rss,
+        fields[2] == "true", beat_age, info.started_at,
     )
 
 
@@ -662,8 +679,7 @@ class SidekiqReader:
                 info = entry.info if entry is not None and fields != _GONE else None
             if entry is not None:
                 seen[identity] = entry
-            processes.append(build_process(identity, info, fields[:5], now, stale_after,
-                                           anomalies))
+            processes.append(build_process(identity, info, fields, now, stale_after, anomalies))
         self._known = seen  # identities that left the set are forgotten
         return processes
 

@@ -11,7 +11,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis
@@ -353,3 +353,89 @@ def test_check_survives_hostile_data(redis_server: RedisServer) -> None:
     assert snapshot["anomaly_count"] == 4
     assert {p["identity"]: p["rss_kb"] for p in snapshot["processes"]}[
         "web1:101:0123456789ab"] is None
+
+
+class RecordingConnection(Connection):
+    """A redis-py connection that keeps every command it sends, as bytes."""
+
+    sent: ClassVar[list[bytes]] = []
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        parts = [command] if isinstance(command, (bytes, str)) else list(command)
+        type(self).sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p)
+                                        for p in parts))
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def write_processes(client: redis.Redis, identities: list[str], now: float) -> None:
+    pipe = client.pipeline(transaction=False)
+    for identity in identities:
+        pipe.sadd("processes", identity)
+        pipe.hset(identity, mapping={
+            "info": json.dumps({"hostname": identity.split(":")[0], "pid": 1,
+                                "queues": ["default"], "version": "7.3.2", "concurrency": 5}),
+            "busy": 1, "beat": now - 1, "quiet": "false", "rss": 1000})
+    pipe.execute()
+
+
+@pytest.mark.parametrize(
+    ("processes", "left", "joined", "info_reads"),
+    [
+        pytest.param(10, 0, 0, [10, 0, 0], id="10-processes"),
+        pytest.param(1_100, 0, 0, [1_100, 0, 0], id="1100-processes-past-the-old-lru"),
+        pytest.param(1_100, 3, 2, [1_100, 2, 0], id="3-left-2-joined"),
+    ],
+)
+def test_info_is_read_once_per_identity(redis_server: RedisServer, processes: int, left: int,
+                                        joined: int, info_reads: list[int]) -> None:
+    """A heartbeat's info is read the first time its identity is seen, not every snapshot."""
+    now = time.time()
+    client = redis_server.client()
+    identities = [f"w{n}:1:{n:012x}" for n in range(processes)]
+    write_processes(client, identities, now)
+    pool = redis.ConnectionPool(connection_class=RecordingConnection, host="127.0.0.1",
+                                port=redis_server.port, decode_responses=True)
+    reader = SidekiqReader(redis.Redis(connection_pool=pool), url=redis_server.url)
+    reads, live = [], []
+    for snapshot in range(3):
+        RecordingConnection.sent = []
+        _, stats = reader.read()
+        assert stats is not None
+        reads.append(b"".join(RecordingConnection.sent).count(b"$4\r\ninfo\r\n"))
+        live.append(stats.live_processes)
+        if snapshot == 0:
+            client.srem("processes", *identities[:left]) if left else None
+            write_processes(client, [f"new{n}:2:{n:012x}" for n in range(joined)], now)
+    assert reads == info_reads
+    assert live == [processes, processes - left + joined, processes - left + joined]
+
+
+def test_expired_heartbeat_of_a_known_process(redis_server: RedisServer) -> None:
+    """A known process whose hash expires reads as expired, not with its old info."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    reader = reader_for(redis_server)
+    _, before = reader.read()
+    client.delete("web1:101:0123456789ab")
+    _, after = reader.read()
+    assert before is not None and after is not None
+    process = {p.identity: p for p in after.processes}["web1:101:0123456789ab"]
+    assert (process.alive, process.stale_reason, process.hostname) == (
+        False, "heartbeat expired", None)
+
+
+def test_read_only_acl_user(redis_server: RedisServer) -> None:
+    """A snapshot needs only read commands: it works for `-@all +@read +info +ping`."""
+    now = time.time()
+    admin = redis_server.client()
+    write_sidekiq8(admin, now)
+    admin.execute_command("ACL", "SETUSER", "watcher", "on", ">s3cret", "~*",
+                          "-@all", "+@read", "+info", "+ping")
+    url = f"redis://watcher:s3cret@127.0.0.1:{redis_server.port}/0"
+    reader = SidekiqReader(redis_client(RedisConfig(url=url)), url=redis_server.url)
+    for _ in range(2):  # the first reads every info, the second only the known fields
+        redis_stats, stats = reader.read()
+        assert redis_stats.reachable and stats is not None
+        assert (stats.anomaly_count, stats.live_processes, stats.enqueued) == (0, 1, 10)
+        assert redis_stats.version is not None and redis_stats.used_memory_bytes
