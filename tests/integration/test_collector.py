@@ -430,8 +430,8 @@ def test_read_only_acl_user(redis_server: RedisServer) -> None:
     now = time.time()
     admin = redis_server.client()
     write_sidekiq8(admin, now)
-    admin.execute_command("ACL", "SETUSER", "watcher", "on", ">s3cret", "~*",
-                          "-@all", "+@read", "+info", "+ping")
+    admin.acl_setuser("watcher", enabled=True, passwords=["+s3cret"], keys=["*"],
+                      categories=["-@all", "+@read"], commands=["+info", "+ping"])
     url = f"redis://watcher:s3cret@127.0.0.1:{redis_server.port}/0"
     reader = SidekiqReader(redis_client(RedisConfig(url=url)), url=redis_server.url)
     for _ in range(2):  # the first reads every info, the second only the known fields
