@@ -1461,7 +1461,7 @@ def run_scale(args: argparse.Namespace) -> ScaleReport:
         raise SystemExit("--rounds must be a multiple of --sessions")
     batch = args.batch or (5 if args.quick else 10)
     snapshots = args.snapshots or (200 if args.quick else 1000)
-    tail = args.tail or (1 if args.quick else 5)
+    tail = args.tail or (1 if args.quick else 3)
     rng = random.Random(20261201)
     report = ScaleReport(quick=args.quick, started=datetime.now(timezone.utc), fills=[],
                          jobs=jobs, rounds=rounds, batch=batch, sessions=sessions)
