@@ -993,16 +993,15 @@ def profile_breakdown(profile: dict[str, Any]) -> dict[str, float]:
     return {
         "read": cum(["read"], bot),
         "socket": builtin(["recv_into", "sendall"]),
-        "ping": cum(["ping"], "redis/commands/core.py"),
-        "first": cum(["_first_round_trip"], bot),
-        "second": cum(["_second_round_trip"], bot),
-        "packing": cum(["pack_commands"], "redis/connection.py"),
+        "exchange": cum(["_exchange"], bot),
+        "commands": cum(["_first_command", "_second_command"], bot),
         "parse_first": cum(["_parse_first"], bot),
+        "info_parser": cum(["parse_redis_info"], bot),
         "parse_second": cum(["_parse_second"], bot),
-        "parse_process": cum(["parse_process"], bot),
-        "job_latency": cum(["job_latency"], bot),
+        "processes": cum(["_read_processes"], bot),
+        "queues": cum(["_read_queues"], bot),
+        "oldest_job": cum(["oldest_job"], bot),
         "redis_stats": cum(["_redis_stats"], bot),
-        "info_parser": cum(["parse_info"], "redis/_parsers/helpers.py"),
     }
 
 
@@ -1145,17 +1144,16 @@ def render(report: Report) -> str:
         "| Part | ms |",
         "|---|---:|",
         f"| `SidekiqReader.read` (all) | {prof['read']:.3f} |",
-        f"| timed PING round trip | {prof['ping']:.3f} |",
-        f"| 1st pipeline, send + receive + redis-py reply parsing "
-        f"(`_first_round_trip`) | {prof['first']:.3f} |",
-        f"| ... of which redis-py's INFO parser (`parse_info`) | {prof['info_parser']:.3f} |",
-        f"| 2nd pipeline (`_second_round_trip`) | {prof['second']:.3f} |",
-        f"| redis-py packing commands, both pipelines (`pack_commands`) "
-        f"| {prof['packing']:.3f} |",
+        f"| the three round trips: send, wait, read the replies (`_exchange`) "
+        f"| {prof['exchange']:.3f} |",
+        f"| encoding the two pipelines (`_first_command`, `_second_command`) "
+        f"| {prof['commands']:.3f} |",
         f"| bot parsing, first reply (`_parse_first`) | {prof['parse_first']:.3f} |",
+        f"| ... of which the INFO fields (`parse_redis_info`) | {prof['info_parser']:.3f} |",
         f"| bot parsing, second reply (`_parse_second`) | {prof['parse_second']:.3f} |",
-        f"| ... of which `parse_process` (20 heartbeats) | {prof['parse_process']:.3f} |",
-        f"| ... of which `job_latency` (7 oldest jobs) | {prof['job_latency']:.3f} |",
+        f"| ... of which the 20 heartbeats (`_read_processes`) | {prof['processes']:.3f} |",
+        f"| ... of which the 7 queues (`_read_queues`) | {prof['queues']:.3f} |",
+        f"| ... ... of which parsing an oldest job (`oldest_job`) | {prof['oldest_job']:.3f} |",
         f"| bot building `RedisStats` (`_redis_stats`) | {prof['redis_stats']:.3f} |",
         f"| blocked in the socket (`recv_into` + `sendall`) | {prof['socket']:.3f} |",
         "",
@@ -1215,13 +1213,10 @@ def targets_text(report: Report, s: dict[str, Any], prof: dict[str, float]) -> l
             f"{fmt_ms(TARGET_RATIO * ruby_ms)} ms: the bot would have to shed "
             f"{fmt_ms(shed)} ms ({100 * shed / bot_ms:.0f} %) per snapshot. The rest of its "
             "time is Python CPU. Under cProfile (which inflates Python code), of "
-            f"{read:.3f} ms per snapshot: redis-py's INFO parser "
-            f"{share(prof['info_parser'])} (it parses all {report.info_fields} fields of "
-            "INFO's default sections, of which the snapshot keeps a handful: version, "
-            "memory, clients, uptime); redis-py packing the 46 commands "
-            f"{share(prof['packing'])}; the bot decoding and judging the 20 heartbeats "
-            f"(`parse_process`) {share(prof['parse_process'])}; the oldest jobs' latency "
-            f"(`job_latency`) {share(prof['job_latency'])}; blocked in the socket (Redis "
+            f"{read:.3f} ms per snapshot: the round trips through redis-py "
+            f"{share(prof['exchange'])}; the bot reading the 20 heartbeats "
+            f"{share(prof['processes'])} and the 7 queues {share(prof['queues'])}; blocked "
+            f"in the socket (Redis "
             f"working plus loopback) only {share(prof['socket'])}. Sidekiq's API makes 7 "
             f"times as many round trips, but at about {ruby_ms / 22:.3f} ms each, Ruby work "
             f"included, its whole snapshot costs only {ruby_ms / bot_ms:.1f} times the bot's."
@@ -1426,6 +1421,8 @@ class ScaleReport:
     rounds: int = 0
     batch: int = 0
     sessions: int = 1
+    load: list[float] = field(default_factory=list)
+    """1-minute load average at the start and the end of the timing."""
 
 
 def compare_scale(processes: int, bot: dict[str, Any], ruby: dict[str, Any]) -> list[str]:
@@ -1520,6 +1517,7 @@ def run_scale(args: argparse.Namespace) -> ScaleReport:
         for fill in report.fills:
             for name in SCALE_SUBJECTS:
                 report.samples[(fill.db, name)] = []
+        report.load.append(os.getloadavg()[0])
         for number in range(rounds):
             if number and number % (rounds // sessions) == 0:
                 log("starting fresh timing processes ...")
@@ -1538,6 +1536,7 @@ def run_scale(args: argparse.Namespace) -> ScaleReport:
                 reply = workers[name].request(f"sweep {batch}")
                 for fill, samples in zip(report.fills, reply["samples_ms"], strict=True):
                     report.samples[(fill.db, name)] += [float(ms) for ms in samples]
+        report.load.append(os.getloadavg()[0])
         for worker in workers.values():
             worker.close()
         workers.clear()
@@ -1574,7 +1573,9 @@ def render_scale(report: ScaleReport) -> str:
         f"- Date: {report.started.strftime('%Y-%m-%d %H:%M UTC')} "
         f"(the run took {report.seconds:.0f} s)",
         f"- Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, "
-        f"{platform.system()} {platform.release()}; shared with other work while it ran",
+        f"{platform.system()} {platform.release()}; shared with other work while it ran "
+        f"(1-minute load average {' then '.join(f'{x:.1f}' for x in report.load)}, at the "
+        "start and the end of the timing)",
         f"- Code: {code_state()}",
         f"- Python {v['python']}, redis-py {v['redis_py']}, hiredis {v['hiredis']}",
         f"- Redis {v['redis']} (used_memory with every database loaded: "
