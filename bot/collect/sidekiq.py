@@ -2,20 +2,24 @@
 
 The only module that knows Sidekiq's Redis layout (see
 ``reference/sidekiq-redis.md`` in the design notes). It is read-only: it sends
-PING, INFO, SMEMBERS, GET, ZCARD, LLEN, LINDEX and HMGET, nothing else, and
-never ``KEYS`` or a scan of job bodies. One snapshot costs exactly three round
-trips on an open connection (the first snapshot adds the connection's own
-handshake and one untimed PING), whatever the number of jobs, queues and
-processes:
+PING, INFO, SMEMBERS, GET, ZCARD, LLEN, LINDEX and HMGET, nothing else (a
+user with ``-@all +@read +info +ping`` is enough), and never ``KEYS`` or a
+scan of job bodies. One snapshot costs exactly three round trips on an open
+connection (the first snapshot adds the connection's own handshake and one
+untimed PING), whatever the number of jobs, queues and processes:
 
 1. PING (timed: the round-trip time reported for Redis);
 2. one pipeline: INFO, the ``queues``/``processes``/``paused`` sets, the
    counters and the three sorted sets' sizes;
 3. one pipeline: LLEN and the oldest job (LINDEX -1) of every queue, and the
-   heartbeat fields of every registered process.
+   heartbeat fields of every registered process (``info`` only for an
+   identity not seen before: Sidekiq writes it once per process life).
 
-Data of the wrong shape (malformed job JSON, a key of the wrong type, a
-missing hash) is counted in the snapshot and never raises.
+The pipelines are encoded once and sent as bytes on one connection of the
+client's pool. Data of the wrong shape (malformed or deeply nested JSON, a
+key of the wrong type, a missing hash, a non-finite, negative or out-of-range
+number, an oversized job) is counted as an anomaly in the snapshot and never
+raises.
 """
 
 from __future__ import annotations
