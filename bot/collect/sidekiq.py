@@ -512,7 +512,7 @@ class SidekiqReader:
         # Only the INFO sections the snapshot reports (several at once needs Redis 7;
         # on an older server the first snapshot falls back to the whole INFO).
         self._info_sections: tuple[str, ...] = INFO_SECTIONS
-        self._first: tuple[str, bytes] = ("", b"")
+        self._first: tuple[tuple[int, tuple[str, ...]], bytes] = ((-1, ()), b"")
         self._known: dict[str, _Known] = {}
         self._queue_commands: dict[str, bytes] = {}
         self._oldest: dict[str, tuple[str, tuple[float | None, float | None, str | None]]] = {}
@@ -591,9 +591,10 @@ class SidekiqReader:
         return {day: (numbers[2 * i], numbers[2 * i + 1]) for i, day in enumerate(dates)}
 
     def _first_command(self) -> bytes:
-        today = datetime.fromtimestamp(self._clock(), tz=timezone.utc).strftime("%Y-%m-%d")
-        cache_key = f"{today} {' '.join(self._info_sections)}"
+        day = int(self._clock() // 86_400)
+        cache_key = (day, self._info_sections)
         if self._first[0] != cache_key:
+            today = datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
             commands = [_command("INFO", *self._info_sections)]
             commands += [_command("SMEMBERS", self.key(name))
                          for name in ("queues", "processes", "paused")]
@@ -665,25 +666,52 @@ class SidekiqReader:
         known = self._known
         seen: dict[str, _Known] = {}
         processes: list[ProcessStats] = []
+        append = processes.append
         stale_after = self._stale_after
         for identity, fields in zip(identities, replies, strict=True):
+            entry = known.get(identity)
+            if entry is not None and type(fields) is list and len(fields) == 5:
+                seen[identity] = entry
+                info = entry.info
+                # The common case inline (hundreds of processes per snapshot): every
+                # field well formed. Anything else goes the long way, build_process.
+                busy, beat, quiet, rss, concurrency = fields
+                try:
+                    busy_n, rss_n, beat_at = int(busy), int(rss), float(beat)
+                    concurrency_n = (info.concurrency if concurrency is None
+                                     else int(concurrency))
+                except (TypeError, ValueError):
+                    pass
+                else:
+                    if (0 <= busy_n <= MAX_COUNT and 0 <= rss_n <= MAX_COUNT
+                            and 0.0 < beat_at <= MAX_EPOCH_S and not info.problems
+                            and (concurrency_n is None or 0 <= concurrency_n <= MAX_COUNT)):
+                        age = now - beat_at if now > beat_at else 0.0
+                        limit = stale_after if stale_after > 0 else info.stale_limit
+                        stale = None if age <= limit else f"no heartbeat for {age:.0f} s"
+                        append(ProcessStats(
+                            identity, stale is None, stale, info.hostname, info.pid, info.tag,
+                            info.version, info.queues, concurrency_n, busy_n, rss_n,
+                            quiet == "true", age, info.started_at))
+                        continue
+                # Every field gone: the hash expired (the process was killed).
+                append(build_process(identity, info if fields != _GONE else None, fields, now,
+                                     stale_after, anomalies))
+                continue
             if isinstance(fields, Exception):
                 anomalies.append(Anomaly(self.key(identity), _error_text(fields)))
                 fields = [None] * len(PROCESS_FIELDS_FIRST)
-            entry = known.get(identity)
-            info: HeartbeatInfo | None
             if len(fields) == len(PROCESS_FIELDS_FIRST):  # info was read
                 raw_info = fields[-1]
-                info = None if raw_info is None else parse_info(str(raw_info))
-                if info is not None:
-                    entry = _Known(info, _command("HMGET", self.key(identity),
-                                                  *PROCESS_FIELDS_AFTER))
+                parsed = None if raw_info is None else parse_info(str(raw_info))
+                if parsed is not None:
+                    entry = _Known(parsed, _command("HMGET", self.key(identity),
+                                                    *PROCESS_FIELDS_AFTER))
             else:
-                # Every field gone: the hash expired (the process was killed).
-                info = entry.info if entry is not None and fields != _GONE else None
+                parsed = entry.info if entry is not None and fields != _GONE else None
             if entry is not None:
                 seen[identity] = entry
-            processes.append(build_process(identity, info, fields, now, stale_after, anomalies))
+            append(build_process(identity, parsed, fields, now, stale_after, anomalies))
         self._known = seen  # identities that left the set are forgotten
         return processes
 
@@ -696,11 +724,10 @@ class SidekiqReader:
         queues: list[QueueStats] = []
         for index, name in enumerate(pending.queues):
             size, oldest = results[2 * index], results[2 * index + 1]
-            key = self.key(f"queue:{name}")
             paused, is_served = name in pending.paused, name in served
             if isinstance(size, Exception) or isinstance(oldest, Exception):
                 error = size if isinstance(size, Exception) else oldest
-                anomalies.append(Anomaly(key, _error_text(error)))
+                anomalies.append(Anomaly(self.key(f"queue:{name}"), _error_text(error)))
                 queues.append(QueueStats(name, 0, None, paused, is_served))
                 continue
             if oldest is None:
@@ -709,12 +736,14 @@ class SidekiqReader:
                 raw = str(oldest)
                 cached = cache.get(name)
                 read = cached[1] if cached is not None and cached[0] == raw else oldest_job(raw)
-                kept[name] = (raw, read)
+                if len(raw) <= MAX_JOB_CHARS:  # an oversized job is not kept between snapshots
+                    kept[name] = (raw, read)
                 at, fixed, problem = read
                 latency = fixed if at is None else max(0.0, now - at)
                 if problem:
-                    anomalies.append(Anomaly(key, problem))
-            queues.append(QueueStats(name, as_count(size) or 0, latency, paused, is_served))
+                    anomalies.append(Anomaly(self.key(f"queue:{name}"), problem))
+            count = size if type(size) is int else as_count(size) or 0
+            queues.append(QueueStats(name, count, latency, paused, is_served))
         self._oldest = kept
         return queues
 
@@ -794,17 +823,24 @@ def _get_connection(pool: redis.ConnectionPool) -> redis.Connection:
 def _exchange(connection: redis.Connection, command: bytes, replies: int) -> list[Any]:
     """Send pre-encoded commands and read their replies; an error reply is returned, not raised.
 
-    Connection trouble raises (a ``redis.RedisError``).
+    Connection trouble raises (a ``redis.RedisError``). The replies are read
+    straight from the connection's reply parser when it has one (it returns
+    error replies as values), which spares redis-py's per-reply wrapper:
+    hundreds of HMGET replies make that worth it.
     """
     connection.send_packed_command([command])  # type: ignore[no-untyped-call]
+    read = getattr(getattr(connection, "_parser", None), "read_response", None)
+    try:
+        if read is not None:
+            return [read() for _ in range(replies)]
+    except OSError as exc:  # what the parser does not wrap itself
+        raise redis.ConnectionError(f"Error while reading from Redis: {exc}") from exc
     results: list[Any] = []
-    append = results.append
-    read = connection.read_response
     for _ in range(replies):
         try:
-            append(read())
+            results.append(connection.read_response())
         except redis.ResponseError as exc:  # the reply is consumed; the rest follow
-            append(exc)
+            results.append(exc)
     return results
 
 

@@ -270,11 +270,13 @@ HUGE = "9" * 400
                        id=f"counter-{name}")
           for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
                               ("400-digits", HUGE), ("negative", "-7"))],
-        *[pytest.param({"hset": ("web9:9:000000000009", field, value)}, "web9:9:000000000009",
-                       f"malformed {field}", id=f"{field}-{name}")
+        *[pytest.param({"hset": ("web9:9:000000000009", field, value), "known": known},
+                       "web9:9:000000000009", f"malformed {field}",
+                       id=f"{field}-{name}" + ("-known-process" if known else ""))
           for field in ("busy", "concurrency", "rss", "beat")
           for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
-                              ("400-digits", HUGE), ("negative", "-5"), ("word", "lots"))],
+                              ("400-digits", HUGE), ("negative", "-5"), ("word", "lots"))
+          for known in (False, True)],
         pytest.param({"hset": ("web9:9:000000000009", "info", "[" * 200_000 + "]" * 200_000)},
                      "web9:9:000000000009", "heartbeat info is larger than",
                      id="info-200000-brackets"),
@@ -304,6 +306,9 @@ def test_hostile_value_is_an_anomaly(redis_server: RedisServer, setup: dict[str,
         "info": json.dumps({"hostname": "web9", "pid": 9, "queues": ["default"],
                             "version": "8.1.6"}),
         "busy": 1, "beat": now - 1, "quiet": "false", "rss": 1000, "concurrency": 5})
+    reader = reader_for(redis_server)
+    if setup.get("known"):  # the process was read before, with good values
+        assert reader.read()[1] is not None
     if "set" in setup:
         client.set(*setup["set"])
     if "hset" in setup:
@@ -312,7 +317,7 @@ def test_hostile_value_is_an_anomaly(redis_server: RedisServer, setup: dict[str,
     if "job" in setup:
         client.sadd("queues", "hostile")
         client.rpush("queue:hostile", setup["job"])
-    redis_stats, stats = reader_for(redis_server).read()
+    redis_stats, stats = reader.read()
     assert redis_stats.reachable and stats is not None
     assert [(a.key, a.problem.startswith(problem)) for a in stats.anomalies] == [(key, True)]
     latency = {q.name: q.latency_s for q in stats.queues}
@@ -410,19 +415,43 @@ def test_info_is_read_once_per_identity(redis_server: RedisServer, processes: in
     assert live == [processes, processes - left + joined, processes - left + joined]
 
 
-def test_expired_heartbeat_of_a_known_process(redis_server: RedisServer) -> None:
-    """A known process whose hash expires reads as expired, not with its old info."""
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param({}, {"alive": True, "busy": 4, "quiet": False, "rss_kb": 512000,
+                          "concurrency": 10, "hostname": "web1"}, id="unchanged"),
+        pytest.param({"busy": 7, "quiet": "true", "rss": 1, "concurrency": 3},
+                     {"alive": True, "busy": 7, "quiet": True, "rss_kb": 1, "concurrency": 3},
+                     id="new-beat-values"),
+        pytest.param({"beat": -45.0}, {"alive": False, "stale_reason": "no heartbeat for 45 s"},
+                     id="stale"),
+        pytest.param({"beat": 45.0}, {"alive": True, "beat_age_s": 0.0}, id="beat-in-future"),
+        pytest.param(None, {"alive": False, "stale_reason": "heartbeat expired",
+                            "hostname": None, "busy": None}, id="hash-expired"),
+    ],
+)
+def test_known_process_next_beat(redis_server: RedisServer,
+                                 change: dict[str, str | int | float] | None,
+                                 expected: dict[str, Any]) -> None:
+    """A known process's later beats are read right; an expired hash is not its old info."""
     now = time.time()
     client = redis_server.client()
     write_sidekiq8(client, now)
-    reader = reader_for(redis_server)
-    _, before = reader.read()
-    client.delete("web1:101:0123456789ab")
-    _, after = reader.read()
-    assert before is not None and after is not None
-    process = {p.identity: p for p in after.processes}["web1:101:0123456789ab"]
-    assert (process.alive, process.stale_reason, process.hostname) == (
-        False, "heartbeat expired", None)
+    reader = reader_for(redis_server, clock=lambda: now)
+    assert reader.read()[1] is not None
+    identity = "web1:101:0123456789ab"
+    if change is None:
+        client.delete(identity)
+    else:
+        if "beat" in change:
+            change["beat"] = now + float(change["beat"])
+        for field, value in change.items():
+            client.hset(identity, field, value)
+    _, stats = reader.read()
+    assert stats is not None and stats.anomaly_count == 0
+    process = {p.identity: p for p in stats.processes}[identity]
+    actual = {name: getattr(process, name) for name in expected}
+    assert actual == expected
 
 
 def test_read_only_acl_user(redis_server: RedisServer) -> None:
