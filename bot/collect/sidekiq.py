@@ -447,14 +447,24 @@ def _command(*args: str | bytes) -> bytes:
 
 PING = _command("PING")
 
-_INFO_LINE = re.compile(
-    r"^(redis_version|used_memory|maxmemory|maxmemory_policy|connected_clients"
-    r"|uptime_in_seconds):([^\r\n]*)", re.MULTILINE)
+_INFO_FIELDS = tuple(
+    (name, f"\n{name}:")
+    for name in ("redis_version", "used_memory", "maxmemory", "maxmemory_policy",
+                 "connected_clients", "uptime_in_seconds")
+)
 
 
 def parse_redis_info(text: str) -> dict[str, str]:
     """Return the few INFO fields the snapshot reports, as text."""
-    return dict(_INFO_LINE.findall(text))
+    text = "\n" + text
+    fields: dict[str, str] = {}
+    for name, needle in _INFO_FIELDS:
+        start = text.find(needle)
+        if start >= 0:
+            start += len(needle)
+            end = text.find("\n", start)
+            fields[name] = text[start:end if end >= 0 else len(text)].rstrip("\r")
+    return fields
 
 
 @dataclass(slots=True)
@@ -509,6 +519,7 @@ class SidekiqReader:
         self._clock = clock
         self._timer = timer
         self._connected = False
+        self._connection: redis.Connection | None = None
         # Only the INFO sections the snapshot reports (several at once needs Redis 7;
         # on an older server the first snapshot falls back to the whole INFO).
         self._info_sections: tuple[str, ...] = INFO_SECTIONS
@@ -527,9 +538,13 @@ class SidekiqReader:
         An unreachable or refusing Redis gives ``reachable=False`` with the
         error, and no Sidekiq stats.
         """
+        pool = self._client.connection_pool
         try:
-            pool = self._client.connection_pool
-            connection = _get_connection(pool)
+            # The reader keeps one connection of the pool for itself, saving the pool's
+            # checks at every snapshot; it goes back to the pool on any trouble.
+            connection = self._connection if self._connection is not None else (
+                _get_connection(pool))
+            self._connection = connection
             try:
                 if not self._connected:
                     # Connect outside the timed PING, so round trip means round trip.
@@ -544,9 +559,9 @@ class SidekiqReader:
                 second = _exchange(connection, command, count) if count else []
             except BaseException:
                 connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
-                raise
-            finally:
+                self._connection = None
                 pool.release(connection)
+                raise
         except redis.RedisError as exc:
             self._connected = False
             return self._unreachable(exc), None
@@ -623,7 +638,7 @@ class SidekiqReader:
             if isinstance(value, Exception):
                 anomalies.append(Anomaly(self.key(name), _error_text(value)))
                 value = set()
-            sets.append({str(v) for v in value})
+            sets.append(set(map(str, value)))
         names = ("stat:processed", "stat:failed", "stat:processed:today", "stat:failed:today")
         counters: list[int] = []
         for name, value in zip((*names, "schedule", "retry", "dead"), numbers, strict=True):
