@@ -19,6 +19,16 @@ require "json"
 
 Redis.silence_deprecations = true if defined?(Redis) && Redis.respond_to?(:silence_deprecations=)
 
+# Make Sidekiq's API use POOL. Sidekiq 7 takes a hash in `config.redis=`, and
+# switches pools per thread (what Sidekiq::Client.via does); Sidekiq 6 takes the pool.
+def use_pool(pool)
+  if Sidekiq::VERSION.to_i >= 7
+    Thread.current[:sidekiq_redis_pool] = pool
+  else
+    Sidekiq.configure_client { |config| config.redis = pool }
+  end
+end
+
 def now_ms
   Process.clock_gettime(Process::CLOCK_MONOTONIC) * 1000.0
 end
@@ -59,7 +69,7 @@ def sweep(pools, count)
     order = (0...pools.size).to_a
     order.reverse! if number.odd?
     order.each do |index|
-      Sidekiq.configure_client { |config| config.redis = pools[index] }
+      use_pool(pools[index])
       started = now_ms
       snapshot
       samples[index] << now_ms - started
@@ -76,13 +86,18 @@ def summary(samples)
 end
 
 def hello
-  { "sidekiq" => Sidekiq::VERSION, "ruby" => RUBY_VERSION, "redis_gem" => Redis::VERSION,
+  client = if defined?(RedisClient::VERSION)
+             "redis-client #{RedisClient::VERSION}"
+           else
+             "redis #{Redis::VERSION}"
+           end
+  { "sidekiq" => Sidekiq::VERSION, "ruby" => RUBY_VERSION, "redis_gem" => client,
     "pid" => Process.pid }
 end
 
 def serve(urls)
   pools = urls.map { |url| Sidekiq::RedisConnection.create(url: url) }
-  Sidekiq.configure_client { |config| config.redis = pools.first }
+  use_pool(pools.first)
   $stdout.sync = true
   puts JSON.generate(hello)
   $stdin.each_line do |line|
@@ -94,7 +109,7 @@ def serve(urls)
       next
     end
 
-    Sidekiq.configure_client { |config| config.redis = pools.fetch(Integer(index)) }
+    use_pool(pools.fetch(Integer(index)))
     reply = case command
             when "use" then { "ok" => true }
             when "warm" then time_batch(Integer(count)) && { "ok" => true }
@@ -110,7 +125,7 @@ end
 if ARGV.first == "--serve"
   serve(ARGV.drop(1))
 else
-  Sidekiq.configure_client { |config| config.redis = { url: ENV.fetch("REDIS_URL") } }
+  use_pool(Sidekiq::RedisConnection.create(url: ENV.fetch("REDIS_URL")))
   reps = Integer(ARGV.fetch(0, "200"))
   time_batch(20)
   puts JSON.generate(hello.merge(summary(time_batch(reps))))

@@ -492,6 +492,26 @@ def profile_reads(reader: SidekiqReader, count: int) -> dict[str, Any]:
     return {"count": count, "wall_ms": elapsed * 1000.0 / count, "rows": rows}
 
 
+def count_round_trips(reader: SidekiqReader) -> int:
+    """Return how many times one snapshot writes to its Redis socket (one per round trip)."""
+    from redis.connection import AbstractConnection
+
+    sends = 0
+    original = AbstractConnection.send_packed_command
+
+    def counting(self: AbstractConnection, command: object, check_health: bool = True) -> None:
+        nonlocal sends
+        sends += 1
+        original(self, command, check_health)  # type: ignore[no-untyped-call]
+
+    AbstractConnection.send_packed_command = counting  # type: ignore[method-assign]
+    try:
+        reader.read()
+    finally:
+        AbstractConnection.send_packed_command = original  # type: ignore[method-assign]
+    return sends
+
+
 def serve_worker(urls: Sequence[str]) -> int:
     """Serve timing requests for the bot on stdin/stdout (one reader per URL).
 
@@ -531,6 +551,8 @@ def serve_worker(urls: Sequence[str]) -> int:
             emit(bot_figures(reader))
         elif command == "profile":
             emit(profile_reads(reader, count))
+        elif command == "roundtrips":
+            emit({"round_trips": count_round_trips(reader)})
         else:
             emit({"error": f"unknown command {command!r}"})
     return 0
@@ -971,16 +993,15 @@ def profile_breakdown(profile: dict[str, Any]) -> dict[str, float]:
     return {
         "read": cum(["read"], bot),
         "socket": builtin(["recv_into", "sendall"]),
-        "ping": cum(["ping"], "redis/commands/core.py"),
-        "first": cum(["_first_round_trip"], bot),
-        "second": cum(["_second_round_trip"], bot),
-        "packing": cum(["pack_commands"], "redis/connection.py"),
+        "exchange": cum(["_exchange"], bot),
+        "commands": cum(["_first_command", "_second_command"], bot),
         "parse_first": cum(["_parse_first"], bot),
+        "info_parser": cum(["parse_redis_info"], bot),
         "parse_second": cum(["_parse_second"], bot),
-        "parse_process": cum(["parse_process"], bot),
-        "job_latency": cum(["job_latency"], bot),
+        "processes": cum(["_read_processes"], bot),
+        "queues": cum(["_read_queues"], bot),
+        "oldest_job": cum(["oldest_job"], bot),
         "redis_stats": cum(["_redis_stats"], bot),
-        "info_parser": cum(["parse_info"], "redis/_parsers/helpers.py"),
     }
 
 
@@ -1123,17 +1144,16 @@ def render(report: Report) -> str:
         "| Part | ms |",
         "|---|---:|",
         f"| `SidekiqReader.read` (all) | {prof['read']:.3f} |",
-        f"| timed PING round trip | {prof['ping']:.3f} |",
-        f"| 1st pipeline, send + receive + redis-py reply parsing "
-        f"(`_first_round_trip`) | {prof['first']:.3f} |",
-        f"| ... of which redis-py's INFO parser (`parse_info`) | {prof['info_parser']:.3f} |",
-        f"| 2nd pipeline (`_second_round_trip`) | {prof['second']:.3f} |",
-        f"| redis-py packing commands, both pipelines (`pack_commands`) "
-        f"| {prof['packing']:.3f} |",
+        f"| the three round trips: send, wait, read the replies (`_exchange`) "
+        f"| {prof['exchange']:.3f} |",
+        f"| encoding the two pipelines (`_first_command`, `_second_command`) "
+        f"| {prof['commands']:.3f} |",
         f"| bot parsing, first reply (`_parse_first`) | {prof['parse_first']:.3f} |",
+        f"| ... of which the INFO fields (`parse_redis_info`) | {prof['info_parser']:.3f} |",
         f"| bot parsing, second reply (`_parse_second`) | {prof['parse_second']:.3f} |",
-        f"| ... of which `parse_process` (20 heartbeats) | {prof['parse_process']:.3f} |",
-        f"| ... of which `job_latency` (7 oldest jobs) | {prof['job_latency']:.3f} |",
+        f"| ... of which the 20 heartbeats (`_read_processes`) | {prof['processes']:.3f} |",
+        f"| ... of which the 7 queues (`_read_queues`) | {prof['queues']:.3f} |",
+        f"| ... ... of which parsing an oldest job (`oldest_job`) | {prof['oldest_job']:.3f} |",
         f"| bot building `RedisStats` (`_redis_stats`) | {prof['redis_stats']:.3f} |",
         f"| blocked in the socket (`recv_into` + `sendall`) | {prof['socket']:.3f} |",
         "",
@@ -1193,13 +1213,10 @@ def targets_text(report: Report, s: dict[str, Any], prof: dict[str, float]) -> l
             f"{fmt_ms(TARGET_RATIO * ruby_ms)} ms: the bot would have to shed "
             f"{fmt_ms(shed)} ms ({100 * shed / bot_ms:.0f} %) per snapshot. The rest of its "
             "time is Python CPU. Under cProfile (which inflates Python code), of "
-            f"{read:.3f} ms per snapshot: redis-py's INFO parser "
-            f"{share(prof['info_parser'])} (it parses all {report.info_fields} fields of "
-            "INFO's default sections, of which the snapshot keeps a handful: version, "
-            "memory, clients, uptime); redis-py packing the 46 commands "
-            f"{share(prof['packing'])}; the bot decoding and judging the 20 heartbeats "
-            f"(`parse_process`) {share(prof['parse_process'])}; the oldest jobs' latency "
-            f"(`job_latency`) {share(prof['job_latency'])}; blocked in the socket (Redis "
+            f"{read:.3f} ms per snapshot: the round trips through redis-py "
+            f"{share(prof['exchange'])}; the bot reading the 20 heartbeats "
+            f"{share(prof['processes'])} and the 7 queues {share(prof['queues'])}; blocked "
+            f"in the socket (Redis "
             f"working plus loopback) only {share(prof['socket'])}. Sidekiq's API makes 7 "
             f"times as many round trips, but at about {ruby_ms / 22:.3f} ms each, Ruby work "
             f"included, its whole snapshot costs only {ruby_ms / bot_ms:.1f} times the bot's."
@@ -1280,6 +1297,385 @@ def write_results(section: str, path: Path = RESULTS_FILE) -> None:
     path.write_text(body)
 
 
+# --------------------------------------------------------------------------- scale run
+
+SCALE_HEADING = "## Snapshot cost at large-instance scale vs Sidekiq 7.3.2"
+SCALE_COMMAND = ".venv/bin/python bench/snapshot_bench.py --scale --write"
+SCALE_PROCESSES = (10, 100, 500, 2000)
+SCALE_QUICK_PROCESSES = (10, 500)
+SCALE_JOBS = 1_000_000
+SIDEKIQ7_ROOT = Path(os.environ.get("STATUSBOT_SIDEKIQ7_ROOT", "/var/cache/statusbot/trixie"))
+SIDEKIQ7_VERSION = "7.3.2"
+SCALE_SUBJECTS = ("bot", "sidekiq7")
+SCALE_SCHEDULED, SCALE_RETRIES, SCALE_DEAD = 2_000, 500, 200
+
+
+def heartbeat_info7(identity: str, index: int, now: float) -> str:
+    """Return the ``info`` JSON of one Sidekiq 7.3.2 heartbeat (launcher.rb ``to_data``)."""
+    hostname, pid, _ = identity.split(":")
+    queues = [list(QUEUES), ["push"], ["ingress", "pull"],
+              ["default", "mailers", "scheduler", "fasp"]][index % 4]
+    weights = {"default": 8, "push": 6, "ingress": 4, "mailers": 2, "pull": 0,
+               "scheduler": 0, "fasp": 0}
+    return json.dumps({
+        "hostname": hostname, "started_at": now - 3600.0 * (1 + index % 24), "pid": int(pid),
+        "tag": "mastodon", "concurrency": 25, "queues": queues,
+        "weights": [{q: weights[q] for q in queues}], "labels": ["mastodon"],
+        "identity": identity, "version": SIDEKIQ7_VERSION, "embedded": False,
+    }, separators=(",", ":"))
+
+
+def fill_scale_db(client: redis.Redis, db: int, processes: int, jobs: int,
+                  rng: random.Random) -> FillInfo:
+    """Fill one database with the Sidekiq 7 layout: ``jobs`` jobs, ``processes`` heartbeats.
+
+    The jobs of a queue are one chunk of 1,000 distinct job JSONs pushed again and
+    again (their content costs neither side anything: both read only the oldest),
+    behind the queue's oldest job at the tail.
+    """
+    started = time.perf_counter()
+    now = time.time()
+    per_queue = split_jobs(jobs)
+    total_bytes = 0
+    for queue, count in per_queue.items():
+        if count == 0:
+            continue
+        key = f"queue:{queue}"
+        oldest = make_job(rng, queue, now - QUEUE_SPREAD_S[queue])
+        client.rpush(key, oldest)
+        total_bytes += len(oldest)
+        chunk = [make_job(rng, queue, now - QUEUE_SPREAD_S[queue] * rng.random())
+                 for _ in range(min(1000, count - 1))]
+        left = count - 1
+        pipe = client.pipeline(transaction=False)
+        queued = 0
+        while left > 0:
+            part = chunk[:left]
+            pipe.lpush(key, *part)
+            total_bytes += sum(len(job) for job in part)
+            left -= len(part)
+            queued += 1
+            if queued == 50:
+                pipe.execute()
+                queued = 0
+        pipe.execute()
+    client.sadd("queues", *QUEUES)
+    pipe = client.pipeline(transaction=False)
+    for name, count, lo, hi in (("schedule", SCALE_SCHEDULED, 60.0, 86_400.0),
+                                ("retry", SCALE_RETRIES, 30.0, 7_200.0),
+                                ("dead", SCALE_DEAD, -30 * 86_400.0, -60.0)):
+        members = {make_job(rng, rng.choice(QUEUES), now - rng.uniform(0, 3600)):
+                   now + rng.uniform(lo, hi) for _ in range(count)}
+        pipe.zadd(name, members)
+    today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    pipe.mset({"stat:processed": 98_765_432, "stat:failed": 123_456,
+               f"stat:processed:{today}": 54_321, f"stat:failed:{today}": 123})
+    identities = [f"sidekiq-{i % 50}:{1000 + 37 * i}:{rng.getrandbits(48):012x}"
+                  for i in range(processes)]
+    for index, identity in enumerate(identities):
+        pipe.sadd("processes", identity)
+        pipe.hset(identity, mapping={
+            "info": heartbeat_info7(identity, index, now),
+            "busy": str(rng.randint(0, 25)), "beat": str(now), "quiet": "false",
+            "rss": str(rng.randint(300_000, 900_000)), "rtt_us": str(rng.randint(80, 400)),
+        })
+        pipe.expire(identity, HEARTBEAT_EXPIRE_S)
+    pipe.execute()
+    return FillInfo(db=db, size=jobs, per_queue=per_queue, scheduled=SCALE_SCHEDULED,
+                    retries=SCALE_RETRIES, dead=SCALE_DEAD, identities=identities,
+                    seconds=time.perf_counter() - started,
+                    job_bytes_mean=total_bytes / jobs if jobs else 0.0)
+
+
+def sidekiq7_argv(workdir: Path, urls: Sequence[str]) -> tuple[list[str], Path]:
+    """Return the command that serves Sidekiq 7.3.2's API from its chroot, and its copy."""
+    if os.geteuid() != 0:
+        raise RuntimeError("the Sidekiq 7 chroot needs root")
+    if not (SIDEKIQ7_ROOT / "usr/bin/ruby").exists():
+        raise RuntimeError(f"no Sidekiq 7 chroot at {SIDEKIQ7_ROOT} "
+                           "(run scripts/sidekiq7-chroot.sh)")
+    inside = Path("/tmp") / f"statusbot-bench-{workdir.name}"
+    host_dir = SIDEKIQ7_ROOT / inside.relative_to("/")
+    host_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(RUBY_SCRIPT, host_dir / RUBY_SCRIPT.name)
+    return (["chroot", str(SIDEKIQ7_ROOT), "ruby", str(inside / RUBY_SCRIPT.name), "--serve",
+             *urls], host_dir)
+
+
+@dataclass
+class ScaleReport:
+    """Everything one scale run measured."""
+
+    quick: bool
+    started: datetime
+    fills: list[FillInfo]
+    jobs: int
+    samples: dict[tuple[int, str], list[float]] = field(default_factory=dict)
+    commands: dict[tuple[int, str], float] = field(default_factory=dict)
+    round_trips: dict[int, int] = field(default_factory=dict)
+    checks: list[str] = field(default_factory=list)
+    memory: list[MemoryResult] = field(default_factory=list)
+    versions: dict[str, str] = field(default_factory=dict)
+    redis_used_memory: str = ""
+    seconds: float = 0.0
+    rounds: int = 0
+    batch: int = 0
+    sessions: int = 1
+    load: list[float] = field(default_factory=list)
+    """1-minute load average at the start and the end of the timing."""
+
+
+def compare_scale(processes: int, bot: dict[str, Any], ruby: dict[str, Any]) -> list[str]:
+    """Return every way the bot's figures differ from Sidekiq 7's at one process count."""
+    problems = []
+    for name in ("processed", "failed", "scheduled", "retries", "dead", "processes_size",
+                 "enqueued", "workers_size"):
+        if bot[name] != ruby[name]:
+            problems.append(f"{processes} processes: {name}: bot {bot[name]} != "
+                            f"Sidekiq {ruby[name]}")
+    if len(ruby["busy"]) != processes or sum(ruby["busy"]) != bot["workers_size"]:
+        problems.append(f"{processes} processes: Sidekiq's ProcessSet disagrees")
+    if bot["live_processes"] != processes or bot["anomalies"]:
+        problems.append(f"{processes} processes: bot sees {bot['live_processes']} live, "
+                        f"{bot['anomalies']} anomalies")
+    skew = float(ruby["now"]) - float(bot["now"])
+    for name, (bot_size, bot_latency) in bot["queues"].items():
+        ruby_size, ruby_latency = ruby["queues"].get(name, [None, None])
+        if bot_size != ruby_size or bot_latency is None or abs(
+                bot_latency + skew - float(ruby_latency)) > 2.0:
+            problems.append(f"{processes} processes: queue {name}: bot {bot_size} "
+                            f"{bot_latency} vs Sidekiq {ruby_size} {ruby_latency}")
+    return problems
+
+
+def run_scale(args: argparse.Namespace) -> ScaleReport:
+    """Fill one database per process count, then time the bot and Sidekiq 7.3.2 interleaved."""
+    counts = tuple(args.processes) or (SCALE_QUICK_PROCESSES if args.quick else SCALE_PROCESSES)
+    jobs = args.jobs if args.jobs >= 0 else (10_000 if args.quick else SCALE_JOBS)
+    sessions = args.sessions or (1 if args.quick else 3)
+    rounds = args.rounds or (2 if args.quick else 12)
+    if rounds % sessions:
+        raise SystemExit("--rounds must be a multiple of --sessions")
+    batch = args.batch or (5 if args.quick else 10)
+    snapshots = args.snapshots or (200 if args.quick else 1000)
+    tail = args.tail or (1 if args.quick else 3)
+    rng = random.Random(20261201)
+    report = ScaleReport(quick=args.quick, started=datetime.now(timezone.utc), fills=[],
+                         jobs=jobs, rounds=rounds, batch=batch, sessions=sessions)
+    began = time.perf_counter()
+    workdir = Path(tempfile.mkdtemp(prefix="statusbot-scale-"))
+    server: RedisServer | None = None
+    workers: dict[str, Worker] = {}
+    host_dir: Path | None = None
+    stderr = open(workdir / "workers.stderr", "wb")  # noqa: SIM115 - closed in finally
+    try:
+        server = RedisServer(workdir)
+        admins = [server.client(db) for db in range(len(counts))]
+        admins[0].flushall()
+        for db, count in enumerate(counts):
+            log(f"filling db {db}: {count:,} processes, {jobs:,} jobs ...")
+            report.fills.append(fill_scale_db(admins[db], db, count, jobs, rng))
+        report.redis_used_memory = str(admins[0].info("memory")["used_memory_human"])
+        report.versions["redis"] = str(admins[0].info("server")["redis_version"])
+        urls = [server.url(db) for db in range(len(counts))]
+        me = [sys.executable, str(Path(__file__).resolve()), "--worker"]
+        for url in urls:
+            me += ["--url", url]
+        ruby_argv, host_dir = sidekiq7_argv(workdir, urls)
+        argvs = {"bot": me, "sidekiq7": ruby_argv}
+
+        def start_workers() -> None:
+            for name in SCALE_SUBJECTS:
+                workers[name] = Worker(name, argvs[name], stderr)
+
+        def refresh_all() -> None:
+            for fill in report.fills:
+                refresh_beats(admins[fill.db], fill.identities)
+
+        start_workers()
+        report.versions.update(
+            python=str(workers["bot"].hello["python"]),
+            redis_py=str(workers["bot"].hello["redis_py"]),
+            hiredis=package_version("hiredis") if workers["bot"].hello["hiredis"] else "absent",
+            sidekiq=str(workers["sidekiq7"].hello["sidekiq"]),
+            ruby=str(workers["sidekiq7"].hello["ruby"]),
+            redis_gem=str(workers["sidekiq7"].hello["redis_gem"]),
+        )
+        log("warming up and checking that the bot and Sidekiq 7 agree ...")
+        for fill, count in zip(report.fills, counts, strict=True):
+            refresh_beats(admins[fill.db], fill.identities)
+            for name, worker in workers.items():
+                worker.request(f"warm {fill.db} 5")
+                report.commands[(fill.db, name)] = commands_per_snapshot(
+                    admins[fill.db], worker, fill.db, count=3)
+            refresh_beats(admins[fill.db], fill.identities)
+            report.round_trips[fill.db] = int(
+                workers["bot"].request(f"roundtrips {fill.db}")["round_trips"])
+            bot = workers["bot"].request(f"check {fill.db}")
+            ruby = workers["sidekiq7"].request(f"check {fill.db}")
+            report.checks += compare_scale(count, bot, ruby)
+        for fill in report.fills:
+            for name in SCALE_SUBJECTS:
+                report.samples[(fill.db, name)] = []
+        report.load.append(os.getloadavg()[0])
+        for number in range(rounds):
+            if number and number % (rounds // sessions) == 0:
+                log("starting fresh timing processes ...")
+                for worker in workers.values():
+                    worker.close()
+                start_workers()
+                refresh_all()
+                for fill in report.fills:
+                    for worker in workers.values():
+                        worker.request(f"warm {fill.db} 5")
+            log(f"round {number + 1}/{rounds} ...")
+            order = list(SCALE_SUBJECTS)
+            rng.shuffle(order)
+            for name in order:
+                refresh_all()
+                reply = workers[name].request(f"sweep {batch}")
+                for fill, samples in zip(report.fills, reply["samples_ms"], strict=True):
+                    report.samples[(fill.db, name)] += [float(ms) for ms in samples]
+        report.load.append(os.getloadavg()[0])
+        for worker in workers.values():
+            worker.close()
+        workers.clear()
+        last = report.fills[-1]
+        with beats_kept_alive(server.client(last.db), last.identities):
+            log(f"memory: {snapshots * tail} snapshots at {len(last.identities)} processes ...")
+            report.memory.append(run_memory_child(urls[last.db], "reader", snapshots, tail))
+    finally:
+        for worker in workers.values():
+            worker.close()
+        if server is not None:
+            server.stop()
+        stderr.close()
+        errors = (workdir / "workers.stderr").read_bytes().decode(errors="replace").strip()
+        if errors:
+            log(f"worker stderr:\n{errors[-3000:]}")
+        shutil.rmtree(workdir, ignore_errors=True)
+        if host_dir is not None:
+            shutil.rmtree(host_dir, ignore_errors=True)
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def render_scale(report: ScaleReport) -> str:
+    """Return the Markdown section for a scale run."""
+    v = report.versions
+    med = {pair: median(s) for pair, s in report.samples.items()}
+    lines = [
+        SCALE_HEADING,
+        "",
+        f"Command: `{SCALE_COMMAND}`" + (" (here with `--quick`: a smoke run, not the "
+                                         "recorded figures)" if report.quick else ""),
+        "",
+        f"- Date: {report.started.strftime('%Y-%m-%d %H:%M UTC')} "
+        f"(the run took {report.seconds:.0f} s)",
+        f"- Machine: {os.cpu_count()} CPUs (nproc), {cpu_model()}, "
+        f"{platform.system()} {platform.release()}; shared with other work while it ran "
+        f"(1-minute load average {' then '.join(f'{x:.1f}' for x in report.load)}, at the "
+        "start and the end of the timing)",
+        f"- Code: {code_state()}",
+        f"- Python {v['python']}, redis-py {v['redis_py']}, hiredis {v['hiredis']}",
+        f"- Redis {v['redis']} (used_memory with every database loaded: "
+        f"{report.redis_used_memory}), Sidekiq {v['sidekiq']} (Debian 13's ruby-sidekiq, "
+        f"run with `chroot {SIDEKIQ7_ROOT}`), Ruby {v['ruby']}, {v['redis_gem']}",
+        "",
+        "### Set-up",
+        "",
+        f"One `redis-server` on loopback, one database per process count, all loaded at "
+        f"once. Each holds {report.jobs:,} jobs over Mastodon's seven queues (Sidekiq 7 job "
+        f"JSON, float-second timestamps, the oldest at the tail), {SCALE_SCHEDULED:,} "
+        f"scheduled, {SCALE_RETRIES} retries, {SCALE_DEAD} dead, the counters, and that many "
+        "Sidekiq 7.3.2 heartbeats (`info` as launcher.rb writes it, with `version`, "
+        "`weights`, `concurrency`; busy/beat/quiet/rss/rtt_us; EXPIRE 60), every beat "
+        "refreshed before each batch so that all processes are live.",
+        "",
+        "Each side runs in its own long-lived process on a warm connection per database "
+        "and times itself. The bot: `SidekiqReader.read()`. Sidekiq 7.3.2 "
+        "(`bench/sidekiq_api.rb`): `Sidekiq::Stats.new` with every figure (processed, "
+        "failed, scheduled/retry/dead sizes, processes size, enqueued, workers size), "
+        "`Sidekiq::Queue.all` with `size` and `latency`, and "
+        "`Sidekiq::ProcessSet.new(false)` iterated (each process's heartbeat read and its "
+        "`info` parsed) — the figures of one bot snapshot. "
+        f"{report.rounds} rounds; in each the two sides take turns in a shuffled order, "
+        f"each running a batch of {report.batch} sweeps, a sweep being one snapshot of "
+        "every database in turn (order reversed every other sweep); the timing processes "
+        f"are started afresh {report.sessions} times. Before timing, both sides' figures "
+        "were compared: " + ("they agree (counters, set sizes, enqueued, busy, every "
+                             "queue's size and latency within 2 s, every process live, no "
+                             "anomalies)." if not report.checks
+                             else "**they differ**: " + "; ".join(report.checks)),
+        "",
+        "### Time per snapshot (ms, medians)",
+        "",
+        "| Processes | bot | bot p95 | Sidekiq 7.3.2 API | Sidekiq p95 | bot / Sidekiq | "
+        "per round (min-max) | commands: bot / Sidekiq | bot round trips |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    ratios = []
+    for fill in report.fills:
+        bot, ruby = report.samples[(fill.db, "bot")], report.samples[(fill.db, "sidekiq7")]
+        ratio = med[(fill.db, "bot")] / med[(fill.db, "sidekiq7")]
+        ratios.append(ratio)
+        per_round = [median(bot[i:i + report.batch]) / median(ruby[i:i + report.batch])
+                     for i in range(0, len(bot), report.batch)]
+        lines.append(
+            f"| {len(fill.identities):,} | {fmt_ms(med[(fill.db, 'bot')])} | {fmt_ms(p95(bot))} "
+            f"| {fmt_ms(med[(fill.db, 'sidekiq7')])} | {fmt_ms(p95(ruby))} | "
+            f"**{ratio:.2f}{X}** | {min(per_round):.2f}-{max(per_round):.2f} | "
+            f"{report.commands[(fill.db, 'bot')]:.0f} / "
+            f"{report.commands[(fill.db, 'sidekiq7')]:.0f} | {report.round_trips[fill.db]} |")
+    first, last = report.fills[0], report.fills[-1]
+    growth = med[(last.db, "bot")] / med[(first.db, "bot")]
+    per_process_us = ((med[(last.db, "bot")] - med[(first.db, "bot")]) * 1000.0
+                      / (len(last.identities) - len(first.identities)))
+    n = report.batch * report.rounds
+    lines += [
+        "",
+        f"{n} snapshots per (size, side). Bot growth from {len(first.identities):,} to "
+        f"{len(last.identities):,} processes: {growth:.1f}{X} "
+        f"(~{per_process_us:.1f} µs per extra process). Round trips: counted on the bot's "
+        "connection (socket writes) over one snapshot; commands: Redis's "
+        "`total_commands_processed` over a few snapshots.",
+        "",
+    ]
+    for m in report.memory:
+        lines += [
+            f"Resident memory of a fresh process taking `SidekiqReader.read()` snapshots at "
+            f"{len(last.identities):,} processes (MB, 10^6 bytes): after set-up "
+            f"{m.after_setup_mb:.1f}, "
+            + ", ".join(f"after {k:,}: {m.rss_mb[k]:.1f}" for k in sorted(m.rss_mb))
+            + f"; growth from snapshot {round(m.snapshots * 0.25):,} to {m.snapshots:,}: "
+            f"{m.growth_mb:+.2f} MB, then to {max(m.rss_mb):,}: {m.tail_growth_mb:+.2f} MB.",
+            "",
+        ]
+    ok = all(r <= TARGET_RATIO for r in ratios)
+    lines += [
+        f"Target: bot ≤ {TARGET_RATIO}{X} Sidekiq 7.3.2's API at every size: "
+        + ("**met**" if ok else "**not met**")
+        + f" ({', '.join(f'{r:.2f}{X}' for r in ratios)}).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(section: str, heading: str, path: Path = RESULTS_FILE) -> None:
+    """Replace (or add) the section that starts with ``heading`` in ``path``."""
+    text = path.read_text() if path.exists() else f"{RESULTS_HEADING}\n"
+    lines = text.splitlines(keepends=True)
+    start = next((i for i, line in enumerate(lines) if line.rstrip() == heading), None)
+    if start is None:
+        body = text.rstrip("\n") + "\n\n" + section
+    else:
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")),
+                   len(lines))
+        after = "".join(lines[end:])
+        body = "".join(lines[:start]) + section + ("\n" + after if after else "")
+    path.write_text(body)
+
+
 # --------------------------------------------------------------------------- entry point
 
 
@@ -1306,6 +1702,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     internal.add_argument("--mode", choices=("reader", "collector"), default="reader",
                           help=argparse.SUPPRESS)
     internal.add_argument("--no-hiredis", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--scale", action="store_true",
+                        help="10 to 2,000 processes against Sidekiq 7.3.2 (its chroot) instead")
+    parser.add_argument("--processes", type=int, action="append", default=[],
+                        help="process counts of a --scale run (repeat; default 10 100 500 2000)")
+    parser.add_argument("--jobs", type=int, default=-1,
+                        help="jobs per database in a --scale run (default 1,000,000)")
     parser.add_argument("--pin", action="store_true",
                         help="run redis-server on one CPU and the timed processes on another")
     parser.add_argument("--tail", type=int, default=0,
@@ -1323,6 +1725,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve_worker(args.url)
     if args.memory_child:
         return memory_child(args.url[0], args.mode, args.snapshots or 1000, args.tail or 1)
+    if args.scale:
+        scale = run_scale(args)
+        text = render_scale(scale)
+        print(text)
+        if args.write:
+            write_section(text, SCALE_HEADING)
+            log(f"wrote {RESULTS_FILE}")
+        return 0
     report = run_benchmark(args)
     section = render(report)
     print(section)

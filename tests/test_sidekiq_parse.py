@@ -7,7 +7,14 @@ from typing import Any
 
 import pytest
 
-from bot.collect.sidekiq import epoch_seconds, job_latency, parse_process, stale_limit
+from bot.collect.sidekiq import (
+    MAX_INFO_CHARS,
+    MAX_JOB_CHARS,
+    epoch_seconds,
+    job_latency,
+    parse_process,
+    stale_limit,
+)
 from bot.model import Anomaly
 
 NOW = 1_800_000_000.0
@@ -150,3 +157,163 @@ def test_parse_process_counts_malformed_data(raw: list[str | None], problem: str
 def test_stale_limit(parsed_info: dict[str, Any], configured: float, expected: float) -> None:
     """Three beats of the process's Sidekiq version, unless configured."""
     assert stale_limit(parsed_info, configured) == expected
+
+
+# --------------------------------------------------------------------------- hostile data
+
+DEEP = "[" * 200_000 + "]" * 200_000
+"""200,000 nested brackets: json.loads would raise RecursionError."""
+
+HUGE_DIGITS = "9" * 400
+"""A number with 400 digits: too big for a float, far too big for any counter."""
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("inf", id="str-inf"),
+        pytest.param("-inf", id="str-minus-inf"),
+        pytest.param("nan", id="str-nan"),
+        pytest.param("1e400", id="str-1e400"),
+        pytest.param(HUGE_DIGITS, id="str-400-digits"),
+        pytest.param(int(HUGE_DIGITS), id="int-400-digits"),
+        pytest.param(float("inf"), id="float-inf"),
+        pytest.param(1e300, id="float-1e300"),
+        pytest.param(0, id="zero"),
+        pytest.param({"at": 1}, id="dict"),
+    ],
+)
+def test_epoch_seconds_rejects_hostile_values(value: object) -> None:
+    """Non-finite, out-of-range and wrongly typed timestamps are None, never an exception."""
+    assert epoch_seconds(value) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param('{"enqueued_at": 1e400}',
+                     (None, "oldest job has a malformed enqueued_at: inf"), id="enqueued-1e400"),
+        pytest.param('{"enqueued_at": ' + HUGE_DIGITS + "}",
+                     (None, "oldest job has a malformed enqueued_at: " + "9" * 40),
+                     id="enqueued-400-digits"),
+        pytest.param('{"enqueued_at": NaN}',
+                     (None, "oldest job has a malformed enqueued_at: nan"), id="enqueued-nan"),
+        pytest.param('{"enqueued_at": Infinity}',
+                     (None, "oldest job has a malformed enqueued_at: inf"), id="enqueued-inf"),
+        pytest.param('{"enqueued_at": "inf"}',
+                     (None, "oldest job has a malformed enqueued_at: 'inf'"),
+                     id="enqueued-str-inf"),
+        pytest.param('{"enqueued_at": -5}',
+                     (None, "oldest job has a malformed enqueued_at: -5"), id="enqueued-negative"),
+        pytest.param('{"created_at": 1e400}',
+                     (None, "oldest job has a malformed created_at: inf"), id="created-1e400"),
+        pytest.param('{"created_at": ' + HUGE_DIGITS + "}",
+                     (None, "oldest job has a malformed created_at: " + "9" * 40),
+                     id="created-400-digits"),
+        pytest.param('{"created_at": [1, 2]}',
+                     (None, "oldest job has a malformed created_at: [1, 2]"),
+                     id="created-wrong-type"),
+        pytest.param(DEEP, (None, "oldest job is nested too deeply"), id="200000-brackets"),
+        pytest.param('{"args": ' + DEEP + ', "enqueued_at": 1}',
+                     (None, "oldest job is nested too deeply"), id="200000-brackets-in-args"),
+        pytest.param('"just a string"', (None, "oldest job is not a JSON object"),
+                     id="json-string"),
+    ],
+)
+def test_job_latency_hostile(raw: str, expected: tuple[float | None, str | None]) -> None:
+    """A hostile oldest job is a problem and an unknown latency, never an exception."""
+    assert job_latency(raw, NOW) == expected
+
+
+def big_job(size: int, **stamps: float) -> str:
+    """A job JSON of exactly ``size`` characters, its timestamps at the end as Sidekiq puts them."""
+    tail = "".join(f', "{name}": {value!r}' for name, value in stamps.items()) + "}"
+    head = '{"class": "X", "args": ["'
+    return head + "x" * (size - len(head) - len('"]') - len(tail)) + '"]' + tail
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(big_job(MAX_JOB_CHARS, enqueued_at=NOW - 30), (30.0, None),
+                     id="at-the-limit-parsed"),
+        pytest.param(big_job(MAX_JOB_CHARS + 1, enqueued_at=NOW - 30),
+                     (30.0, f"oldest job is larger than {MAX_JOB_CHARS} characters"),
+                     id="over-the-limit-latency-from-its-end"),
+        pytest.param(big_job(MAX_JOB_CHARS + 1, created_at=NOW - 12),
+                     (12.0, f"oldest job is larger than {MAX_JOB_CHARS} characters"),
+                     id="over-the-limit-created-at"),
+        pytest.param(big_job(MAX_JOB_CHARS + 1),
+                     (None, f"oldest job is larger than {MAX_JOB_CHARS} characters"),
+                     id="over-the-limit-no-timestamp"),
+        pytest.param(big_job(MAX_JOB_CHARS + 1, enqueued_at=1e300),
+                     (None, f"oldest job is larger than {MAX_JOB_CHARS} characters"),
+                     id="over-the-limit-hostile-timestamp"),
+    ],
+)
+def test_job_latency_size_guard(raw: str, expected: tuple[float | None, str | None]) -> None:
+    """A job over the size limit is not parsed; its latency may still come from its ends."""
+    latency, problem = job_latency(raw, NOW)
+    assert (latency if latency is None else round(latency, 3), problem) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected", "problems"),
+    [
+        *[pytest.param(fields(info(concurrency=5), busy=value), {"busy": None, "alive": True},
+                       [f"malformed busy: {value!r:.40}"], id=f"busy-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE_DIGITS), ("negative", "-3"),
+                              ("word", "many"))],
+        *[pytest.param(fields(info(concurrency=5), rss=value), {"rss_kb": None, "alive": True},
+                       [f"malformed rss: {value!r:.40}"], id=f"rss-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE_DIGITS), ("negative", "-512000"))],
+        *[pytest.param(fields(info(), concurrency=value),
+                       {"concurrency": None, "alive": True},
+                       [f"malformed concurrency: {value!r:.40}"], id=f"concurrency-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE_DIGITS), ("negative", "-1"))],
+        *[pytest.param(fields(info(concurrency=5), beat=value),
+                       {"alive": False, "stale_reason": "no heartbeat time", "beat_age_s": None},
+                       [f"malformed beat: {value!r:.40}"], id=f"beat-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE_DIGITS), ("negative", "-1"))],
+        pytest.param(fields(info(concurrency=10**400)), {"concurrency": None},
+                     ["malformed info.concurrency: " + "1" + "0" * 39],
+                     id="info-concurrency-400-digits"),
+        pytest.param(fields(info(concurrency=True)), {"concurrency": None},
+                     ["malformed info.concurrency: True"], id="info-concurrency-bool"),
+        pytest.param(fields(info(concurrency=-4)), {"concurrency": None},
+                     ["malformed info.concurrency: -4"], id="info-concurrency-negative"),
+        pytest.param(fields(info(concurrency=5, started_at=1e300)), {"started_at": None},
+                     ["malformed info.started_at: 1e+300"], id="info-started-at-1e300"),
+        pytest.param(fields(info(concurrency=5, pid=10**400)), {"pid": None},
+                     ["malformed info.pid: " + "1" + "0" * 39], id="info-pid-400-digits"),
+        pytest.param(fields(info(concurrency=5, hostname=5, tag=[], version={"x": 1},
+                                 queues="default")),
+                     {"hostname": None, "tag": None, "version": None, "queues": ()}, [],
+                     id="info-wrong-types"),
+        pytest.param(fields(info(version="8.1.6", queues=None,
+                                 capsules={"default": {"concurrency": 10**400,
+                                                       "weights": ["x"]}})),
+                     {"concurrency": None, "queues": ()}, [], id="capsules-hostile"),
+        pytest.param(fields(DEEP), {"alive": True, "hostname": None},
+                     [f"heartbeat info is larger than {MAX_INFO_CHARS} characters"],
+                     id="info-200000-brackets"),
+        pytest.param(fields("[" * 30_000 + "]" * 30_000), {"alive": True, "hostname": None},
+                     ["heartbeat info is nested too deeply"], id="info-30000-brackets"),
+        pytest.param(fields("[" + "1," * 5 + "1]"), {"alive": True, "hostname": None},
+                     ["heartbeat info is not a JSON object"], id="info-json-list"),
+        pytest.param(fields(info(concurrency=5, padding="x" * MAX_INFO_CHARS)),
+                     {"alive": True, "hostname": None},
+                     [f"heartbeat info is larger than {MAX_INFO_CHARS} characters"],
+                     id="info-too-large"),
+    ],
+)
+def test_parse_process_hostile(raw: list[str | None], expected: dict[str, Any],
+                               problems: list[str]) -> None:
+    """Each hostile heartbeat value is an anomaly and None; the rest of the process stands."""
+    process, anomalies = parse_process("w:1:x", raw, NOW)
+    actual = {name: getattr(process, name) for name in expected}
+    assert (actual, [a.problem for a in anomalies]) == (expected, problems)

@@ -11,14 +11,14 @@ import socket
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import redis
 from redis.connection import Connection
 
 from bot.collect import redis_client
-from bot.collect.sidekiq import SidekiqReader
+from bot.collect.sidekiq import MAX_JOB_CHARS, SidekiqReader
 from bot.config import RedisConfig
 from bot.demo import free_port
 from bot.model import Anomaly
@@ -258,3 +258,213 @@ def test_check_exit_status(redis_server: RedisServer, tmp_path: Any) -> None:
     broken = check("--config", str(bad), env=env)
     assert broken.returncode == 2
     assert f"{bad}: redis.url: must be a redis:// URL, got int 5" in broken.stderr
+
+
+HUGE = "9" * 400
+
+
+@pytest.mark.parametrize(
+    ("setup", "key", "problem"),
+    [
+        *[pytest.param({"set": ("stat:processed", value)}, "stat:processed", "not a number",
+                       id=f"counter-{name}")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-7"))],
+        *[pytest.param({"hset": ("web9:9:000000000009", field, value), "known": known},
+                       "web9:9:000000000009", f"malformed {field}",
+                       id=f"{field}-{name}" + ("-known-process" if known else ""))
+          for field in ("busy", "concurrency", "rss", "beat")
+          for name, value in (("inf", "inf"), ("nan", "nan"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-5"), ("word", "lots"))
+          for known in (False, True)],
+        pytest.param({"hset": ("web9:9:000000000009", "info", "[" * 200_000 + "]" * 200_000)},
+                     "web9:9:000000000009", "heartbeat info is larger than",
+                     id="info-200000-brackets"),
+        pytest.param({"hset": ("web9:9:000000000009", "info", "[" * 30_000 + "]" * 30_000)},
+                     "web9:9:000000000009", "heartbeat info is nested too deeply",
+                     id="info-30000-brackets"),
+        pytest.param({"job": "[" * 200_000 + "]" * 200_000}, "queue:hostile",
+                     "oldest job is nested too deeply", id="job-200000-brackets"),
+        *[pytest.param({"job": f'{{"class":"X","{field}":{value}}}'}, "queue:hostile",
+                       f"oldest job has a malformed {field}", id=f"job-{field}-{name}")
+          for field in ("enqueued_at", "created_at")
+          for name, value in (("inf", "Infinity"), ("nan", "NaN"), ("1e400", "1e400"),
+                              ("400-digits", HUGE), ("negative", "-1"), ("string", '"soon"'))],
+        pytest.param({"job": '{"args":["' + "x" * MAX_JOB_CHARS + '"],"enqueued_at":1}'},
+                     "queue:hostile", f"oldest job is larger than {MAX_JOB_CHARS} characters",
+                     id="job-over-size-limit"),
+    ],
+)
+def test_hostile_value_is_an_anomaly(redis_server: RedisServer, setup: dict[str, Any],
+                                     key: str, problem: str) -> None:
+    """One hostile value is one anomaly; the backlog beside it is still read right."""
+    now = time.time()
+    client = redis_server.client()
+    ids = write_sidekiq8(client, now)
+    client.sadd("processes", "web9:9:000000000009")
+    client.hset("web9:9:000000000009", mapping={
+        "info": json.dumps({"hostname": "web9", "pid": 9, "queues": ["default"],
+                            "version": "8.1.6"}),
+        "busy": 1, "beat": now - 1, "quiet": "false", "rss": 1000, "concurrency": 5})
+    reader = reader_for(redis_server)
+    if setup.get("known"):  # the process was read before, with good values
+        assert reader.read()[1] is not None
+    if "set" in setup:
+        client.set(*setup["set"])
+    if "hset" in setup:
+        name, field, value = setup["hset"]
+        client.hset(name, field, value)
+    if "job" in setup:
+        client.sadd("queues", "hostile")
+        client.rpush("queue:hostile", setup["job"])
+    redis_stats, stats = reader.read()
+    assert redis_stats.reachable and stats is not None
+    assert [(a.key, a.problem.startswith(problem)) for a in stats.anomalies] == [(key, True)]
+    latency = {q.name: q.latency_s for q in stats.queues}
+    assert latency["mailers"] == pytest.approx(40.0, abs=0.5)  # the real backlog stands
+    assert stats.enqueued == 10 + ("job" in setup)
+    process = {p.identity: p for p in stats.processes}
+    assert process[ids["live"]].alive and process[ids["live"]].busy == 4
+    assert all(p.rss_kb is None or p.rss_kb >= 0 for p in stats.processes)
+
+
+def test_queue_named_like_a_mention_is_data(redis_server: RedisServer) -> None:
+    """A queue named ``@someone`` is read and reported like any other queue."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    client.sadd("queues", "@someone")
+    client.lpush("queue:@someone", sidekiq8_job("@someone", int((now - 5) * 1000), 1))
+    _, stats = reader_for(redis_server).read()
+    assert stats is not None and stats.anomaly_count == 0
+    queue = {q.name: q for q in stats.queues}["@someone"]
+    assert queue.size == 1
+    assert queue.latency_s == pytest.approx(5.0, abs=0.5)
+
+
+def test_check_survives_hostile_data(redis_server: RedisServer) -> None:
+    """`check` prints the snapshot (exit 0) with hostile values in Redis beside a backlog."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    client.set("stat:failed", "1e400")
+    client.hset("web1:101:0123456789ab", mapping={"busy": "inf", "rss": "-512000"})
+    client.sadd("queues", "deep")
+    client.rpush("queue:deep", "[" * 200_000 + "]" * 200_000)
+    env = {"PATH": "/usr/bin:/bin", "REDIS_URL": redis_server.url}
+    result = check("--json", env=env)
+    assert result.returncode == 0, result.stderr
+    snapshot = json.loads(result.stdout)["sidekiq"]
+    assert snapshot["anomaly_count"] == 4
+    assert {p["identity"]: p["rss_kb"] for p in snapshot["processes"]}[
+        "web1:101:0123456789ab"] is None
+
+
+class RecordingConnection(Connection):
+    """A redis-py connection that keeps every command it sends, as bytes."""
+
+    sent: ClassVar[list[bytes]] = []
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        parts = [command] if isinstance(command, (bytes, str)) else list(command)
+        type(self).sent.append(b"".join(p.encode() if isinstance(p, str) else bytes(p)
+                                        for p in parts))
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
+
+
+def write_processes(client: redis.Redis, identities: list[str], now: float) -> None:
+    pipe = client.pipeline(transaction=False)
+    for identity in identities:
+        pipe.sadd("processes", identity)
+        pipe.hset(identity, mapping={
+            "info": json.dumps({"hostname": identity.split(":")[0], "pid": 1,
+                                "queues": ["default"], "version": "7.3.2", "concurrency": 5}),
+            "busy": 1, "beat": now - 1, "quiet": "false", "rss": 1000})
+    pipe.execute()
+
+
+@pytest.mark.parametrize(
+    ("processes", "left", "joined", "info_reads"),
+    [
+        pytest.param(10, 0, 0, [10, 0, 0], id="10-processes"),
+        pytest.param(1_100, 0, 0, [1_100, 0, 0], id="1100-processes-past-the-old-lru"),
+        pytest.param(1_100, 3, 2, [1_100, 2, 0], id="3-left-2-joined"),
+    ],
+)
+def test_info_is_read_once_per_identity(redis_server: RedisServer, processes: int, left: int,
+                                        joined: int, info_reads: list[int]) -> None:
+    """A heartbeat's info is read the first time its identity is seen, not every snapshot."""
+    now = time.time()
+    client = redis_server.client()
+    identities = [f"w{n}:1:{n:012x}" for n in range(processes)]
+    write_processes(client, identities, now)
+    pool = redis.ConnectionPool(connection_class=RecordingConnection, host="127.0.0.1",
+                                port=redis_server.port, decode_responses=True)
+    reader = SidekiqReader(redis.Redis(connection_pool=pool), url=redis_server.url)
+    reads, live = [], []
+    for snapshot in range(3):
+        RecordingConnection.sent = []
+        _, stats = reader.read()
+        assert stats is not None
+        reads.append(b"".join(RecordingConnection.sent).count(b"$4\r\ninfo\r\n"))
+        live.append(stats.live_processes)
+        if snapshot == 0:
+            client.srem("processes", *identities[:left]) if left else None
+            write_processes(client, [f"new{n}:2:{n:012x}" for n in range(joined)], now)
+    assert reads == info_reads
+    assert live == [processes, processes - left + joined, processes - left + joined]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        pytest.param({}, {"alive": True, "busy": 4, "quiet": False, "rss_kb": 512000,
+                          "concurrency": 10, "hostname": "web1"}, id="unchanged"),
+        pytest.param({"busy": 7, "quiet": "true", "rss": 1, "concurrency": 3},
+                     {"alive": True, "busy": 7, "quiet": True, "rss_kb": 1, "concurrency": 3},
+                     id="new-beat-values"),
+        pytest.param({"beat": -45.0}, {"alive": False, "stale_reason": "no heartbeat for 45 s"},
+                     id="stale"),
+        pytest.param({"beat": 45.0}, {"alive": True, "beat_age_s": 0.0}, id="beat-in-future"),
+        pytest.param(None, {"alive": False, "stale_reason": "heartbeat expired",
+                            "hostname": None, "busy": None}, id="hash-expired"),
+    ],
+)
+def test_known_process_next_beat(redis_server: RedisServer,
+                                 change: dict[str, str | int | float] | None,
+                                 expected: dict[str, Any]) -> None:
+    """A known process's later beats are read right; an expired hash is not its old info."""
+    now = time.time()
+    client = redis_server.client()
+    write_sidekiq8(client, now)
+    reader = reader_for(redis_server, clock=lambda: now)
+    assert reader.read()[1] is not None
+    identity = "web1:101:0123456789ab"
+    if change is None:
+        client.delete(identity)
+    else:
+        if "beat" in change:
+            change["beat"] = now + float(change["beat"])
+        for field, value in change.items():
+            client.hset(identity, field, value)
+    _, stats = reader.read()
+    assert stats is not None and stats.anomaly_count == 0
+    process = {p.identity: p for p in stats.processes}[identity]
+    actual = {name: getattr(process, name) for name in expected}
+    assert actual == expected
+
+
+def test_read_only_acl_user(redis_server: RedisServer) -> None:
+    """A snapshot needs only read commands: it works for `-@all +@read +info +ping`."""
+    now = time.time()
+    admin = redis_server.client()
+    write_sidekiq8(admin, now)
+    admin.acl_setuser("watcher", enabled=True, passwords=["+s3cret"], keys=["*"],
+                      categories=["-@all", "+@read"], commands=["+info", "+ping"])
+    url = f"redis://watcher:s3cret@127.0.0.1:{redis_server.port}/0"
+    reader = SidekiqReader(redis_client(RedisConfig(url=url)), url=redis_server.url)
+    for _ in range(2):  # the first reads every info, the second only the known fields
+        redis_stats, stats = reader.read()
+        assert redis_stats.reachable and stats is not None
+        assert (stats.anomaly_count, stats.live_processes, stats.enqueued) == (0, 1, 10)
+        assert redis_stats.version is not None and redis_stats.used_memory_bytes
