@@ -235,3 +235,17 @@ def test_last_created_by_kind(store: Store) -> None:
                    post("n", at=T0 + 90000)])
     store.fold(["s2"], None, T0 + 99999, "expired")
     assert store.last_created(PostKind.STATUS) == T0 + 86400
+
+
+@pytest.mark.parametrize("name", ["state.sqlite3", "sub/dir/other.db"], ids=["default", "nested"])
+def test_page_cache_is_bounded(tmp_path: Path, name: str) -> None:
+    """A state file's page cache is capped below SQLite's 2 MB default, so RSS stays flat."""
+    from bot import defaults
+
+    s = Store(tmp_path / name)
+    try:
+        size = s._db.execute("PRAGMA cache_size").fetchone()[0]
+    finally:
+        s.close()
+    assert size == -defaults.STATE_CACHE_KIB
+    assert 0 < defaults.STATE_CACHE_KIB <= 512
