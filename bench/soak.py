@@ -307,6 +307,13 @@ def main() -> int:
     parser.add_argument("--trace-every", type=float, default=0.05, metavar="SECONDS",
                         help="the tick interval with --trace (default 0.05)")
     args = parser.parse_args()
+
+    def interrupted(signum: int, frame: object) -> None:
+        raise SystemExit(f"stopped by signal {signum}")
+
+    # SIGTERM (and SIGINT when started in the background) must still stop the servers.
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     workdir = Path(tempfile.mkdtemp(prefix="statusbot-soak-"))
     if args.trace:
         try:
