@@ -218,7 +218,8 @@ def servers(workdir: Path) -> Iterator[Path]:
             process.wait(10)
 
 
-def run(minutes: float, workdir: Path) -> tuple[list[tuple[float, float]], int, int, str]:
+def run(minutes: float, workdir: Path, python: str = sys.executable,
+        ) -> tuple[list[tuple[float, float]], int, int, str]:
     """Run the soak; return the samples, the ticks, the bot's exit status and its log."""
     bot: subprocess.Popen[bytes] | None = None
     samples: list[tuple[float, float]] = []
@@ -227,7 +228,7 @@ def run(minutes: float, workdir: Path) -> tuple[list[tuple[float, float]], int, 
         try:
             with log_path.open("wb") as log:
                 bot = subprocess.Popen(
-                    [sys.executable, "-m", "bot", "run", "--config", str(config)],
+                    [python, "-m", "bot", "run", "--config", str(config)],
                     env={**os.environ, TOKEN_ENV: TOKEN}, stdout=log, stderr=subprocess.STDOUT)
             watched = psutil.Process(bot.pid)
             started = time.monotonic()
@@ -301,6 +302,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
+    parser.add_argument("--python", default=sys.executable,
+                        help="the interpreter that runs the bot (e.g. a venv with only "
+                        "statusbot installed, as deployed; default: this one)")
     parser.add_argument("--trace", type=int, metavar="TICKS",
                         help="instead: run TICKS ticks in this process and print what grew "
                         "between the first quarter and the end (tracemalloc)")
@@ -323,7 +327,7 @@ def main() -> int:
         return 0
     began = time.gmtime()
     try:
-        samples, ticks, status, log = run(args.minutes, workdir)
+        samples, ticks, status, log = run(args.minutes, workdir, args.python)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     length = samples[-1][0]
