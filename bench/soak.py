@@ -343,7 +343,8 @@ def main() -> int:
     rows = [f"| {t / 60:.1f} | {mb:.2f} |" for t, mb in samples if round(t) % 60 < SAMPLE_EVERY]
     errors = [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
     command = ".venv/bin/python bench/soak.py" + (
-        f" --minutes {args.minutes:g}" if args.minutes != 30 else "") + " --write"
+        f" --minutes {args.minutes:g}" if args.minutes != 30 else "") + (
+        f" --python {args.python}" if args.python != sys.executable else "") + " --write"
     cpu = platform.processor() or platform.machine()
     lines = [
         HEADING,
