@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot import defaults
 from bot.model import Post, PostKind
 
 SCHEMA_VERSION = 4
@@ -339,6 +340,9 @@ class Store:
                 mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise StoreError(f"{self.path}: cannot switch to WAL (journal_mode={mode})")
+                # The history grows the file for a day; SQLite's default 2 MB page cache
+                # would grow the bot's memory with it. The OS caches the file anyway.
+                self._db.execute(f"PRAGMA cache_size = -{defaults.STATE_CACHE_KIB}")
                 self._check_pages()
             # FULL: a committed "attempted" or "sent" survives power loss too; writes are rare.
             self._db.execute("PRAGMA synchronous = FULL")

@@ -494,3 +494,17 @@ def test_an_unreadable_report_state_posts_nothing_older(
     assert bot.store.get_state(REPORTS_STATE) == {
         "first_start": utc("2026-12-01T05:30"),
         "skipped": {"digest:2026-W48": "its period ended before the bot first started"}}
+
+
+@pytest.mark.parametrize(("times", "expected"), [
+    ([0.0, 30.0, 59.9], [False, False, False]),
+    ([0.0, 60.0, 61.0, 119.9, 120.0], [False, True, False, False, True]),
+    ([0.0, 500.0, 501.0, 559.0, 560.0], [False, True, False, False, True]),
+    ([100.0, 100.0, 160.0, 160.0], [False, False, True, False]),
+], ids=["not-before-a-minute", "every-minute", "after-a-stall-no-burst", "once-per-due"])
+def test_gc_pacer(times: list[float], expected: list[bool]) -> None:
+    """A full garbage collection is due once a minute, never in a burst after a stall."""
+    from bot.loop import GcPacer
+
+    pacer = GcPacer(60.0)
+    assert [pacer.due(t) for t in times] == expected

@@ -503,3 +503,17 @@ def test_last_sent_in_thread(store: Store) -> None:
     item = store.last_sent_in_thread("n")
     assert item is not None and item.key == "u2"
     assert store.last_sent_in_thread("nobody") is None
+
+
+@pytest.mark.parametrize("name", ["state.sqlite3", "sub/dir/other.db"], ids=["default", "nested"])
+def test_page_cache_is_bounded(tmp_path: Path, name: str) -> None:
+    """A state file's page cache is capped below SQLite's 2 MB default, so RSS stays flat."""
+    from bot import defaults
+
+    s = Store(tmp_path / name)
+    try:
+        size = s._db.execute("PRAGMA cache_size").fetchone()[0]
+    finally:
+        s.close()
+    assert size == -defaults.STATE_CACHE_KIB
+    assert 0 < defaults.STATE_CACHE_KIB <= 512
