@@ -11,12 +11,14 @@ thread order. Redis stopped and restarted during a run gives one incident.
 
 from __future__ import annotations
 
+import http.server
 import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -390,17 +392,42 @@ def test_state_dir_deleted_while_running_is_noticed(instance: Instance) -> None:
     assert len(told_admins) == 1 and told_admins[0]["visibility"] == "direct", told_admins
 
 
-def test_url_with_a_path_then_fixed_publishes_the_notice_once(instance: Instance) -> None:
-    """api_base_url with a path: every post 404s and waits (said once in the log); fixed, once."""
-    instance.config.write_text(config_text(instance.redis.url, instance.mock.url + "/mastodon",
-                                           instance.workdir / "state"))
+class _NotFound(http.server.BaseHTTPRequestHandler):
+    """Any request: 404 with a JSON body, like a web server in front of no Mastodon."""
+
+    def _answer(self) -> None:
+        body = b'{"error":"Record not found"}'
+        self.send_response(404)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+    def log_message(self, format: str, *args: object) -> None:
+        del format, args
+
+
+def test_wrong_instance_url_then_fixed_publishes_the_notice_once(instance: Instance) -> None:
+    """An api_base_url where no Mastodon answers: posts 404 and wait (said once); fixed, once."""
+    wrong = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotFound)
+    threading.Thread(target=wrong.serve_forever, daemon=True).start()
+    instance.config.write_text(config_text(
+        instance.redis.url, f"http://127.0.0.1:{wrong.server_address[1]}",
+        instance.workdir / "state"))
     backlog(instance)
-    bot = instance.start_bot()
-    wait_for(lambda: "api_base_url" in instance.log(), 60, "the 404 to be noticed", interval=0.3)
-    time.sleep(4)  # a few more backoff rounds at the wrong URL
-    assert bot.poll() is None, instance.log()
-    assert instance.statuses() == []
-    assert stop(bot) == 0, instance.log()
+    try:
+        bot = instance.start_bot()
+        wait_for(lambda: "api_base_url" in instance.log(), 60, "the 404 to be noticed",
+                 interval=0.3)
+        time.sleep(4)  # a few more backoff rounds at the wrong URL
+        assert bot.poll() is None, instance.log()
+        assert instance.statuses() == []
+        assert stop(bot) == 0, instance.log()
+    finally:
+        wrong.shutdown()
+        wrong.server_close()
     assert instance.log().count("has no such API endpoint") == 1, instance.log()
     listed = subprocess.run(
         [sys.executable, "-m", "bot", "outbox", "--config", str(instance.config)],
