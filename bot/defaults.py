@@ -42,9 +42,6 @@ CPU_SAMPLE_MIN = 0.25
 """Seconds a one-off reading waits after priming psutil's CPU counter, so that the
 first CPU percentage means something."""
 
-HEARTBEAT_CACHE = 1024
-"""How many parsed Sidekiq heartbeat ``info`` documents to keep (one per live process)."""
-
 MILLISECONDS_THRESHOLD = 1e11
 """An epoch timestamp above this is in milliseconds (Sidekiq 8), below it in seconds."""
 
