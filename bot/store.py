@@ -350,8 +350,7 @@ class Store:
             self._identity = self._stat()
         except sqlite3.DatabaseError as exc:
             self._db.close()
-            if str(getattr(exc, "sqlite_errorname", "")).startswith(("SQLITE_CORRUPT",
-                                                                     "SQLITE_NOTADB")):
+            if damage_of(exc) is not None:  # by name on 3.11+, by SQLite's words on 3.10
                 raise StoreError(self._damaged(f"SQLite: {_one_line(exc)}")) from exc
             raise StoreError(f"{self.path}: {_one_line(exc)}") from exc
         except OSError as exc:
