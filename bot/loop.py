@@ -18,6 +18,7 @@ it finds the posts in the outbox.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gc
 import logging
 import math
@@ -57,6 +58,8 @@ from bot.store import Store, damage_of
 log = logging.getLogger(__name__)
 
 _SETUP_RETRY = 300.0
+"""Seconds between attempts to start the mention intake while the instance cannot be asked."""
+
 GC_EVERY = 60.0
 """Seconds between full garbage collections while running (see ``GcPacer``)."""
 
@@ -84,7 +87,32 @@ class GcPacer:
             return False
         self._next = max(self._next, now) + self.every
         return True
-"""Seconds between attempts to start the mention intake while the instance cannot be asked."""
+
+
+def release_memory() -> None:
+    """Collect garbage cycles, then hand the freed heap back to the system.
+
+    ``malloc_trim`` (glibc) returns the free pages that Python's frees left
+    in the middle of the C heap; without it RSS keeps the high-water mark of
+    start-up (about 0.2 MB here). Elsewhere (musl, macOS) only the collection runs.
+    """
+    gc.collect()
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        trim: Callable[[int], int] = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None
+    return trim
+
 
 _REPORT_LATE = 86400.0
 """Seconds after its slot a report may still go out (a bot down over the slot posts late)."""
@@ -515,7 +543,7 @@ class Bot:
             while not stop.is_set():
                 started = time.monotonic()
                 if pacer.due(started):
-                    gc.collect()
+                    release_memory()
                 try:
                     report = self.tick()
                 except Exception as exc:

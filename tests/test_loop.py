@@ -508,3 +508,32 @@ def test_gc_pacer(times: list[float], expected: list[bool]) -> None:
 
     pacer = GcPacer(60.0)
     assert [pacer.due(t) for t in times] == expected
+
+
+def test_release_memory_collects_cycles_and_trims_the_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The periodic release frees unreachable cycles and calls malloc_trim where glibc has it."""
+    import gc
+    import platform
+    import weakref
+
+    from bot import loop
+
+    class Node:
+        other: object = None
+
+    real_trim = loop._malloc_trim
+    gc.disable()
+    try:
+        first, second = Node(), Node()
+        first.other, second.other = second, first
+        alive = weakref.ref(first)
+        del first, second
+        trimmed: list[int] = []
+        monkeypatch.setattr(loop, "_malloc_trim", lambda: trimmed.append)
+        loop.release_memory()
+    finally:
+        gc.enable()
+    assert alive() is None
+    assert trimmed == [0]
+    if platform.libc_ver()[0] == "glibc":
+        assert real_trim() is not None
