@@ -328,7 +328,7 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None,
+            self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=int(os.environ.get("XCS", "128")),
                                        check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open it: {_one_line(exc)}") from exc
