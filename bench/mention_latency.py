@@ -41,7 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.demo import free_port, wait_until
-from bot.gateway import MastodonGateway, Mention
+from bot.gateway import Mention
+from bot.mastodon_api import MastodonGateway
 from bot.mentions import Intake, ReplyLimiter, reply_key, reply_parent
 from bot.model import Post, PostKind
 from bot.outbox import Outbox

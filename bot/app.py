@@ -16,17 +16,12 @@ from bot.collect import Collector
 from bot.collect.instance import InstanceProber
 from bot.commands import Admin
 from bot.config import Config
-from bot.gateway import (
-    ConsoleGateway,
-    Gateway,
-    InstanceLimits,
-    MastodonGateway,
-    PermanentError,
-    RetryableError,
-)
+from bot.console import ConsoleGateway
+from bot.gateway import Gateway, InstanceLimits, PermanentError, RetryableError
 from bot.handlers import CommandHandler
 from bot.history import History
 from bot.loop import Bot
+from bot.mastodon_api import MastodonGateway
 from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
 from bot.outbox import Outbox

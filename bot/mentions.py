@@ -60,14 +60,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from bot import defaults
-from bot.gateway import (
-    Gateway,
-    Mention,
-    PermanentError,
-    RetryableError,
-    StreamHandle,
-    id_order,
-)
+from bot.gateway import Gateway, Mention, PermanentError, RetryableError, StreamHandle, id_order
 from bot.model import Post, PostKind
 from bot.outbox import EXTERNAL_PARENT, backoff_delay
 from bot.store import AuditEntry, HandledNotification, Store

@@ -35,7 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bot import defaults
-from bot.gateway import Gateway, PermanentError, RetryableError, truncate_description
+from bot.apidata import truncate_description
+from bot.gateway import Gateway, PermanentError, RetryableError
 from bot.model import Post, PostKind
 from bot.store import ItemState, OutboxItem, StepState, Store
 

@@ -11,20 +11,16 @@ from pathlib import Path
 import pytest
 
 from bot import adopt, compose, incidents
+from bot.apidata import pinned_from_api
 from bot.app import build
 from bot.config import load_config
-from bot.gateway import (
-    ConsoleGateway,
-    Gateway,
-    PinnedStatus,
-    RecordingGateway,
-    RetryableError,
-    pinned_from_api,
-)
+from bot.console import ConsoleGateway
+from bot.gateway import Gateway, PinnedStatus, RetryableError
 from bot.loop import Bot, heartbeat_problem
 from bot.model import Post, PostKind
 from bot.outbox import Outbox
 from bot.store import ADOPT_STATE, Store
+from bot.testing import RecordingGateway
 from tests.test_loop import RULES, snapshot
 
 T0 = 1_796_090_400.0  # 2026-12-01T02:00:00Z

@@ -9,7 +9,7 @@ import pytest
 
 from bot import compose, incidents
 from bot.commands import Admin
-from bot.gateway import Mention, MentionedAccount, RecordingGateway
+from bot.gateway import Mention, MentionedAccount
 from bot.handlers import (
     CONFIRM_STATE,
     INCIDENT_STATE,
@@ -29,6 +29,7 @@ from bot.mentions import (
 )
 from bot.model import PostKind
 from bot.store import Store
+from bot.testing import RecordingGateway
 
 NOW = 1_796_090_400.0  # 2026-12-01T02:00:00Z
 BOT = MentionedAccount(id="1", acct="statusbot")

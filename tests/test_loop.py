@@ -20,7 +20,7 @@ from bot import compose, health, incidents
 from bot.app import build
 from bot.cli import main
 from bot.config import BotConfig, Config, MastodonConfig, PostsConfig, ReportsConfig
-from bot.gateway import RecordingGateway, RetryableError
+from bot.gateway import RetryableError
 from bot.loop import (
     HEALTH_STATE,
     INCIDENT_STATE,
@@ -32,6 +32,7 @@ from bot.loop import (
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
 from bot.store import ItemState, Store
+from bot.testing import RecordingGateway
 
 START = 1_796_090_400.0  # 2026-12-01T02:00:00Z
 

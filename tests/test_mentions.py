@@ -13,18 +13,10 @@ from typing import Any
 
 import pytest
 
-from bot.gateway import (
-    ConsoleGateway,
-    Mention,
-    MentionedAccount,
-    PermanentError,
-    RecordingGateway,
-    RetryableError,
-    _mention_listener,
-    id_order,
-    mention_from_notification,
-    page_mentions,
-)
+from bot.apidata import mention_from_notification, page_mentions
+from bot.console import ConsoleGateway
+from bot.gateway import Mention, MentionedAccount, PermanentError, RetryableError, id_order
+from bot.mastodon_api import _mention_listener
 from bot.mentions import (
     Backfill,
     Handled,
@@ -47,6 +39,7 @@ from bot.mentions import (
 from bot.model import Post, PostKind
 from bot.outbox import backoff_delay
 from bot.store import SCHEMA_VERSION, AuditEntry, Store
+from bot.testing import RecordingGateway
 
 T0 = 1_780_000_000.0
 

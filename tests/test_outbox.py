@@ -14,23 +14,19 @@ from typing import Any
 
 import pytest
 
-from bot.gateway import (
-    ConsoleGateway,
-    Gateway,
-    InstanceLimits,
-    Lost,
-    MastodonGateway,
-    PermanentError,
-    RecordingGateway,
-    RetryableError,
+from bot.apidata import (
     limits_from_instance,
     merge_profile_field,
     parse_http_time,
     ratelimit_retry_at,
 )
+from bot.console import ConsoleGateway
+from bot.gateway import Gateway, InstanceLimits, PermanentError, RetryableError
+from bot.mastodon_api import MastodonGateway
 from bot.model import Post, PostKind
 from bot.outbox import GATE_STATE, Outbox, Reason, backoff_delay
 from bot.store import ItemState, OutboxItem, StepState, Store
+from bot.testing import Lost, RecordingGateway
 
 T0 = 1_780_000_000.0  # 2026-05-28T20:26:40Z
 WINDOW = 3000.0
@@ -1016,7 +1012,7 @@ def test_activity_from_the_api() -> None:
     """Mastodon's strings (or Mastodon.py's datetimes) become ints, newest week first."""
     from datetime import datetime, timezone
 
-    from bot.gateway import activity_from_api
+    from bot.apidata import activity_from_api
 
     weeks = [{"week": "1574553600", "statuses": "37", "logins": "12", "registrations": "1"},
              {"week": datetime(2019, 12, 1, tzinfo=timezone.utc), "statuses": 5, "logins": 2,

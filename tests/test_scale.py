@@ -150,11 +150,11 @@ def test_ten_thousand_churning_queues_without_admins() -> None:
     and the state written per tick stays small.
     """
     from bot import health, incidents
-    from bot.gateway import RecordingGateway
     from bot.loop import HEALTH_STATE, INCIDENT_STATE, Bot
     from bot.model import PostKind
     from bot.outbox import Outbox
     from bot.store import Store
+    from bot.testing import RecordingGateway
 
     clock = [T]
     store, gateway = Store(":memory:"), RecordingGateway()

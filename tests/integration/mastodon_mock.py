@@ -191,7 +191,7 @@ def post_to_json(post: Any) -> dict[str, Any]:
 
 def deliver_child(argv: Sequence[str]) -> int:
     """Queue the posts and run the outbox until nothing is left; print the status ids."""
-    from bot.gateway import MastodonGateway
+    from bot.mastodon_api import MastodonGateway
     from bot.model import Post, PostKind
     from bot.outbox import Outbox
     from bot.store import Store

@@ -21,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from bot.gateway import MastodonGateway, PermanentError, RetryableError
+from bot.gateway import PermanentError, RetryableError
+from bot.mastodon_api import MastodonGateway
 from bot.model import Post, PostKind
 from bot.outbox import GATE_STATE, DeliveryReport, Outbox, Reason
 from bot.store import ItemState, StepState, Store

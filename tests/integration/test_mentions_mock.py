@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.gateway import MastodonGateway, Mention, StreamHandle
+from bot.gateway import Mention, StreamHandle
+from bot.mastodon_api import MastodonGateway
 from bot.mentions import (
     Intake,
     IntakeReport,
