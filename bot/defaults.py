@@ -98,6 +98,9 @@ STATE_FILE = "statusbot.sqlite3"
 STATE_CACHE_KIB = 256
 """SQLite page cache of the state file, KiB (SQLite's default is 2000 KiB)."""
 
+STATE_STATEMENTS = 16
+"""Prepared statements kept by the state connection (Python's default, 128, holds ~0.3 MB)."""
+
 IDEMPOTENCY_WINDOW = 3000.0
 """Seconds during which re-sending a post with the same Idempotency-Key is safe.
 Mastodon keeps a key for 3600 s; the 600 s margin covers request timeouts and clock skew.

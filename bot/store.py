@@ -328,7 +328,8 @@ class Store:
         try:
             if self.path != ":memory:":
                 Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, isolation_level=None, cached_statements=int(os.environ.get("XCS", "128")),
+            self._db = sqlite3.connect(self.path, isolation_level=None,
+                                       cached_statements=defaults.STATE_STATEMENTS,
                                        check_same_thread=False, timeout=10.0)
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"{self.path}: cannot open it: {_one_line(exc)}") from exc
