@@ -36,6 +36,19 @@ paginated requests per 15 minutes, and a 429 or a failure pauses it with
 backoff. A handler that raises is logged with its traceback, the mention is
 claimed as "error" and answered with a generic reply (never retried in a loop).
 
+Audit under a flood: an entry about another sender's mention (not an admin's,
+by ``exempt``: a command refused, a mention dropped unrun) is collapsed into one
+row per account, command and result and hour (``AUDIT_COLLAPSE_WINDOW``) with
+a count and the last mention's time, and at most ``AUDIT_MAX_OTHERS`` such rows
+are kept; an admin's entries stay one row each, for ``AUDIT_RETENTION``, within
+``AUDIT_MAX_ROWS`` rows in all (``Store.prune_audit``, after every drain that
+audited another sender, else hourly). Why: an admin reading ``statusbot audit
+-n 20`` after a flood needs the admins' own actions and who flooded, when and
+how much, not 50,000 lines alike (nor a file that grows with them); the
+first mention's text stays on the row as an example. A flood from many
+accounts is cut to the newest rows, which still say it happened; it can never
+push out the admins' newest ``AUDIT_MAX_ROWS - AUDIT_MAX_OTHERS`` rows.
+
 Scopes: ``read:notifications`` and ``read:statuses`` (the notifications, the
 user stream and reading the policy), ``write:notifications`` (accepting
 private mentions, see ``ensure_notification_policy``), ``read:accounts``

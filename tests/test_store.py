@@ -14,6 +14,8 @@ import pytest
 
 from bot.model import Post, PostKind
 from bot.store import (
+    _MIGRATIONS,
+    _SCHEMA,
     ADOPT_STATE,
     CREATED_STATE,
     SCHEMA_VERSION,
@@ -560,17 +562,14 @@ def test_prune_audit_keeps_the_newest_of_each_within_the_caps(
 def test_audit_survives_the_upgrade_from_version_4(tmp_path: Path) -> None:
     """A version 4 file keeps its audit rows; its drops count as other senders' rows."""
     path = tmp_path / "state.sqlite3"
-    Store(path).close()
-    with sqlite3.connect(path) as db:  # the audit table exactly as versions 2 to 4 wrote it
-        db.execute("DROP TABLE audit")
-        db.execute("CREATE TABLE audit (seq INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL, "
-                   "account_id TEXT NOT NULL, acct TEXT NOT NULL, command TEXT NOT NULL, "
-                   "args TEXT NOT NULL DEFAULT '', result TEXT NOT NULL, notification_id TEXT)")
+    with sqlite3.connect(path) as db:  # exactly what version 4 wrote
+        db.executescript(_SCHEMA + ";".join(_MIGRATIONS[v] for v in (2, 3, 4)))
+        db.execute("INSERT INTO schema_version (version) VALUES (4)")
         db.executemany("INSERT INTO audit (at, account_id, acct, command, args, result, "
                        "notification_id) VALUES (?, ?, ?, ?, ?, ?, ?)", [
                            (T0, "1", "ops", "silence", "2h", "silenced", "10"),
                            (T0 + 1, "7", "spam", "status", "", "dropped: bot account", "11")])
-        db.execute("UPDATE schema_version SET version = 4")
+    db.close()
     with Store(path) as store:
         assert [(e.seq, e.acct, e.args, e.notification_id, e.admin, e.count, e.last_at)
                 for e in store.audit()] == [(1, "ops", "2h", "10", True, 1, None),
