@@ -44,6 +44,7 @@ class Clock:
         self.now = T0
 
     def __call__(self) -> float:
+        """Return the set time."""
         return self.now
 
 
