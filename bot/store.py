@@ -931,7 +931,8 @@ class Store:
             if row is not None:
                 db.execute("UPDATE audit SET count = count + ?, last_at = max(coalesce(last_at, "
                            "at), ?) WHERE seq = ?",
-                           (max(1, entry.count), entry.last_at or entry.at, row[0]))
+                           (max(1, entry.count),
+                            entry.at if entry.last_at is None else entry.last_at, row[0]))
                 return int(row[0])
         cursor = db.execute(
             "INSERT INTO audit (at, account_id, acct, command, args, result, notification_id, "
@@ -976,7 +977,8 @@ class Store:
         ``max_others`` rows of other senders (what a flood writes); then all but
         the newest ``max_rows`` rows. With ``max_others`` below ``max_rows``, a
         flood never pushes out the newest ``max_rows - max_others`` admin rows
-        of the period. Each step walks an index, at most ``max_rows`` entries.
+        of the period. Each step searches an index; a cap walks at most its own
+        number of entries back from the newest (``max_others``, ``max_rows``).
         """
         with self._transaction() as db:
             gone = db.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
