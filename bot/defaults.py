@@ -324,6 +324,24 @@ each other would never stop); they are marked handled as "ignored"."""
 NOTIFICATION_RETENTION = 35 * 86400.0
 """Seconds a handled notification id is remembered (far beyond ``MENTIONS_MAX_AGE``)."""
 
+AUDIT_RETENTION = 90 * 86400.0
+"""Seconds an audit row is kept (``statusbot audit``); older rows are pruned."""
+
+AUDIT_MAX_ROWS = 10000
+"""At most this many audit rows are kept, the newest (the file stays small after a flood)."""
+
+AUDIT_MAX_OTHERS = 2000
+"""Of those, at most this many rows about other senders' mentions (commands refused,
+mentions dropped unrun): a flood never pushes out the newest
+``AUDIT_MAX_ROWS - AUDIT_MAX_OTHERS`` admin rows."""
+
+AUDIT_COLLAPSE_WINDOW = 3600.0
+"""Another sender's mentions with the same command and result within this many seconds
+of the row's first are one audit row with a count (one row per account and hour)."""
+
+AUDIT_PRUNE_EVERY = 3600.0
+"""Seconds between audit prunes when no other sender's mention was audited since."""
+
 REPLIES_PER_ACCOUNT = 5
 """Replies one account can get per ``REPLIES_ACCOUNT_WINDOW`` (a token bucket)."""
 

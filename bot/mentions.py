@@ -36,6 +36,19 @@ paginated requests per 15 minutes, and a 429 or a failure pauses it with
 backoff. A handler that raises is logged with its traceback, the mention is
 claimed as "error" and answered with a generic reply (never retried in a loop).
 
+Audit under a flood: an entry about another sender's mention (not an admin's,
+by ``exempt``: a command refused, a mention dropped unrun) is collapsed into one
+row per account, command and result and hour (``AUDIT_COLLAPSE_WINDOW``) with
+a count and the last mention's time, and at most ``AUDIT_MAX_OTHERS`` such rows
+are kept; an admin's entries stay one row each, for ``AUDIT_RETENTION``, within
+``AUDIT_MAX_ROWS`` rows in all (``Store.prune_audit``, after every drain that
+audited another sender, else hourly). Why: an admin reading ``statusbot audit
+-n 20`` after a flood needs the admins' own actions and who flooded, when and
+how much, not 50,000 lines alike (nor a file that grows with them); the
+first mention's text stays on the row as an example. A flood from many
+accounts is cut to the newest rows, which still say it happened; it can never
+push out the admins' newest ``AUDIT_MAX_ROWS - AUDIT_MAX_OTHERS`` rows.
+
 Scopes: ``read:notifications`` and ``read:statuses`` (the notifications, the
 user stream and reading the policy), ``write:notifications`` (accepting
 private mentions, see ``ensure_notification_policy``), ``read:accounts``
@@ -325,15 +338,28 @@ def generic_error_reply(mention: Mention, now: float, language: str = "en") -> l
 
 
 def format_audit(entries: Iterable[AuditEntry], tz: timezone = timezone.utc) -> str:
-    """Return audit entries as lines for ``statusbot audit``: when, who, what, result."""
+    """Return audit entries as lines for ``statusbot audit``: when, who, what, result.
+
+    A collapsed row (another sender's mentions, ``AuditEntry.count`` above 1)
+    says how many mentions it stands for and when the last one came; what it
+    shows of the command is the first mention's.
+    """
     lines = []
     for entry in entries:
-        when = datetime.fromtimestamp(entry.at, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
+        when = _when(entry.at, tz)
         who = _printable(f"@{entry.acct} ({entry.account_id})")
         what = _printable(f"{entry.command} {entry.args}".strip())
+        times = ""
+        if entry.count > 1:
+            last = _when(entry.last_at if entry.last_at is not None else entry.at, tz)
+            times = f"  [{entry.count} mentions, the last at {last}]"
         lines.append(f"{entry.seq or '-':>6}  {when}  {who}  {what}  -> "
-                     f"{_printable(entry.result)}")
+                     f"{_printable(entry.result)}{times}")
     return "\n".join(lines)
+
+
+def _when(at: float, tz: timezone) -> str:
+    return datetime.fromtimestamp(at, tz).strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def _printable(text: str) -> str:
@@ -450,6 +476,9 @@ class Intake:
         answer_bots: bool = defaults.MENTIONS_ANSWER_BOTS,
         queue_size: int = defaults.MENTIONS_QUEUE_SIZE,
         retention: float = defaults.NOTIFICATION_RETENTION,
+        audit_retention: float = defaults.AUDIT_RETENTION,
+        audit_max_rows: int = defaults.AUDIT_MAX_ROWS,
+        audit_max_others: int = defaults.AUDIT_MAX_OTHERS,
         error_reply: ErrorReply = generic_error_reply,
         exempt: Exempt | None = None,
         audit_drop: DropAudit | None = None,
@@ -470,6 +499,9 @@ class Intake:
         self.max_age = max_age
         self.answer_bots = answer_bots
         self.retention = retention
+        self.audit_retention = audit_retention
+        self.audit_max_rows = audit_max_rows
+        self.audit_max_others = audit_max_others
         self.error_reply = error_reply
         self.exempt = exempt
         self.audit_drop = audit_drop
@@ -491,6 +523,8 @@ class Intake:
         self._budget_logged = False
         self._limited_logged: dict[str, float] = {}
         self._pruned_at = -math.inf
+        self._audit_pruned_at = -math.inf
+        self._audit_dirty = False
         now = clock()
         self._started_at = now
         self.limiter.restore(store.replied_since(
@@ -810,6 +844,7 @@ class Intake:
         if self.store.is_handled(mention.notification_id):
             return None
         outcome = Outcome()
+        exempt: bool | None = None  # asked once, when the limits or the audit need it
         if mention.created_at > 0 and now - mention.created_at > self.max_age:
             result = Result.STALE
             outcome = self._dropped(mention, f"older than {self.max_age:.0f} s", now)
@@ -820,7 +855,7 @@ class Intake:
             limit = self.limiter.check(mention.account_id, now)
             if limit is Limit.ALLOWED:
                 result, outcome = self._call_handler(mention, now)
-            elif self._is_exempt(mention):
+            elif exempt := self._is_exempt(mention):
                 # An admin's command always runs: only its reply is over the limit.
                 result, outcome = self._call_handler(mention, now)
                 outcome = _over_limit(outcome, limit)
@@ -832,15 +867,21 @@ class Intake:
                                         detail=limit.name.lower())
                 self._log_limited(mention, limit, now)
         posts = tuple(outcome.posts)
-        audit = tuple(entry if entry.notification_id is not None
-                      else dataclasses.replace(entry, notification_id=mention.notification_id)
-                      for entry in outcome.audit)
+        # Another sender's entries are collapsed and capped: what a flood writes.
+        if exempt is None and outcome.audit:
+            exempt = self._is_exempt(mention)
+        admin = exempt is True
+        audit = tuple(dataclasses.replace(
+            entry, notification_id=entry.notification_id if entry.notification_id is not None
+            else mention.notification_id, admin=entry.admin and admin) for entry in outcome.audit)
         text = result.value + (f": {outcome.detail}" if outcome.detail else "")
         claimed = self.store.claim_and_enqueue(
             mention.notification_id, posts, at=now, result=text, account_id=mention.account_id,
             audit=audit, states=dict(outcome.states))
         if not claimed:
             return None
+        if not admin and audit:
+            self._audit_dirty = True
         replies = sum(1 for p in posts if p.kind is PostKind.REPLY)
         if replies:  # what a command posts for members is not a reply to the sender
             self.limiter.record(mention.account_id, now, replies)
@@ -904,6 +945,8 @@ class Intake:
                     self.limiter.account_window)
 
     def _prune(self, now: float) -> None:
+        if self._audit_dirty or now - self._audit_pruned_at >= defaults.AUDIT_PRUNE_EVERY:
+            self._prune_audit(now)
         if now - self._pruned_at < 86400.0:
             return
         self._pruned_at = now
@@ -911,3 +954,20 @@ class Intake:
         if gone:
             log.info("forgot %d handled notification ids older than %.0f days", gone,
                      self.retention / 86400.0)
+
+    def _prune_audit(self, now: float) -> None:
+        """Keep the audit log within its retention and caps (``Store.prune_audit``).
+
+        After every drain that audited another sender's mention, so a flood
+        leaves at most ``audit_max_others`` such rows once the drain is done,
+        and otherwise every ``AUDIT_PRUNE_EVERY`` seconds for the retention.
+        Each prune walks indexes only (at most ``audit_max_rows`` entries).
+        """
+        self._audit_pruned_at = now
+        self._audit_dirty = False
+        gone = self.store.prune_audit(now - self.audit_retention, self.audit_max_rows,
+                                      self.audit_max_others)
+        if gone:
+            log.info("pruned %d audit rows (older than %.0f days, or beyond %d rows, %d of "
+                     "them other senders')", gone, self.audit_retention / 86400.0,
+                     self.audit_max_rows, self.audit_max_others)

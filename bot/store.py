@@ -25,12 +25,14 @@ from typing import Any
 from bot import defaults
 from bot.model import Post, PostKind
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """Version of the tables below; a file written by a newer bot is refused.
 
 1: state, outbox. 2: notifications (handled mention ids), audit. 3: samples
 (raw, 5-minute, daily) and closed incidents (``bot/history.py``). 4: media
-attachments of outbox rows (files, uploaded media ids, processing state).
+attachments of outbox rows (files, uploaded media ids, processing state). 5:
+audit rows know whether an admin sent the mention and how many mentions a row
+stands for (``Store.prune_audit``), with the indexes that keep pruning cheap.
 """
 
 SAMPLE_METRICS = (
@@ -151,6 +153,19 @@ ALTER TABLE outbox ADD COLUMN media_ids TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE outbox ADD COLUMN media_ready INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN media_since REAL
 """,
+    # admin: 1 for an admin's entry (kept one row each), 0 for another sender's (collapsed,
+    # capped). A row from before cannot tell; only rate-limited drops are surely not an
+    # admin's, but every "dropped:" row is what a flood leaves, so those count as others.
+    # count/last_at: how many mentions a collapsed row stands for, and the last one's time.
+    5: """
+ALTER TABLE audit ADD COLUMN admin INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit ADD COLUMN count INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE audit ADD COLUMN last_at REAL;
+UPDATE audit SET admin = 0 WHERE result LIKE 'dropped:%';
+CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
+CREATE INDEX IF NOT EXISTS audit_admin ON audit (admin);
+CREATE INDEX IF NOT EXISTS audit_account ON audit (account_id, admin, at)
+""",
 }
 """Statements that bring a file from the previous version to the key's version."""
 
@@ -254,7 +269,12 @@ class AuditEntry:
     """One admin action: who (account id and acct), what (command, args), when, the result.
 
     ``seq`` is None until the entry is stored; ``notification_id`` names the
-    mention that carried the command, when there was one.
+    mention that carried the command, when there was one. ``admin`` is False
+    for an entry about another sender's mention (a command refused, a mention
+    dropped unrun): those are collapsed and capped (``Store.prune_audit``).
+    ``count`` is how many mentions a stored row stands for (more than 1: a
+    collapsed row; its fields are the first mention's, ``last_at`` the time
+    of the last one).
     """
 
     at: float
@@ -265,6 +285,9 @@ class AuditEntry:
     result: str
     notification_id: str | None = None
     seq: int | None = None
+    admin: bool = True
+    count: int = 1
+    last_at: float | None = None
 
 
 _COLUMNS = (
@@ -892,16 +915,38 @@ class Store:
     # --- audit ----------------------------------------------------------------------
 
     @staticmethod
-    def _add_audit(db: sqlite3.Connection, entry: AuditEntry) -> int:
+    def _add_audit(db: sqlite3.Connection, entry: AuditEntry,
+                   collapse: float = defaults.AUDIT_COLLAPSE_WINDOW) -> int:
+        """Store ``entry``; another sender's entry may join a recent row instead.
+
+        A non-admin entry joins the sender's newest row with the same command
+        and result begun less than ``collapse`` seconds before (its count goes
+        up); so a flood from one account is one row per hour, not one per
+        mention. Returns the sequence number of the row written or joined.
+        """
+        if not entry.admin:
+            row = db.execute(
+                "SELECT seq FROM audit WHERE account_id = ? AND admin = 0 AND command = ? "
+                "AND result = ? AND at > ? ORDER BY at DESC LIMIT 1",
+                (entry.account_id, entry.command, entry.result, entry.at - collapse)).fetchone()
+            if row is not None:
+                db.execute("UPDATE audit SET count = count + ?, last_at = max(coalesce(last_at, "
+                           "at), ?) WHERE seq = ?",
+                           (max(1, entry.count),
+                            entry.at if entry.last_at is None else entry.last_at, row[0]))
+                return int(row[0])
         cursor = db.execute(
-            "INSERT INTO audit (at, account_id, acct, command, args, result, notification_id) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO audit (at, account_id, acct, command, args, result, notification_id, "
+            "admin, count, last_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (entry.at, entry.account_id, entry.acct, entry.command, entry.args, entry.result,
-             entry.notification_id))
+             entry.notification_id, int(entry.admin), max(1, entry.count), entry.last_at))
         return int(cursor.lastrowid or 0)
 
     def add_audit(self, entry: AuditEntry) -> int:
-        """Append an admin action to the audit log; return its sequence number."""
+        """Append an admin action to the audit log; return its sequence number.
+
+        An entry with ``admin`` False may join a recent row (see ``_add_audit``).
+        """
         with self._transaction() as db:
             return self._add_audit(db, entry)
 
@@ -909,12 +954,50 @@ class Store:
         """Return the newest ``limit`` audit entries, oldest first (``statusbot audit``)."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, at, account_id, acct, command, args, result, notification_id "
-                "FROM audit ORDER BY seq DESC LIMIT ?", (max(0, int(limit)),)).fetchall()
+                "SELECT seq, at, account_id, acct, command, args, result, notification_id, "
+                "admin, count, last_at FROM audit ORDER BY seq DESC LIMIT ?",
+                (max(0, int(limit)),)).fetchall()
         return [AuditEntry(at=r["at"], account_id=r["account_id"], acct=r["acct"],
                            command=r["command"], args=r["args"], result=r["result"],
-                           notification_id=r["notification_id"], seq=r["seq"])
+                           notification_id=r["notification_id"], seq=r["seq"],
+                           admin=bool(r["admin"]), count=r["count"], last_at=r["last_at"])
                 for r in reversed(rows)]
+
+    def audit_rows(self) -> tuple[int, int]:
+        """Return how many audit rows there are: (admins', other senders')."""
+        with self._lock:
+            counts = dict(self._db.execute(
+                "SELECT admin, count(*) FROM audit GROUP BY admin").fetchall())
+        return int(counts.get(1, 0)), int(counts.get(0, 0))
+
+    def prune_audit(self, before: float, max_rows: int = defaults.AUDIT_MAX_ROWS,
+                    max_others: int = defaults.AUDIT_MAX_OTHERS) -> int:
+        """Bound the audit log; return how many rows went.
+
+        Rows begun before ``before`` go (the retention); then all but the newest
+        ``max_others`` rows of other senders (what a flood writes); then all but
+        the newest ``max_rows`` rows. With ``max_others`` below ``max_rows``, a
+        flood never pushes out the newest ``max_rows - max_others`` admin rows
+        of the period. Each step searches an index; a cap walks at most its own
+        number of entries back from the newest (``max_others``, ``max_rows``).
+        """
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM audit WHERE at < ?", (before,)).rowcount
+            row = db.execute("SELECT seq FROM audit WHERE admin = 0 ORDER BY seq DESC "
+                             "LIMIT 1 OFFSET ?", (max(0, int(max_others)),)).fetchone()
+            if row is not None:
+                gone += db.execute("DELETE FROM audit WHERE admin = 0 AND seq <= ?",
+                                   (row[0],)).rowcount
+            # seq only grows: a span no longer than max_rows cannot hold more rows.
+            # (Two statements: min and max together would scan an index.)
+            low = db.execute("SELECT min(seq) FROM audit").fetchone()[0]
+            high = db.execute("SELECT max(seq) FROM audit").fetchone()[0]
+            if low is not None and high - low + 1 > max_rows:
+                row = db.execute("SELECT seq FROM audit ORDER BY seq DESC LIMIT 1 OFFSET ?",
+                                 (max(0, int(max_rows)),)).fetchone()
+                if row is not None:
+                    gone += db.execute("DELETE FROM audit WHERE seq <= ?", (row[0],)).rowcount
+            return gone
 
     # --- history: samples, closed incidents (bot/history.py) --------------------------
 

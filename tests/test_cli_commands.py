@@ -103,3 +103,27 @@ def test_healthcheck_without_token_still_says_unhealthy(
     monkeypatch.setattr(time, "time", lambda: NOW)
     assert main(["healthcheck", "--config", str(config)]) == EXIT_UNREACHABLE
     assert capsys.readouterr().out.startswith("unhealthy: the last tick completed")
+
+
+@pytest.mark.parametrize(("senders", "limit", "shown"), [
+    pytest.param(1, "2", ["[50000 mentions, the last", "text after"], id="one-account-n2"),
+    pytest.param(1, "50", ["text before", "[50000 mentions", "text after"], id="one-account-all"),
+    pytest.param(50_000, "2", ["dropped: bot account", "text after"], id="accounts-n2"),
+    pytest.param(50_000, "9999", ["text before"] + ["dropped: bot account"] * 2000
+                 + ["text after"], id="accounts-all"),
+])
+def test_audit_after_a_flood_shows_the_newest_entries(
+        tmp_path: Path, senders: int, limit: str, shown: list[str],
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """After 50,000 dropped mentions and a prune, -n shows the newest rows, admins' kept."""
+    config = write_config(tmp_path, "secret-token")
+    flood = [AuditEntry(NOW + 1 + i / 100, f"s{i % senders}", f"spam{i % senders}", "status",
+                        "", "dropped: bot account", admin=False) for i in range(50_000)]
+    with Store(tmp_path / "state" / defaults.STATE_FILE) as store:
+        store.add_audit(AuditEntry(NOW, "10", "alice", "incident", "text before", "declared"))
+        store.claim_and_enqueue("1", [], at=NOW, result="stale", audit=flood)
+        store.add_audit(AuditEntry(NOW + 600, "10", "alice", "incident", "text after", "ok"))
+        store.prune_audit(NOW - defaults.AUDIT_RETENTION)
+    assert main(["audit", "--config", str(config), "-n", limit]) == EXIT_OK
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == len(shown) and all(s in line for s, line in zip(shown, lines, strict=True))

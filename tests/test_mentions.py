@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from bot import defaults
 from bot.apidata import mention_from_notification, page_mentions
 from bot.console import ConsoleGateway
 from bot.gateway import Mention, MentionedAccount, PermanentError, RetryableError, id_order
@@ -945,15 +946,18 @@ def _raises(*args: Any) -> Any:
     pytest.param(None, lambda m, why, now: [AuditEntry(now, m.account_id, m.acct, "status",
                                                        "", f"dropped: {why}")],
                  [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
-                 ["dropped: rate limited: account"] * 2, id="audited"),
+                 [("dropped: rate limited: account", 2)], id="audited"),
     pytest.param(None, _raises, [Result.ANSWERED, Result.RATE_LIMITED, Result.RATE_LIMITED],
-                 ["dropped: rate limited: account"] * 2, id="audit-hook-raises"),
+                 [("dropped: rate limited: account", 2)], id="audit-hook-raises"),
 ])
 def test_exemption_and_drop_audit_fail_closed(store: Store, gateway: RecordingGateway,
                                               clock: Clock, exempt: Any, audit_drop: Any,
                                               results: list[Result],
-                                              audited: list[str]) -> None:
-    """Only a plain True exempts; a broken hook applies the limits and still audits the drop."""
+                                              audited: list[tuple[str, int]]) -> None:
+    """Only a plain True exempts; a broken hook applies the limits and still audits the drops.
+
+    Not an admin's: the two drops are one row with a count, named by the first.
+    """
     intake = make_intake(store, gateway, clock, stream=False, limiter=ReplyLimiter(per_account=1),
                          exempt=exempt, audit_drop=audit_drop)
     intake.drain()
@@ -961,9 +965,9 @@ def test_exemption_and_drop_audit_fail_closed(store: Store, gateway: RecordingGa
     clock.advance(300)
     assert [h.result for h in intake.drain().handled] == results
     entries = store.audit()
-    assert [e.result for e in entries] == audited
+    assert [(e.result, e.count) for e in entries] == audited
     assert [e.notification_id for e in entries] == [m.notification_id
-                                                    for m in made[3 - len(audited):]]
+                                                    for m in made[1:1 + len(audited)]]
 
 
 def test_failed_command_is_audited_as_dropped(store: Store, gateway: RecordingGateway,
@@ -997,3 +1001,115 @@ def test_format_audit_neutralises_what_mentions_wrote(field: str, value: str,
                        value if field == "result" else "dropped")
     text = format_audit([entry])
     assert len(text.splitlines()) == 1 and shown in text
+
+
+# --- audit bounds: collapse, caps, retention -------------------------------------------
+
+
+def audit_drop(m: Mention, why: str, now: float) -> list[AuditEntry]:
+    """The drop audit of the commands handler, without parsing the mention."""
+    return [AuditEntry(now, m.account_id, m.acct, "status", "", f"dropped: {why}")]
+
+
+class AdminHandler:
+    """Answers every mention; an admin's (``ops``) is audited like a command that ran."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def __call__(self, mention: Mention) -> Outcome:
+        audit = [AuditEntry(self.clock(), mention.account_id, mention.acct, "ack", "",
+                            "acknowledged")] if mention.acct == "ops" else []
+        return Outcome(posts=answer(mention), detail="ack", audit=audit)
+
+
+FLOOD = 50_000
+
+
+@pytest.mark.parametrize(("senders", "bot", "stale", "per_account", "other_rows", "counts"), [
+    pytest.param(1, False, True, 5, 1, {FLOOD}, id="one-account-stale"),
+    pytest.param(1, False, False, 1, 1, {FLOOD - 1}, id="one-account-rate-limited"),
+    pytest.param(FLOOD, False, True, 5, 2000, {1}, id="distinct-accounts-stale"),
+    pytest.param(FLOOD, True, False, 5, 2000, {1}, id="distinct-bot-accounts"),
+])
+def test_flood_of_dropped_mentions_keeps_the_audit_bounded(
+        store: Store, gateway: RecordingGateway, clock: Clock, senders: int, bot: bool,
+        stale: bool, per_account: int, other_rows: int, counts: set[int]) -> None:
+    """50,000 dropped mentions stay within the caps; every admin action stays, newest last."""
+    intake = make_intake(store, gateway, clock, AdminHandler(clock),
+                         limiter=ReplyLimiter(per_account=per_account, total=10**6),
+                         exempt=lambda m: m.acct == "ops", audit_drop=audit_drop)
+    intake.start(ensure_policy=False)
+    intake.drain()
+    admin_notes = []
+    for chunk in range(0, FLOOD, 5000):  # within the stream's queue
+        admin_notes.append(gateway.mention("ops", "ack", account_id="1").notification_id)
+        for i in range(chunk, chunk + 5000):
+            gateway.mention(f"flood{i % senders}", "status", bot=bot,
+                            created_at=clock.now - 7200 if stale else None)
+        intake.drain()
+        clock.advance(30)  # the whole flood within the hour and the limiter's window
+    admin_notes.append(gateway.mention("ops", "ack", account_id="1").notification_id)
+    intake.drain()
+    entries = store.audit(10**9)
+    others = [e for e in entries if e.acct != "ops"]
+    assert len(entries) <= defaults.AUDIT_MAX_ROWS
+    assert len(others) == other_rows and {e.count for e in others} == counts
+    assert [e.notification_id for e in entries if e.acct == "ops"] == admin_notes
+    assert entries[-1].notification_id == admin_notes[-1]
+    assert all(e.admin for e in entries if e.acct == "ops")
+
+
+@pytest.mark.parametrize(("age", "admin", "kept"), [
+    pytest.param(89 * 86400.0, True, True, id="admin-89-days-kept"),
+    pytest.param(91 * 86400.0, True, False, id="admin-91-days-gone"),
+    pytest.param(91 * 86400.0, False, False, id="other-91-days-gone"),
+    pytest.param(3600.0, False, True, id="other-1-hour-kept"),
+])
+def test_audit_rows_older_than_the_retention_are_pruned_hourly(
+        store: Store, gateway: RecordingGateway, clock: Clock, age: float, admin: bool,
+        kept: bool) -> None:
+    """The intake prunes audit rows beyond AUDIT_RETENTION within the hour, not the day."""
+    intake = make_intake(store, gateway, clock, stream=False)
+    intake.drain()
+    clock.advance(defaults.AUDIT_PRUNE_EVERY)
+    store.add_audit(AuditEntry(clock.now - age, "5", "someone", "silence", "", "ok",
+                               admin=admin))
+    store.add_audit(AuditEntry(clock.now, "1", "ops", "ack", "", "acknowledged"))
+    intake.drain()
+    assert [e.acct for e in store.audit()] == ["someone", "ops"][0 if kept else 1:]
+    assert defaults.AUDIT_RETENTION == 90 * 86400.0
+
+
+@pytest.mark.parametrize(("entries", "rows"), [
+    pytest.param([(0.0, "5", "dropped: bot account", False)] * 3, [3], id="same-hour-one-row"),
+    pytest.param([(0.0, "5", "dropped: bot account", False),
+                  (3600.0, "5", "dropped: bot account", False)], [1, 1], id="next-hour-new-row"),
+    pytest.param([(0.0, "5", "dropped: bot account", False),
+                  (10.0, "5", "dropped: older than 3600 s", False)], [1, 1], id="other-result"),
+    pytest.param([(0.0, "5", "dropped: bot account", False),
+                  (10.0, "6", "dropped: bot account", False)], [1, 1], id="other-account"),
+    pytest.param([(0.0, "1", "dropped: older than 3600 s", True)] * 2, [1, 1],
+                 id="admin-never-collapsed"),
+    pytest.param([(0.0, "5", "dropped: bot account", False),
+                  (10.0, "1", "acknowledged", True),
+                  (20.0, "5", "dropped: bot account", False)], [2, 1], id="across-an-admin-row"),
+])
+def test_other_senders_entries_collapse_per_account_and_hour(
+        store: Store, entries: list[tuple[float, str, str, bool]], rows: list[int]) -> None:
+    """Another sender's same drop within the hour is one row with a count; an admin's never."""
+    for offset, account, result, admin in entries:
+        store.add_audit(AuditEntry(T0 + offset, account, f"acct{account}", "status", "",
+                                   result, admin=admin))
+    stored = store.audit()
+    assert [e.count for e in stored] == rows
+    collapsed = [e for e in stored if e.count > 1]
+    assert [e.last_at for e in collapsed] == [T0 + entries[-1][0]] * len(collapsed)
+
+
+def test_format_audit_says_how_many_mentions_a_collapsed_row_stands_for() -> None:
+    """A collapsed row tells the count and the last mention's time on its one line."""
+    text = format_audit([AuditEntry(T0, "666", "spam", "status", "", "dropped: bot account",
+                                    seq=9, admin=False, count=50000, last_at=T0 + 3599)])
+    assert text == ("     9  2026-05-28 20:26:40 UTC  @spam (666)  status  -> dropped: bot "
+                    "account  [50000 mentions, the last at 2026-05-28 21:26:39 UTC]")

@@ -14,9 +14,12 @@ import pytest
 
 from bot.model import Post, PostKind
 from bot.store import (
+    _MIGRATIONS,
+    _SCHEMA,
     ADOPT_STATE,
     CREATED_STATE,
     SCHEMA_VERSION,
+    AuditEntry,
     ItemState,
     StepState,
     Store,
@@ -517,3 +520,84 @@ def test_page_cache_is_bounded(tmp_path: Path, name: str) -> None:
         s.close()
     assert size == -defaults.STATE_CACHE_KIB
     assert 0 < defaults.STATE_CACHE_KIB <= 512
+
+
+# --- audit: caps, migration, cheap pruning ------------------------------------------------
+
+
+def fill_audit(store: Store, groups: list[tuple[bool, int]]) -> list[tuple[int, bool]]:
+    """Add ``n`` admin rows or other senders' rows (one account each) per group, in order."""
+    made: list[tuple[int, bool]] = []
+    for admin, n in groups:
+        for i in range(n):
+            seq = store.add_audit(AuditEntry(T0 + len(made), "1" if admin else f"x{len(made)}",
+                                             "ops" if admin else f"spam{i}", "status", "",
+                                             "ok" if admin else "dropped: bot account",
+                                             admin=admin))
+            made.append((seq, admin))
+    return made
+
+
+@pytest.mark.parametrize(("groups", "max_rows", "max_others", "kept"), [
+    pytest.param([(True, 8), (False, 50_000)], 10_000, 2_000, (8, 2_000), id="flood-after-admins"),
+    pytest.param([(False, 50_000), (True, 8)], 10_000, 2_000, (8, 2_000), id="flood-before-admins"),
+    pytest.param([(True, 5), (False, 100), (True, 5)], 20, 10, (10, 10), id="admins-around-flood"),
+    pytest.param([(True, 30), (False, 5)], 20, 10, (15, 5), id="admins-beyond-the-cap"),
+    pytest.param([(True, 3), (False, 3)], 20, 10, (3, 3), id="within-the-caps"),
+    pytest.param([], 20, 10, (0, 0), id="empty"),
+])
+def test_prune_audit_keeps_the_newest_of_each_within_the_caps(
+        store: Store, groups: list[tuple[bool, int]], max_rows: int, max_others: int,
+        kept: tuple[int, int]) -> None:
+    """Other senders' rows are capped first; the newest admin rows are never pushed out."""
+    made = fill_audit(store, groups)
+    gone = store.prune_audit(0.0, max_rows, max_others)
+    assert store.audit_rows() == kept and gone == len(made) - sum(kept)
+    left = [e.seq for e in store.audit(10**9)]
+    newest = [[seq for seq, admin in made if admin is a][-n:] if n else []
+              for a, n in zip((True, False), kept, strict=True)]
+    assert left == sorted(newest[0] + newest[1])
+
+
+def test_audit_survives_the_upgrade_from_version_4(tmp_path: Path) -> None:
+    """A version 4 file keeps its audit rows; its drops count as other senders' rows."""
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:  # exactly what version 4 wrote
+        db.executescript(_SCHEMA + ";".join(_MIGRATIONS[v] for v in (2, 3, 4)))
+        db.execute("INSERT INTO schema_version (version) VALUES (4)")
+        db.executemany("INSERT INTO audit (at, account_id, acct, command, args, result, "
+                       "notification_id) VALUES (?, ?, ?, ?, ?, ?, ?)", [
+                           (T0, "1", "ops", "silence", "2h", "silenced", "10"),
+                           (T0 + 1, "7", "spam", "status", "", "dropped: bot account", "11")])
+    db.close()
+    with Store(path) as store:
+        assert [(e.seq, e.acct, e.args, e.notification_id, e.admin, e.count, e.last_at)
+                for e in store.audit()] == [(1, "ops", "2h", "10", True, 1, None),
+                                            (2, "spam", "", "11", False, 1, None)]
+        assert store.add_audit(AuditEntry(T0 + 2, "1", "ops", "ack", "", "ok")) == 3
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        names = {row[1] for row in db.execute("PRAGMA index_list(audit)")}
+    assert {"audit_at", "audit_admin", "audit_account"} <= names
+
+
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda s: s.prune_audit(T0 + 100.0, 300, 100), id="prune"),
+    pytest.param(lambda s: s.add_audit(AuditEntry(T0 + 999, "x5", "spam", "status", "",
+                                                  "dropped: bot account", admin=False)),
+                 id="collapse"),
+])
+def test_audit_upkeep_walks_indexes_only(store: Store, call: Any) -> None:
+    """Pruning and collapsing search indexes; a walk is only a cap's OFFSET (cheap per drain).
+
+    The prune here takes every step: retention, the others' cap, the total cap.
+    """
+    fill_audit(store, [(True, 500), (False, 500)])
+    statements: list[str] = []
+    store._db.set_trace_callback(statements.append)
+    call(store)
+    store._db.set_trace_callback(None)
+    plans = {sql: [str(row[3]) for row in store._db.execute(f"EXPLAIN QUERY PLAN {sql}")]
+             for sql in statements if " audit " in sql}
+    assert plans and not {sql: plan for sql, plan in plans.items() if "OFFSET" not in sql
+                          and any(p.startswith("SCAN") or "TEMP B-TREE" in p for p in plan)}
