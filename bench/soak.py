@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import json
 import os
@@ -218,39 +219,88 @@ def servers(workdir: Path) -> Iterator[Path]:
             process.wait(10)
 
 
-def run(minutes: float, workdir: Path, python: str = sys.executable,
-        ) -> tuple[list[tuple[float, float]], int, int, str]:
-    """Run the soak; return the samples, the ticks, the bot's exit status and its log."""
-    bot: subprocess.Popen[bytes] | None = None
-    samples: list[tuple[float, float]] = []
-    log_path = workdir / "bot.log"
-    with servers(workdir) as config:
+@dataclasses.dataclass
+class Variant:
+    """One bot under test: its interpreter, its optimisation level and what it did."""
+
+    python: str
+    optimize: int
+    version: str = ""
+    samples: list[tuple[float, float]] = dataclasses.field(default_factory=list)
+    ticks: int = 0
+    status: int | None = None
+    log: str = ""
+
+    @property
+    def flag(self) -> str:
+        """The interpreter flag that matches ``optimize``: ``""``, `` -O`` or `` -OO``."""
+        return {0: "", 1: " -O"}.get(self.optimize, " -OO")
+
+    @property
+    def label(self) -> str:
+        """A short column name, e.g. ``3.11 -OO``."""
+        return f"{self.version.rsplit('.', 1)[0]}{self.flag}"
+
+
+def python_version(python: str) -> str:
+    """Return the version of the interpreter ``python`` (e.g. ``3.11.7``)."""
+    out = subprocess.run([python, "-c", "import platform; print(platform.python_version())"],
+                         capture_output=True, text=True, check=True, timeout=60)
+    return out.stdout.strip()
+
+
+def run(minutes: float, workdir: Path, variants: list[Variant]) -> None:
+    """Run every variant's bot at once, each against its own servers; fill in what they did.
+
+    The bots run side by side so that a noisy machine affects them alike.
+    ``optimize`` 2 runs the bot as the Dockerfile and the systemd unit do
+    (``PYTHONOPTIMIZE=2``: no docstrings in memory).
+    """
+    bots: list[subprocess.Popen[bytes]] = []
+    with contextlib.ExitStack() as stack:
         try:
-            with log_path.open("wb") as log:
-                bot = subprocess.Popen(
-                    [python, "-m", "bot", "run", "--config", str(config)],
-                    env={**os.environ, TOKEN_ENV: TOKEN}, stdout=log, stderr=subprocess.STDOUT)
-            watched = psutil.Process(bot.pid)
+            watched = []
+            for n, variant in enumerate(variants):
+                home = workdir / f"bot{n}"
+                home.mkdir()
+                config = stack.enter_context(servers(home))
+                env = {**os.environ, TOKEN_ENV: TOKEN, "PYTHONOPTIMIZE": str(variant.optimize)}
+                if not variant.optimize:
+                    env.pop("PYTHONOPTIMIZE")
+                with (home / "bot.log").open("wb") as log:
+                    bots.append(subprocess.Popen(
+                        [variant.python, "-m", "bot", "run", "--config", str(config)],
+                        env=env, stdout=log, stderr=subprocess.STDOUT))
+                watched.append(psutil.Process(bots[-1].pid))
             started = time.monotonic()
             end = started + minutes * 60
             next_at = started + SAMPLE_EVERY
             while time.monotonic() < end:
                 time.sleep(max(0.0, next_at - time.monotonic()))
                 next_at += SAMPLE_EVERY
-                if bot.poll() is not None:
-                    raise RuntimeError(f"the bot exited ({bot.returncode}):\n"
-                                       + log_path.read_text(errors="replace")[-3000:])
-                mb = watched.memory_info().rss / MB
-                samples.append((time.monotonic() - started, mb))
-                print(f"{samples[-1][0]:7.0f} s  {mb:6.2f} MB", flush=True)
-            bot.send_signal(signal.SIGTERM)
-            status = bot.wait(30)
-            return (samples, ticks_recorded(workdir / "state"), status,
-                    log_path.read_text(errors="replace"))
+                at_s = time.monotonic() - started
+                line = []
+                running = zip(variants, bots, watched, strict=True)
+                for n, (variant, bot, process) in enumerate(running):
+                    if bot.poll() is not None:
+                        raise RuntimeError(
+                            f"the bot {variant.label} exited ({bot.returncode}):\n"
+                            + (workdir / f"bot{n}" / "bot.log").read_text(errors="replace")[-3000:])
+                    mb = process.memory_info().rss / MB
+                    variant.samples.append((at_s, mb))
+                    line.append(f"{variant.label}: {mb:6.2f} MB")
+                print(f"{at_s:7.0f} s  " + "   ".join(line), flush=True)
+            for bot in bots:
+                bot.send_signal(signal.SIGTERM)
+            for n, (variant, bot) in enumerate(zip(variants, bots, strict=True)):
+                variant.status = bot.wait(30)
+                variant.ticks = ticks_recorded(workdir / f"bot{n}" / "state")
+                variant.log = (workdir / f"bot{n}" / "bot.log").read_text(errors="replace")
         finally:
-            if bot is not None and bot.poll() is None:
-                bot.kill()
-                bot.wait()
+            for bot in bots:
+                if bot.poll() is None:
+                    bot.kill()
+                    bot.wait()
 
 
 def trace(ticks: int, every: float, workdir: Path) -> None:
@@ -297,14 +347,75 @@ def trace(ticks: int, every: float, workdir: Path) -> None:
                         print("    " + line)
 
 
+def report_lines(args: argparse.Namespace, variants: list[Variant],
+                 began: time.struct_time) -> list[str]:
+    """Return the RESULTS.md section: set-up, one summary line per bot, the table."""
+    length = variants[0].samples[-1][0]
+    expected = length / INTERVAL
+    command = ".venv/bin/python bench/soak.py" + (
+        f" --minutes {args.minutes:g}" if args.minutes != 30 else "") + "".join(
+        f" --python {python}" for python in (args.python or [])) + (
+        f" --optimize {args.optimize}" if args.optimize != "0,2" else "") + " --write"
+    cpu = platform.processor() or platform.machine()
+    lines = [
+        HEADING,
+        "",
+        f"Command: `{command}`",
+        "",
+        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', began)}, {length / 60:.1f} minutes; "
+        f"{os.cpu_count()} CPUs ({cpu}), Linux {platform.release()}; the machine was "
+        "shared with other work. The bots below ran at the same time, side by side.",
+        "- Set-up: `python -m bot run --config ...` as a subprocess, each against its own "
+        f"redis-server and mastodon-mock on loopback: interval {INTERVAL} s, commands on "
+        "(user stream connected), history recorded, health probes on; a backlog of "
+        f"{BACKLOG} jobs on `push` with one live process heartbeat that never works it, so "
+        "the incident opened at the start stays open (critical, latency growing). `-OO` is "
+        "`PYTHONOPTIMIZE=2`, as the Dockerfile and `dist/statusbot.service` run the bot.",
+        "- RSS: `psutil` `memory_info().rss`, MB = 10^6 bytes, sampled every "
+        f"{SAMPLE_EVERY:.0f} s; slope: least squares over the last two thirds of the run.",
+        "",
+        "| Python | ticks | exit | errors in log | seen | 1 min | 10 min | end | max "
+        "| slope (MB/min) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for variant in variants:
+        samples = variant.samples
+        tail = [s for s in samples if s[0] >= length / 3]
+        errors = [line for line in variant.log.splitlines()
+                  if " ERROR " in line or "Traceback" in line]
+        seen = ("incident" if " opened: " in variant.log else "NO incident") + ", " + (
+            "stream" if "mention stream connected" in variant.log else "NO stream")
+        lines.append(
+            f"| {variant.version}{variant.flag} "
+            f"| {variant.ticks} ({variant.ticks / expected:.0%}) | {variant.status} "
+            f"| {len(errors)} | {seen} | {at(samples, 60):.2f} | {at(samples, 600):.2f} "
+            f"| {samples[-1][1]:.2f} | **{max(mb for _, mb in samples):.2f}** "
+            f"| {slope(tail):+.4f} |")
+    lines += [
+        "",
+        "Every minute (the full 10 s series is printed while it runs), RSS in MB:",
+        "",
+        "| minute | " + " | ".join(v.label for v in variants) + " |",
+        "|---:|" + "---:|" * len(variants),
+    ]
+    for n, (t, _) in enumerate(variants[0].samples):
+        if round(t) % 60 < SAMPLE_EVERY:
+            lines.append(f"| {t / 60:.1f} | " + " | ".join(
+                f"{v.samples[n][1]:.2f}" for v in variants if n < len(v.samples)) + " |")
+    return [*lines, ""]
+
+
 def main() -> int:
     """Run the soak and print (or write) the table and summary."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=30.0, help="how long (default 30)")
     parser.add_argument("--write", action="store_true", help="record in bench/RESULTS.md")
-    parser.add_argument("--python", default=sys.executable,
-                        help="the interpreter that runs the bot (e.g. a venv with only "
-                        "statusbot installed, as deployed; default: this one)")
+    parser.add_argument("--python", action="append", metavar="PATH",
+                        help="an interpreter that runs the bot, e.g. a venv with only "
+                        "statusbot installed, as deployed (repeatable; default: this one)")
+    parser.add_argument("--optimize", default="0,2", metavar="LEVELS",
+                        help="PYTHONOPTIMIZE levels to run each interpreter with, side by "
+                        "side (default 0,2: plain, and as the Dockerfile and systemd unit run it)")
     parser.add_argument("--trace", type=int, metavar="TICKS",
                         help="instead: run TICKS ticks in this process and print what grew "
                         "between the first quarter and the end (tracemalloc)")
@@ -325,61 +436,23 @@ def main() -> int:
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
         return 0
+    pythons = args.python or [sys.executable]
+    levels = [int(level) for level in args.optimize.split(",")]
+    variants = [Variant(python, level, python_version(python))
+                for python in pythons for level in levels]
     began = time.gmtime()
     try:
-        samples, ticks, status, log = run(args.minutes, workdir, args.python)
+        run(args.minutes, workdir, variants)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    length = samples[-1][0]
-    tail = [s for s in samples if s[0] >= length / 3]
-    expected = length / INTERVAL
-    seen = ("incident opened" if " opened: " in log else "NO incident opened") + ", " + (
-        "user stream connected" if "mention stream connected" in log else "NO user stream")
-    summary = {
-        "1 min": at(samples, 60), "10 min": at(samples, 600), "end": samples[-1][1],
-        "max": max(mb for _, mb in samples),
-        "slope": slope(tail),
-    }
-    rows = [f"| {t / 60:.1f} | {mb:.2f} |" for t, mb in samples if round(t) % 60 < SAMPLE_EVERY]
-    errors = [line for line in log.splitlines() if " ERROR " in line or "Traceback" in line]
-    command = ".venv/bin/python bench/soak.py" + (
-        f" --minutes {args.minutes:g}" if args.minutes != 30 else "") + (
-        f" --python {args.python}" if args.python != sys.executable else "") + " --write"
-    cpu = platform.processor() or platform.machine()
-    lines = [
-        HEADING,
-        "",
-        f"Command: `{command}`",
-        "",
-        f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', began)}, {length / 60:.1f} minutes; "
-        f"Python {platform.python_version()}, {os.cpu_count()} CPUs ({cpu}), "
-        f"Linux {platform.release()}; the machine was shared with other work.",
-        "- Set-up: `python -m bot run --config ...` as a subprocess against redis-server and "
-        f"mastodon-mock on loopback: interval {INTERVAL} s, commands on (user stream "
-        "connected), history recorded, health probes on; a backlog of "
-        f"{BACKLOG} jobs on `push` with one live process heartbeat that never works it, so "
-        "the incident opened at the start stays open (critical, latency growing).",
-        f"- Ticks: {ticks} recorded in {length:.0f} s ({ticks / expected:.1%} of "
-        f"{expected:.0f} at {INTERVAL} s); exit status {status} after SIGTERM; "
-        f"{len(errors)} error lines in the bot's log; from its log: {seen}.",
-        f"- RSS (`psutil` `memory_info().rss`, MB = 10^6 bytes), sampled every "
-        f"{SAMPLE_EVERY:.0f} s: at 1 min **{summary['1 min']:.2f}**, at 10 min "
-        f"**{summary['10 min']:.2f}**, at the end **{summary['end']:.2f}**, max "
-        f"**{summary['max']:.2f}**; least-squares slope over the last two thirds "
-        f"({tail[0][0] / 60:.0f}-{length / 60:.0f} min, {len(tail)} samples): "
-        f"**{summary['slope']:+.4f} MB/min**.",
-        "",
-        "Every minute (the full 10 s series is printed while it runs):",
-        "",
-        "| minute | RSS (MB) |",
-        "|---:|---:|",
-        *rows,
-        "",
-    ]
+    lines = report_lines(args, variants, began)
     text = "\n".join(lines)
     print(text)
-    if errors:
-        print("\n".join(errors[:20]))
+    for variant in variants:
+        errors = [line for line in variant.log.splitlines()
+                  if " ERROR " in line or "Traceback" in line]
+        if errors:
+            print(f"{variant.label}:", *errors[:20], sep="\n")
     if args.write:
         write_section(text)
     return 0
