@@ -1,4 +1,5 @@
-"""The ``statusbot`` command line: ``run``, ``check`` and ``config-check``."""
+"""The ``statusbot`` command line: ``run``, ``check``, ``config-check``, ``report``,
+``audit``, ``outbox``, ``healthcheck`` and ``demo``."""
 
 from __future__ import annotations
 

@@ -1,8 +1,10 @@
 """Every text the bot posts, in one place, so that an admin can adapt or translate it.
 
 ``Wording`` holds the templates; ``DEFAULT_WORDING`` is the English text the bot
-ships with. ``bot.compose`` is the only reader, and it never writes a word of
-its own: everything a member or an admin reads comes from here.
+ships with. ``bot.compose`` turns it into posts and never writes a word of its
+own; a few others read single texts from it (the reports, the adopter, ``check``)
+and use ``neutral()`` for text that comes from Redis or the API. Report texts
+live in ``report.ReportWording`` and command replies beside their commands.
 
 How to adapt it: build a changed copy and pass it in ``compose.Settings``::
 
