@@ -1,5 +1,8 @@
-"""The ``statusbot`` command line: ``run``, ``check``, ``config-check``, ``report``,
-``audit``, ``outbox``, ``healthcheck`` and ``demo``."""
+"""The ``statusbot`` command line.
+
+Commands: ``run``, ``check``, ``config-check``, ``report``, ``audit``,
+``outbox``, ``healthcheck`` and ``demo``.
+"""
 
 from __future__ import annotations
 
