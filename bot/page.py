@@ -476,7 +476,7 @@ def render(data: PageData, now: float) -> dict[str, bytes]:
     return {
         "index.html": render_html(data, now, view).encode("utf-8"),
         "feed.atom": render_atom(data).encode("utf-8"),
-        "api/v2/status.json": _json({"page": _page_json(data, now),
+        "api/v2/status.json": _json({"page": _page_json(data),
                                      "status": _status_json(view)}),
         "api/v2/summary.json": _json(summary(data, now, view)),
     }
@@ -748,14 +748,15 @@ def page_id(site: Site) -> str:
     return hashlib.sha256(_authority(site).encode()).hexdigest()[:12]
 
 
-def _page_json(data: PageData, now: float) -> dict[str, Any]:
+def _page_json(data: PageData) -> dict[str, Any]:
     site = data.site
     settings = site.settings
     return {"id": page_id(site),
             "name": clean(fill(settings.wording.page_title, instance=settings.instance), 200),
             "url": safe_url(site.page_url) or safe_url(site.instance_url) or "",
             "time_zone": clean(settings.timezone, 64),
-            "updated_at": _iso_ms(data.checked_at if data.checked_at is not None else now)}
+            "updated_at": _iso_ms(data.checked_at if data.checked_at is not None
+                                  else site.since)}
 
 
 def _status_json(view: Overview) -> dict[str, str]:
@@ -843,7 +844,7 @@ def summary(data: PageData, now: float, view: Overview | None = None) -> dict[st
             "started_at": _iso_ms(window.start),
             "incident_updates": [_update_json(p, status, window_id, covered) for p in posts],
             "components": covered})
-    return {"page": _page_json(data, now), "components": components, "incidents": incidents,
+    return {"page": _page_json(data), "components": components, "incidents": incidents,
             "scheduled_maintenances": maintenances, "status": _status_json(view)}
 
 

@@ -765,6 +765,13 @@ class Store:
                             "OR unpin_state = 'pending')) "
                             "OR (state = 'folded' AND unpin_state = 'pending')")
 
+    def items_with_prefix(self, prefix: str) -> list[OutboxItem]:
+        """Return the rows whose key starts with ``prefix`` (a thread's posts), in creation order.
+
+        A range over the key's unique index: cheap whatever the outbox holds.
+        """
+        return self._select("key >= ? AND key < ?", (prefix, prefix + "\U0010ffff"))
+
     def folded_into(self, key: str) -> list[OutboxItem]:
         """Return the items that were folded into the catch-up post ``key``."""
         return self._select("state = 'folded' AND folded_into = ?", (key,))
