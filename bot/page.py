@@ -463,7 +463,7 @@ def _duration(seconds: float, words: Wording) -> str:
 
 def percent(share: float) -> str:
     """Return a percentage cut (never rounded up) to two decimals: 99.999 is "99.99"."""
-    cut = math.floor(max(0.0, min(100.0, share)) * 100) / 100
+    cut = math.floor(round(max(0.0, min(100.0, share)) * 100, 6)) / 100  # 99.99 is 99.989…
     return f"{cut:.2f}".rstrip("0").rstrip(".")
 
 
