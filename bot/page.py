@@ -387,7 +387,16 @@ def clean(text: object, limit: int = 5000) -> str:
     characters) go; at most ``limit`` characters are kept.
     """
     raw = _XML_BAD.sub("", str(text)[:limit].replace("\r\n", "\n").replace("\r", "\n"))
-    return "".join(c for c in raw if c in "\n\t" or unicodedata.category(c) != "Cf")
+    return _MAYBE_FORMAT.sub(_drop_format, raw)
+
+
+_MAYBE_FORMAT = re.compile("[\xad\u0600-\U0010ffff]")
+"""Where format characters can be (the first is U+00AD); each match is looked up."""
+
+
+def _drop_format(match: re.Match[str]) -> str:
+    char = match.group()
+    return "" if unicodedata.category(char) == "Cf" else char
 
 
 def safe_url(url: str | None) -> str | None:

@@ -29,10 +29,12 @@ from bot.handlers import RuntimeMute
 from bot.health import Mute
 from bot.history import DAY, History, covered, finest
 from bot.model import Incident, PostKind
-from bot.store import CREATED_STATE, ItemState, OutboxItem, Store
+from bot.store import CREATED_STATE, ItemState, Store, ThreadRow
 
 PAGE_KINDS = MEMBER_KINDS - {PostKind.CATCHUP}
 """Posts of an incident or maintenance thread that the page shows (not admin messages)."""
+
+_PAGE_KIND_NAMES = frozenset(kind.value for kind in PAGE_KINDS)
 
 
 class PageWriteError(OSError):
@@ -126,29 +128,28 @@ def page_dir_problem(directory: str) -> str | None:
 # --- gathering -----------------------------------------------------------------------------
 
 
-def page_posts(items: Iterable[OutboxItem], prefix: str, instance_url: str,
+def page_posts(rows: Iterable[ThreadRow], prefix: str, instance_url: str,
                ) -> tuple[page.PagePost, ...]:
-    """Return the member posts among ``items`` of the thread ``prefix``, oldest first.
+    """Return the member posts among ``rows`` of the thread ``prefix``, oldest first.
 
     Admin messages are left out, and so are updates dropped unsent because a
     later post of the same thread superseded them. A post links to the
     instance once it was published there.
     """
     posts = []
-    for item in items:
-        if item.post.kind not in PAGE_KINDS or not item.key.startswith(prefix):
+    for key, kind, text, created_at, state, status_id, folded_into in rows:
+        if kind not in _PAGE_KIND_NAMES or not key.startswith(prefix):
             continue
-        if item.state is ItemState.FOLDED and (item.folded_into or "").startswith(prefix):
+        if state == ItemState.FOLDED.value and (folded_into or "").startswith(prefix):
             continue
-        url = (page.post_url(instance_url, item.status_id)
-               if item.state is ItemState.SENT else None)
-        posts.append(page.PagePost(item.key, item.post.created_at, item.post.text, url))
+        url = page.post_url(instance_url, status_id) if state == ItemState.SENT.value else None
+        posts.append(page.PagePost(key, created_at, text, url))
     return tuple(sorted(posts, key=lambda p: (p.at, p.key)))
 
 
 def thread(store: Store, prefix: str, instance_url: str) -> tuple[page.PagePost, ...]:
     """Return the member posts of the thread whose keys start with ``prefix``."""
-    return page_posts(store.items_with_prefix(prefix), prefix, instance_url)
+    return page_posts(store.thread_rows(prefix), prefix, instance_url)
 
 
 def maintenance_windows(store: Store, mutes: Sequence[Mute | RuntimeMute],

@@ -45,7 +45,7 @@ from bot.pagefiles import (
     watched_days,
     write_files,
 )
-from bot.store import ItemState, OutboxItem, Store
+from bot.store import ItemState, Store, ThreadRow
 from bot.wording import DEFAULT_WORDING
 
 NOW = float(1_780_000_000 // DAY * DAY + 12 * 3600)  # noon UTC
@@ -595,10 +595,8 @@ def test_keeper_retries_after_a_failed_write(keeper: PageKeeper,
 
 
 def item(key: str, kind: PostKind, state: ItemState, *, status_id: str | None = None,
-         folded_into: str | None = None, at: float = NOW) -> OutboxItem:
-    post = Post(key=key, kind=kind, text=f"text of {key}", visibility="public", created_at=at)
-    return OutboxItem(seq=0, post=post, state=state, status_id=status_id,
-                      folded_into=folded_into)
+         folded_into: str | None = None, at: float = NOW) -> ThreadRow:
+    return (key, kind.value, f"text of {key}", at, state.value, status_id, folded_into)
 
 
 @pytest.mark.parametrize(
@@ -620,11 +618,11 @@ def item(key: str, kind: PostKind, state: ItemState, *, status_id: str | None = 
                      id="other-thread"),
     ],
 )
-def test_page_posts(given: OutboxItem, shown: tuple[str, str | None] | None) -> None:
+def test_page_posts(given: ThreadRow, shown: tuple[str, str | None] | None) -> None:
     """The page shows members' posts of the thread as composed, linking to sent ones."""
     posts_ = page_posts([given], "inc-1:", "https://example.social")
     assert [(p.key, p.url) for p in posts_] == ([shown] if shown else [])
-    assert all(p.text == given.post.text for p in posts_)
+    assert all(p.text == given[2] for p in posts_)
 
 
 @pytest.fixture
