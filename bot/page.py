@@ -667,8 +667,7 @@ def _history_html(data: PageData, now: float) -> str:
                         duration=_duration(incident.resolved_at - incident.opened_at,
                                                    words),
                         nouns=nouns or words.impact("*").noun)
-            out.append(f'<li><time datetime="{iso(incident.opened_at)}">{_e(text)}</time>'
-                       f"</li>\n")
+            out.append(f"<li>{_e(text)}</li>\n")
         out.append("</ul>\n")
     out.append("</section>\n")
     return "".join(out)

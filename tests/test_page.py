@@ -436,6 +436,24 @@ def test_hostile_text_is_escaped_everywhere(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        pytest.param("plain text", "plain text", id="ascii"),
+        pytest.param("été… 日本 😀 ½", "été… 日本 😀 ½", id="letters-and-symbols-kept"),
+        pytest.param("a\tb\nc\r\nd\re", "a\tb\nc\nd\ne", id="line-breaks-kept"),
+        pytest.param("soft\xadhyphen", "softhyphen", id="soft-hyphen"),
+        pytest.param("\u2066isolate\u2069 \u202eoverride", "isolate override", id="bidi"),
+        pytest.param("\ufeffbom \u200dzwj \U000e0041tag", "bom zwj tag", id="invisible"),
+        pytest.param("\x00\x07\x1b\x7f\x85\x9f", "", id="c0-c1-controls"),
+        pytest.param("\ud800\udfff\ufffe\uffff", "", id="not-xml-characters"),
+    ],
+)
+def test_clean(text: str, expected: str) -> None:
+    """Control, format and non-XML characters go; everything readable stays."""
+    assert page.clean(text) == expected
+
+
+@pytest.mark.parametrize(
     ("url", "safe"),
     [
         pytest.param("https://example.social/statuses/1", True, id="https"),
