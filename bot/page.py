@@ -592,8 +592,10 @@ def render_html(data: PageData, now: float, view: Overview | None = None) -> str
     if coming:
         out.append(f'<section aria-labelledby="maint">\n<h2 id="maint">'
                    f"{_e(words.page_heading_maintenance)}</h2>\n<ul>\n")
-        out += [f'<li>{_e(fill(words.page_maintenance_window, start=_when(m.start, now, settings), end=_when(m.end, now, settings), text=clean(m.text, 500)))}</li>\n'  # noqa: E501
-                for m in sorted(coming, key=lambda m: (m.start, m.id))]
+        for window in sorted(coming, key=lambda m: (m.start, m.id)):
+            line = fill(words.page_maintenance_window, start=_when(window.start, now, settings),
+                        end=_when(window.end, now, settings), text=clean(window.text, 500))
+            out.append(f"<li>{_e(line)}</li>\n")
         out.append("</ul>\n</section>\n")
     out.append(_history_html(data, now))
     checked = (fill(words.page_checked, time=_when(data.checked_at, now, settings))
@@ -796,12 +798,13 @@ def _components_json(data: PageData, view: Overview) -> list[dict[str, Any]]:
             for index, (part, status) in enumerate(view.parts)]
 
 
-def _update_json(post: PagePost, status: str, incident_id: str,
-                 components: list[dict[str, Any]]) -> dict[str, Any]:
+def _update_json(post: PagePost, status: str, incident_id: str) -> dict[str, Any]:
+    # affected_components would list each part's old and new status per update,
+    # which the bot does not keep per post: null, as Statuspage allows
     return {"id": clean(post.key, 200), "status": status, "body": clean(post.text.strip()),
             "incident_id": incident_id, "created_at": _iso_ms(post.at),
             "updated_at": _iso_ms(post.at), "display_at": _iso_ms(post.at),
-            "affected_components": components or None, "deliver_notifications": True,
+            "affected_components": None, "deliver_notifications": True,
             "custom_tweet": None, "tweet_id": None}
 
 
@@ -832,7 +835,7 @@ def summary(data: PageData, now: float, view: Overview | None = None) -> dict[st
             "monitoring_at": None, "resolved_at": None, "started_at": _iso_ms(incident.opened_at),
             "shortlink": (safe_url(posts[-1].url) if posts else None) or link,
             "page_id": pid,
-            "incident_updates": [_update_json(p, status, incident_id, affected) for p in posts],
+            "incident_updates": [_update_json(p, status, incident_id) for p in posts],
             "components": affected})
     maintenances: list[dict[str, Any]] = []
     for window in sorted(data.live.maintenance, key=lambda m: (m.start, m.id)):
@@ -844,13 +847,13 @@ def summary(data: PageData, now: float, view: Overview | None = None) -> dict[st
         posts = sorted(window.posts, key=lambda p: (p.at, p.key), reverse=True)
         maintenances.append({
             "id": window_id, "name": clean(window.text, 300) or words.page_heading_maintenance,
-            "status": status, "impact": "maintenance",
+            "status": status, "impact": "none",
             "created_at": _iso_ms(min([window.start, *(p.at for p in posts)])),
             "updated_at": _iso_ms(max([window.start, *(p.at for p in posts)])),
             "monitoring_at": None, "resolved_at": None, "shortlink": link, "page_id": pid,
             "scheduled_for": _iso_ms(window.start), "scheduled_until": _iso_ms(window.end),
             "started_at": _iso_ms(window.start),
-            "incident_updates": [_update_json(p, status, window_id, covered) for p in posts],
+            "incident_updates": [_update_json(p, status, window_id) for p in posts],
             "components": covered})
     return {"page": _page_json(data), "components": components, "incidents": incidents,
             "scheduled_maintenances": maintenances, "status": _status_json(view)}

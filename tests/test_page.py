@@ -183,6 +183,7 @@ def test_statuspage_json(scenario: str, indicator: str, parts: dict[str, str]) -
         assert times == sorted(times, reverse=True)  # Statuspage lists the newest first
     for window in summary["scheduled_maintenances"]:
         assert window["status"] in {"scheduled", "in_progress"}
+        assert window["impact"] in INDICATORS  # the npm client's types allow no other
         assert {"scheduled_for", "scheduled_until"} <= set(window)
     assert len(summary["incidents"]) == (0 if indicator == "none" else 1)
 
