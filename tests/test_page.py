@@ -8,6 +8,7 @@ import json
 import os
 import re
 from collections.abc import Callable, Iterator
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -272,6 +273,36 @@ def test_html_tells_what_the_json_tells(scenario: str) -> None:
     assert "<script" not in html_text and "src=" not in html_text and "@import" not in html_text
     assert "prefers-color-scheme:dark" in html_text
     assert 'name="viewport" content="width=device-width, initial-scale=1"' in html_text
+
+
+class Nesting(HTMLParser):
+    """Records elements closed out of order or never closed."""
+
+    VOID = frozenset({"meta", "link", "br", "img", "input", "hr"})
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.wrong: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag not in self.VOID:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.open or self.open.pop() != tag:
+            self.wrong.append(tag)
+
+
+@pytest.mark.parametrize("scenario", [*SCENARIOS, "hostile"])
+def test_html_is_well_nested(scenario: str) -> None:
+    """Every element is closed, in order: a browser builds the page we meant."""
+    value = _hostile_data("<b>x</b></li></section>") if scenario == "hostile" \
+        else SCENARIOS[scenario]
+    checker = Nesting()
+    checker.feed(render_text(value)["index.html"])
+    checker.close()
+    assert (checker.open, checker.wrong) == ([], [])
 
 
 def test_open_incident_lists_every_post_in_order_with_links() -> None:
@@ -771,3 +802,23 @@ def test_page_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     argv = ["page", "--config", str(config), *(a.format(tmp=tmp_path) for a in args)]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("directory", "status", "message"),
+    [
+        pytest.param("{tmp}/site", 0, "", id="creatable"),
+        pytest.param("{tmp}/file/site", 2, "page.dir: cannot create {tmp}/file/site: "
+                     "{tmp}/file is not a directory", id="below-a-file"),
+        pytest.param("{tmp}/file", 2, "page.dir: {tmp}/file is not a directory", id="a-file"),
+    ],
+)
+def test_config_check_looks_at_the_page_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                            directory: str, status: int, message: str) -> None:
+    """config-check says at start-up when the page cannot be written where configured."""
+    (tmp_path / "file").write_text("x")
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\nstate_dir = "{tmp_path / "state"}"\n'
+                      f'[page]\ndir = "{directory.format(tmp=tmp_path)}"\n')
+    assert main(["config-check", str(config)]) == status
+    assert message.format(tmp=tmp_path) in capsys.readouterr().err
