@@ -399,16 +399,16 @@ def _page(config: Config, out: str | None) -> int:
     from bot import page
     from bot.app import heartbeat_path, settings_for, state_path
     from bot.gateway import InstanceLimits
-    from bot.handlers import runtime_mutes
     from bot.history import History
     from bot.incidents import IncidentState
     from bot.loop import INCIDENT_STATE, heartbeat_age
     from bot.pagefiles import (
         PageWriteError,
+        configured_mutes,
         gather_live,
         gather_past,
         page_dir_problem,
-        site_since,
+        site_for,
         write_files,
     )
     from bot.store import Store, StoreError
@@ -441,11 +441,10 @@ def _page(config: Config, out: str | None) -> int:
         settings = settings_for(config, InstanceLimits())
         instance_url = config.mastodon.api_base_url
         age = heartbeat_age(heartbeat_path(config), now)
-        site = page.Site(settings, config.page.url, instance_url, site_since(store, now))
         history = History(store, interval=config.bot.interval)
         data = page.PageData(
-            site, gather_live(store, incident, [*config.mutes, *runtime_mutes(store)],
-                              instance_url),
+            site_for(config, settings, store, now),
+            gather_live(store, incident, configured_mutes(config, store), instance_url),
             gather_past(store, history, now, settings, instance_url),
             checked_at=None if age is None else now - age)
         written = write_files(directory, page.render(data, now))

@@ -47,7 +47,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo
 
-from bot import compose, defaults
+from bot import defaults
 from bot.compose import Settings
 from bot.incidents import component_order
 from bot.model import Affected, Incident, Severity
@@ -447,8 +447,23 @@ def _date(moment: float, settings: Settings) -> str:
     return fill(words.page_date, day=str(local.day), month=month, year=str(local.year))
 
 
-def _when(moment: float, now: float, settings: Settings) -> str:
-    return compose.local_time(moment, now, settings)
+def _when(moment: float, settings: Settings) -> str:
+    """Return ``moment`` as a local time with its date ("28 May 11:10 UTC").
+
+    A static page is read long after it was written: "today" or "yesterday"
+    could be wrong by then.
+    """
+    words = settings.wording
+    try:
+        local = datetime.fromtimestamp(moment, _zone(settings.timezone))
+    except (OverflowError, OSError, ValueError):
+        return "?"
+    name = local.tzname() or settings.timezone
+    if name[:1] in "+-":
+        name = "UTC" + name
+    month = words.months[local.month - 1] if len(words.months) == 12 else str(local.month)
+    return fill(words.time_other_day, day=str(local.day), month=month,
+                clock=f"{local:%H:%M}", zone=clean(name, 40)).strip()
 
 
 @functools.lru_cache(maxsize=16)
@@ -547,14 +562,14 @@ def _part_name(part: str, words: Wording) -> str:
     return str(getattr(words, f"page_part_{part}"))
 
 
-def _post_html(post: PagePost, now: float, settings: Settings) -> str:
+def _post_html(post: PagePost, settings: Settings) -> str:
     words = settings.wording
     link = safe_url(post.url)
     tail = (f'<a href="{_e(link)}">{_e(fill(words.page_post_link, instance=settings.instance))}'
             f"</a>" if link is not None else
             f'<span class="mute">{_e(fill(words.page_not_posted, instance=settings.instance))}'
             f"</span>")
-    return (f'<li><time datetime="{iso(post.at)}">{_e(_when(post.at, now, settings))}</time>'
+    return (f'<li><time datetime="{iso(post.at)}">{_e(_when(post.at, settings))}</time>'
             f"<p>{_e(post.text.strip())}</p>{tail}</li>")
 
 
@@ -587,18 +602,18 @@ def render_html(data: PageData, now: float, view: Overview | None = None) -> str
     out.append("</ul>\n</section>\n")
     incident = data.live.open_incident
     if incident is not None:
-        out.append(_incident_html(incident, data.live.posts, now, settings))
+        out.append(_incident_html(incident, data.live.posts, settings))
     coming = [m for m in data.live.maintenance if m.end > now]
     if coming:
         out.append(f'<section aria-labelledby="maint">\n<h2 id="maint">'
                    f"{_e(words.page_heading_maintenance)}</h2>\n<ul>\n")
         for window in sorted(coming, key=lambda m: (m.start, m.id)):
-            line = fill(words.page_maintenance_window, start=_when(window.start, now, settings),
-                        end=_when(window.end, now, settings), text=clean(window.text, 500))
+            line = fill(words.page_maintenance_window, start=_when(window.start, settings),
+                        end=_when(window.end, settings), text=clean(window.text, 500))
             out.append(f"<li>{_e(line)}</li>\n")
         out.append("</ul>\n</section>\n")
     out.append(_history_html(data, now))
-    checked = (fill(words.page_checked, time=_when(data.checked_at, now, settings))
+    checked = (fill(words.page_checked, time=_when(data.checked_at, settings))
                if data.checked_at is not None else words.page_never_checked)
     when = (f'<time datetime="{iso(data.checked_at)}">{_e(checked)}</time>'
             if data.checked_at is not None else _e(checked))
@@ -609,13 +624,12 @@ def render_html(data: PageData, now: float, view: Overview | None = None) -> str
     return "".join(out)
 
 
-def _incident_html(incident: Incident, posts: Sequence[PagePost], now: float,
-                   settings: Settings) -> str:
+def _incident_html(incident: Incident, posts: Sequence[PagePost], settings: Settings) -> str:
     words = settings.wording
     out = [f'<section aria-labelledby="incident">\n<h2 id="incident">'
            f"{_e(words.page_heading_incident)}</h2>\n"
            f"<p><strong>{_e(incident_name(by_importance(incident.affected), words))}"
-           f"</strong> {_e(fill(words.page_since, time=_when(incident.opened_at, now, settings)))}"
+           f"</strong> {_e(fill(words.page_since, time=_when(incident.opened_at, settings)))}"
            f"</p>\n"]
     sentences = list(dict.fromkeys(words.impact(c).sentence
                                    for c in by_importance(incident.affected)))
@@ -629,7 +643,7 @@ def _incident_html(incident: Incident, posts: Sequence[PagePost], now: float,
             out.append(f'<p class="mute">{_e(fill(words.page_more_updates, count=str(hidden)))}'
                        f"</p>\n")
         out.append('<ol class="updates">\n')
-        out += [_post_html(p, now, settings) + "\n" for p in shown[hidden:]]
+        out += [_post_html(p, settings) + "\n" for p in shown[hidden:]]
         out.append("</ol>\n")
     out.append("</section>\n")
     return "".join(out)

@@ -25,7 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from bot import defaults, page
 from bot.compose import MEMBER_KINDS, Settings
-from bot.handlers import RuntimeMute
+from bot.config import Config
+from bot.handlers import RuntimeMute, runtime_mutes
 from bot.health import Mute
 from bot.history import DAY, History, covered, finest
 from bot.model import Incident, PostKind
@@ -212,6 +213,17 @@ def gather_past(store: Store, history: History, now: float, settings: Settings,
                           thread(store, f"{i.id}:", instance_url))
         for i in closed[-page.SHOWN_PAST:])
     return page.Past(watched_days(history, windows), incidents)
+
+
+def site_for(config: Config, settings: Settings, store: Store, now: float) -> page.Site:
+    """Return the page's fixed part from the config, the composer's settings and the store."""
+    return page.Site(settings, config.page.url, config.mastodon.api_base_url,
+                     site_since(store, now))
+
+
+def configured_mutes(config: Config, store: Store) -> list[Mute | RuntimeMute]:
+    """Return the maintenance windows and silences of the config and of admins' commands."""
+    return [*config.mutes, *runtime_mutes(store)]
 
 
 def site_since(store: Store, fallback: float) -> float:

@@ -313,6 +313,24 @@ def test_open_incident_lists_every_post_in_order_with_links() -> None:
     assert shown == [(p.text, p.url) for p in value.live.posts]
 
 
+@pytest.mark.parametrize(
+    ("zone", "shown"),
+    [
+        pytest.param("UTC", "28 May 11:10 UTC", id="utc"),
+        pytest.param("Europe/Berlin", "28 May 13:10 CEST", id="summer-time"),
+        pytest.param("America/Sao_Paulo", "28 May 08:10 UTC-03", id="numeric-zone"),
+    ],
+)
+def test_times_carry_their_date_and_zone(zone: str, shown: str) -> None:
+    """A static page is read later: every time says its day, in [mastodon] timezone."""
+    site = dataclasses.replace(SITE, settings=Settings(instance="example.social",
+                                                       timezone=zone))
+    value = data(Live(incident(affected("web", C)),
+                      (PagePost("inc-1:0", NOW - 3000, "Down."),)), site=site)
+    assert f'<time datetime="2026-05-28T11:10:00Z">{shown}</time>' in render_text(
+        value, NOW + 2 * DAY)["index.html"]
+
+
 def test_unsent_post_says_so_instead_of_linking() -> None:
     """A post the instance has not taken yet is shown, marked as not yet posted."""
     value = data(Live(incident(affected("web", C)), (PagePost("inc-1:0", NOW - 60, "Down."),)))
