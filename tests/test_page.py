@@ -22,6 +22,8 @@ from bot.config import ConfigError, PageConfig, load_config
 from bot.handlers import RuntimeMute
 from bot.health import Mute
 from bot.history import DAY, History, Sample
+from bot.incidents import IncidentState
+from bot.loop import INCIDENT_STATE
 from bot.model import Affected, Incident, Post, PostKind, Severity
 from bot.page import (
     DEGRADED,
@@ -802,6 +804,32 @@ def test_page_command_writes_the_files(tmp_path: Path, capsys: pytest.CaptureFix
     assert summary["status"]["indicator"] == "none"
     assert summary["page"]["url"] == "https://status.example.org"
     assert "wrote index.html" in capsys.readouterr().out
+
+
+def test_page_command_shows_the_stored_incident(tmp_path: Path) -> None:
+    """The open incident and its posts come from the state file, linked to the instance."""
+    state = tmp_path / "state"
+    state.mkdir()
+    store = Store(state / "statusbot.sqlite3")
+    store.put_state(INCIDENT_STATE, IncidentState(open=incident(affected("redis", C)),
+                                                  next_number=2).to_json())
+    store.enqueue([Post("inc-1:0", PostKind.NOTICE, "Background work has stopped.", "public",
+                        NOW - 60),
+                   Post("inc-1:0:admin", PostKind.ADMIN, "@alice redis down", "direct", NOW)])
+    store.mark_sent("inc-1:0", "110", NOW)
+    store.close()
+    config = tmp_path / "config.toml"
+    config.write_text(f'[bot]\nstate_dir = "{state}"\n'
+                      '[mastodon]\napi_base_url = "https://example.social"\n')
+    out = tmp_path / "site"
+    assert main(["page", "--config", str(config), "--out", str(out)]) == 0
+    summary = json.loads((out / "api/v2/summary.json").read_text())
+    assert summary["status"]["indicator"] == "critical"
+    assert [u["body"] for u in summary["incidents"][0]["incident_updates"]] == [
+        "Background work has stopped."]
+    assert ('<a href="https://example.social/statuses/110">View this post on example.social</a>'
+            in (out / "index.html").read_text())
+    assert "redis down" not in (out / "index.html").read_text()
 
 
 @pytest.mark.parametrize(
