@@ -535,8 +535,10 @@ border-bottom:1px solid var(--line)}
 .updates li{border-left:2px solid var(--line);padding:0 0 .75rem .75rem}
 .updates p{margin:.25rem 0;white-space:pre-line}
 time,.mute{color:var(--mute);font-size:.9rem}
-.days{display:flex;gap:2px;height:2.25rem;margin:.5rem 0}
-.days li{flex:1;min-width:0;border-radius:2px;background:var(--ok)}
+.days{display:grid;grid-template-columns:repeat(30,1fr);gap:3px;margin:.5rem 0}
+.days li{height:1.5rem;border-radius:2px;background:var(--ok)}
+@media (min-width:40rem){.days{grid-template-columns:repeat(90,1fr);gap:2px}
+.days li{height:2.25rem}}
 .days .minor{background:var(--minor)}.days .major{background:var(--major)}
 .days .maintenance{background:var(--maint)}
 .days .unknown{background:repeating-linear-gradient(45deg,var(--unk) 0 2px,transparent 2px 4px);
