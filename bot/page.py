@@ -442,7 +442,10 @@ def _iso_ms(moment: float) -> str:
 
 def _date(moment: float, settings: Settings) -> str:
     words = settings.wording
-    local = datetime.fromtimestamp(moment, _zone(settings.timezone))
+    try:
+        local = datetime.fromtimestamp(moment, _zone(settings.timezone))
+    except (OverflowError, OSError, ValueError):
+        return "?"
     month = words.months[local.month - 1] if len(words.months) == 12 else str(local.month)
     return fill(words.page_date, day=str(local.day), month=month, year=str(local.year))
 
@@ -476,6 +479,8 @@ def _zone(name: str) -> tzinfo:
 
 def _duration(seconds: float, words: Wording) -> str:
     """Whole minutes for people, as the posts say them: "45 min", "1 h 20 min", "2 d 3 h"."""
+    if not math.isfinite(seconds):
+        return "?"
     minutes = round(max(0.0, seconds)) // 60
     if minutes < 1:
         return words.under_a_minute

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import math
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -503,6 +504,21 @@ def test_hostile_text_is_escaped_everywhere(text: str) -> None:
 def test_clean(text: str, expected: str) -> None:
     """Control, format and non-XML characters go; everything readable stays."""
     assert page.clean(text) == expected
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf, 1e300, -1e300])
+def test_impossible_times_do_not_break_the_page(value: float) -> None:
+    """Non-finite or absurd times from a damaged state file still give a whole page."""
+    live = Live(Incident("inc-1", value, (affected("web", C, since=value),), severity=C, peak=C),
+                (PagePost("inc-1:0", value, "Down."),),
+                (Maintenance("m", value, value, "x"),))
+    past = Past(days(), (PastIncident("inc-0", value, value, C, ("web",),
+                                      (PagePost("inc-0:0", value, "Old."),)),
+                         PastIncident("inc-2", NOW - DAY, value, W, ("web",))))
+    files = page.render(data(live, past, checked_at=value), NOW)
+    assert feedparser.parse(files["feed.atom"]).bozo == 0
+    assert json.loads(files["api/v2/summary.json"])["status"]["indicator"] == "critical"
+    assert files["index.html"].endswith(b"</html>\n")
 
 
 @pytest.mark.parametrize(
