@@ -64,10 +64,14 @@ FEED_ENTRIES = 50
 """Most entries in the feed (the newest)."""
 
 SHOWN_UPDATES = 40
-"""Most posts of the open incident the page lists (the newest; the rest are counted)."""
+"""Most posts of the open incident the page and the JSON list (the newest; the page counts
+the rest)."""
 
 SHOWN_PAST = 30
 """Most resolved incidents the page lists (the newest)."""
+
+SHOWN_MAINTENANCE = 10
+"""Most maintenance windows the page and the JSON list (the next ones)."""
 
 FEED_TAG_DATE = "2022"
 """Date part of the feed's ``tag:`` ids; fixed, so that ids never change."""
@@ -559,6 +563,12 @@ _INDICATOR_CLASS = {"none": "", "minor": " i-minor", "major": " i-major",
                     "critical": " i-critical"}
 
 
+def _coming(windows: Iterable[Maintenance], now: float) -> list[Maintenance]:
+    """Return the windows that have not ended, the first ``SHOWN_MAINTENANCE`` to begin."""
+    return sorted((m for m in windows if m.end > now),
+                  key=lambda m: (m.start, m.id))[:SHOWN_MAINTENANCE]
+
+
 def _state_word(status: str, words: Wording) -> str:
     return {OPERATIONAL: words.page_state_operational, DEGRADED: words.page_state_degraded,
             PARTIAL: words.page_state_partial, MAJOR: words.page_state_major,
@@ -610,11 +620,11 @@ def render_html(data: PageData, now: float, view: Overview | None = None) -> str
     incident = data.live.open_incident
     if incident is not None:
         out.append(_incident_html(incident, data.live.posts, settings))
-    coming = [m for m in data.live.maintenance if m.end > now]
+    coming = _coming(data.live.maintenance, now)
     if coming:
         out.append(f'<section aria-labelledby="maint">\n<h2 id="maint">'
                    f"{_e(words.page_heading_maintenance)}</h2>\n<ul>\n")
-        for window in sorted(coming, key=lambda m: (m.start, m.id)):
+        for window in coming:
             line = fill(words.page_maintenance_window, start=_when(window.start, settings),
                         end=_when(window.end, settings), text=clean(window.text, 500))
             out.append(f"<li>{_e(line)}</li>\n")
@@ -844,7 +854,8 @@ def summary(data: PageData, now: float, view: Overview | None = None) -> dict[st
         touched = sorted({p for a in incident.affected for p in parts_of(a.component)},
                          key=PARTS.index)
         affected = [by_part[p] for p in touched]
-        posts = sorted(data.live.posts, key=lambda p: (p.at, p.key), reverse=True)
+        posts = sorted(data.live.posts, key=lambda p: (p.at, p.key),
+                       reverse=True)[:SHOWN_UPDATES]
         status = "identified" if incident.acknowledged or incident.manual else "investigating"
         impact = {"critical": "critical", "major": "major"}.get(view.indicator, "minor")
         incident_id = clean(incident.id, 200)
@@ -859,9 +870,7 @@ def summary(data: PageData, now: float, view: Overview | None = None) -> dict[st
             "incident_updates": [_update_json(p, status, incident_id) for p in posts],
             "components": affected})
     maintenances: list[dict[str, Any]] = []
-    for window in sorted(data.live.maintenance, key=lambda m: (m.start, m.id)):
-        if window.end <= now:
-            continue
+    for window in _coming(data.live.maintenance, now):
         status = "in_progress" if window.start <= now else "scheduled"
         covered = [by_part[p] for p in PARTS if window.covers(p)]
         window_id = clean(window.id, 200)

@@ -259,6 +259,21 @@ def test_sizes_with_90_days_and_30_incidents(name: str, limit: int) -> None:
     assert len(page.render(value, NOW)[name]) < limit
 
 
+def test_sizes_stay_bounded_whatever_the_state_holds() -> None:
+    """Thousands of posts, components and maintenance windows are capped, not all listed."""
+    many = tuple(affected(f"queue:q{n}", C) for n in range(10_000))
+    windows = tuple(Maintenance(f"m{n}", NOW + n, NOW + DAY, "planned", (), posts(
+        f"maint:m{n}", 1, NOW)) for n in range(1_000))
+    live = Live(incident(*many), posts("inc-1", 5_000, NOW - DAY), windows)
+    files = page.render(data(live, full_data().past), NOW)
+    assert {name: len(content) < 64_000 for name, content in files.items()} == dict.fromkeys(
+        page.FILES, True)
+    summary = json.loads(files["api/v2/summary.json"])
+    assert len(summary["incidents"][0]["incident_updates"]) == page.SHOWN_UPDATES
+    assert len(summary["scheduled_maintenances"]) == page.SHOWN_MAINTENANCE
+    assert b"4960 earlier updates are not shown here." in files["index.html"]
+
+
 # --- the HTML ------------------------------------------------------------------------------
 
 
