@@ -35,7 +35,7 @@ CONFIG_ENV = "STATUSBOT_CONFIG"
 """Environment variable naming the config file when ``--config`` is not given."""
 
 
-TOKENLESS = frozenset({"audit", "healthcheck"})
+TOKENLESS = frozenset({"audit", "healthcheck", "page"})
 """Subcommands that only read the state directory: they work without the access token."""
 
 AUDIT_MAX = 1_000_000
@@ -139,6 +139,18 @@ def _parser() -> argparse.ArgumentParser:
     outbox_cmd.add_argument("--config", metavar="PATH",
                             help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
 
+    page_cmd = commands.add_parser(
+        "page", help="render the status page once from the state file",
+        description="Write the status page (index.html, feed.atom, api/v2/status.json, "
+        "api/v2/summary.json) from the state file and the config into [page] dir, or DIR. "
+        "Files whose content did not change are left alone; the others are replaced "
+        "atomically. Exit status: 0, 1 when the state file cannot be read or a file "
+        "cannot be written, 2 for a configuration error.",
+    )
+    page_cmd.add_argument("--config", metavar="PATH",
+                          help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    page_cmd.add_argument("--out", metavar="DIR", help="write here instead of [page] dir")
+
     config_check = commands.add_parser(
         "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
     )
@@ -176,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _outbox(config, args.action, args.keys)
     if args.command == "report":
         return _report(config, args.kind, dry_run=args.dry_run, out=args.out)
+    if args.command == "page":
+        return _page(config, args.out)
     try:
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
@@ -383,6 +397,70 @@ def _outbox(config: Config, action: str, keys: Sequence[str]) -> int:
     return EXIT_OK
 
 
+def _page(config: Config, out: str | None) -> int:
+    import time
+
+    from bot import page
+    from bot.app import heartbeat_path, settings_for, state_path
+    from bot.gateway import InstanceLimits
+    from bot.history import History
+    from bot.incidents import IncidentState
+    from bot.loop import INCIDENT_STATE, heartbeat_age
+    from bot.pagefiles import (
+        PageWriteError,
+        configured_mutes,
+        gather_live,
+        gather_past,
+        page_dir_problem,
+        site_for,
+        write_files,
+    )
+    from bot.store import Store, StoreError
+
+    directory = out or config.page.dir
+    if not directory:
+        print("statusbot page: no directory: give --out DIR or set [page] dir",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    problem = page_dir_problem(directory)
+    if problem is not None:
+        print(f"statusbot page: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
+    path = state_path(config)
+    now = time.time()
+    try:
+        store = Store(path) if path.exists() else Store(":memory:")
+    except StoreError as exc:
+        print(f"statusbot: cannot read {path}: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    try:
+        incident = None
+        stored = store.get_state(INCIDENT_STATE)
+        if stored is not None:
+            try:
+                incident = IncidentState.from_json(stored).open
+            except ValueError as exc:
+                print(f"statusbot page: the stored incident is unreadable, not shown: "
+                      f"{_clean(str(exc))[:200]}", file=sys.stderr)
+        settings = settings_for(config, InstanceLimits())
+        instance_url = config.mastodon.api_base_url
+        age = heartbeat_age(heartbeat_path(config), now)
+        history = History(store, interval=config.bot.interval)
+        data = page.PageData(
+            site_for(config, settings, store, now),
+            gather_live(store, incident, configured_mutes(config, store), instance_url),
+            gather_past(store, history, now, settings, instance_url),
+            checked_at=None if age is None else now - age)
+        written = write_files(directory, page.render(data, now))
+    except PageWriteError as exc:
+        print(f"statusbot page: {exc.strerror}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    finally:
+        store.close()
+    print(f"{directory}: " + (f"wrote {', '.join(written)}" if written else "up to date"))
+    return EXIT_OK
+
+
 def _utc(epoch: float) -> str:
     """Return an epoch time as ``YYYY-MM-DD HH:MM UTC`` (the number itself when out of range)."""
     try:
@@ -446,6 +524,13 @@ def _config_check(path: str) -> int:
     if problem is not None:
         print(f"{path}: bot.state_dir: {problem}", file=sys.stderr)
         return EXIT_CONFIG
+    if config.page.dir:
+        from bot.pagefiles import page_dir_problem
+
+        problem = page_dir_problem(config.page.dir)
+        if problem is not None:
+            print(f"{path}: page.dir: {problem}", file=sys.stderr)
+            return EXIT_CONFIG
     for warning in config.warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
     namespace = f", namespace {config.redis.namespace!r}" if config.redis.namespace else ""

@@ -175,6 +175,22 @@ class ReportsConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PageConfig:
+    """The static status page (``bot/page.py``) and how it is published.
+
+    ``dir`` empty: no page. ``url`` is where members find it (links in the
+    feed and the JSON; may be empty). ``publish_command`` (empty: none) runs
+    after each change, split like a shell would but never run by one; its
+    ``{dir}`` is replaced by ``dir``. It is killed after ``publish_timeout``.
+    """
+
+    dir: str = ""
+    url: str = ""
+    publish_command: tuple[str, ...] = ()
+    publish_timeout: float = defaults.PAGE_PUBLISH_TIMEOUT
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``path`` is None for the embedded defaults.
 
@@ -193,6 +209,7 @@ class Config:
     wording: Wording = field(default_factory=Wording)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
+    page: PageConfig = field(default_factory=PageConfig)
     path: str | None = None
     warnings: tuple[str, ...] = ()
 
@@ -380,6 +397,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "wording": _wording,
         "commands": _commands,
         "reports": _reports,
+        "page": _page,
     }
     lists = ("maintenance", "silence")
     built: dict[str, Any] = {}
@@ -478,6 +496,77 @@ def _reports(table: _Table) -> ReportsConfig:
         donation_url=url,
         chart=table.get("chart", bool, True, "true or false"),
     )
+
+
+def _page(table: _Table) -> PageConfig:
+    directory = table.path("dir", "")
+    if directory.strip() != directory:
+        table.problem("dir", f"must not start or end with blanks, got {directory!r:.80}")
+        directory = ""
+    url = table.get("url", str, "", "an https:// URL")
+    if url:
+        problem = _page_url_problem(url)
+        if problem:
+            table.problem("url", problem)
+            url = ""
+    command = table.get("publish_command", str, "", "a command line")
+    argv: tuple[str, ...] = ()
+    if command.strip():
+        argv = _publish_argv(table, command)
+        if argv and not directory:
+            table.problem("publish_command", "needs page.dir (the directory it publishes)")
+    return PageConfig(
+        dir=directory,
+        url=url.rstrip("/"),
+        publish_command=argv,
+        publish_timeout=table.duration("publish_timeout", defaults.PAGE_PUBLISH_TIMEOUT,
+                                       minimum=defaults.PERIOD_MIN,
+                                       maximum=defaults.PAGE_PUBLISH_TIMEOUT_MAX),
+    )
+
+
+def _page_url_problem(url: str) -> str:
+    """Say why ``url`` cannot be the page's address (empty when it can)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"not a URL: {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL with a host, got {url!r:.80}"
+    if parts.username or parts.password:
+        return "must not contain a user name or password"
+    if parts.query or parts.fragment or re.search(r"[\s<>\"'\\]", url):
+        return f"must be a plain address (no query, fragment, blanks or quotes), got {url!r:.80}"
+    return ""
+
+
+def _publish_argv(table: _Table, command: str) -> tuple[str, ...]:
+    """Split ``publish_command`` into arguments; ``{dir}`` is the only placeholder."""
+    import shlex
+    import string
+
+    try:
+        argv = shlex.split(command)
+    except ValueError as exc:
+        table.problem("publish_command", f"cannot be split into arguments: {exc}")
+        return ()
+    if any("\x00" in arg for arg in argv):
+        table.problem("publish_command", "must not contain a NUL character")
+        return ()
+    for arg in argv:
+        try:
+            names = [p[1] for p in string.Formatter().parse(arg) if p[1] is not None]
+        except ValueError as exc:
+            table.problem("publish_command", f"{exc} in {arg!r:.60} (write {{{{ and }}}} "
+                                             f"for braces)")
+            return ()
+        unknown = [n for n in names if n != "dir"]
+        if unknown:
+            table.problem("publish_command", f"unknown placeholder {{{unknown[0]}}} "
+                                             f"(only {{dir}} is filled in)")
+            return ()
+    return tuple(argv)
 
 
 def _whole(table: _Table, key: str, default: int, minimum: int, maximum: int) -> int:

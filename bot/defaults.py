@@ -480,3 +480,14 @@ REPLIES_MAX = 100000
 
 MONTHLY_COST_MAX = 1e9
 """Largest ``[reports] monthly_cost``, in currency units."""
+
+
+PAGE_PUBLISH_TIMEOUT = 60.0
+"""Seconds ``[page] publish_command`` may run before it is killed."""
+
+PAGE_PUBLISH_TIMEOUT_MAX = 3600.0
+"""The longest ``[page] publish_timeout`` allowed."""
+
+PAGE_REFRESH = 300.0
+"""Seconds between rewrites of the status page when nothing it shows changed (only its
+"last checked" time, today's cell and the availability move on)."""

@@ -37,6 +37,7 @@ checkpoint (SQLite's default: 1,000 pages).
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
@@ -209,11 +210,13 @@ def finest(raw: Sequence[_Row], fine: Sequence[_Row], daily: Sequence[_Row],
     samples stored late, until the next compaction merges them). Returns
     ``(row, span in seconds)`` pairs, oldest first; a raw row's span is 0.
     """
-    raw_times = [r[0] for r in raw]
-    fine_times = [r[0] for r in fine]
+    raw_times = sorted(r[0] for r in raw)
+    fine_times = sorted(r[0] for r in fine)
 
     def holds(times: Sequence[float], start: float, span: float) -> bool:
-        return any(start <= t < start + span for t in times)
+        # bisect, not a scan: 90 days hold ~12,000 buckets against ~3,000 raw rows
+        index = bisect.bisect_left(times, start)
+        return index < len(times) and times[index] < start + span
 
     kept: list[tuple[_Row, float]] = [(r, 0.0) for r in raw]
     kept += [(r, float(bucket)) for r in fine if not holds(raw_times, r[0], bucket)]

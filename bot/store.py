@@ -201,6 +201,10 @@ class ItemState(enum.Enum):
     """Replaced by a catch-up post (``folded_into``), or expired unsent when that is None."""
 
 
+ThreadRow = tuple[str, str, str, float, str, "str | None", "str | None"]
+"""``(key, kind, text, created_at, state, status_id, folded_into)`` of one outbox row."""
+
+
 class StepState(enum.Enum):
     """State of the pin or unpin that follows a sent post."""
 
@@ -788,6 +792,22 @@ class Store:
         return self._select("(state = 'sent' AND (pin_state = 'pending' "
                             "OR unpin_state = 'pending')) "
                             "OR (state = 'folded' AND unpin_state = 'pending')")
+
+    def thread_rows(self, prefix: str) -> list[ThreadRow]:
+        """Return the rows whose key starts with ``prefix`` (a thread's posts), in creation order.
+
+        Only what the status page shows, as plain tuples (``ThreadRow``), read
+        over a range of the key's unique index: cheap enough for every tick
+        whatever the outbox holds.
+        """
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, kind, text, created_at, state, status_id, folded_into FROM outbox "
+                "WHERE key >= ? AND key < ? ORDER BY seq",
+                (prefix, prefix + "\U0010ffff")).fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2]), float(r[3]), str(r[4]),
+                 None if r[5] is None else str(r[5]), None if r[6] is None else str(r[6]))
+                for r in rows]
 
     def folded_into(self, key: str) -> list[OutboxItem]:
         """Return the items that were folded into the catch-up post ``key``."""

@@ -311,6 +311,102 @@ class Wording:
     maintenance_end: str = "Maintenance is over. Thank you for your patience."
     """Reply in the announcement's thread at the end. Placeholders: {text}."""
 
+    # --- the status page (bot/page.py): index.html, feed.atom, api/v2/*.json ---
+    page_title: str = "{instance} status"
+    """Title of the page and of its feed. Placeholders: {instance}."""
+    page_overall_ok: str = "All normal on {instance}."
+    """The one line on top when nothing is wrong (also the JSON status description).
+    Placeholders: {instance}."""
+    page_overall_minor: str = "Parts of {instance} are slower than usual."
+    """The line on top during a minor incident. Placeholders: {instance}."""
+    page_overall_major: str = "Parts of {instance} are not working properly."
+    """The line on top during a major incident. Placeholders: {instance}."""
+    page_overall_critical: str = "{instance} is seriously disrupted."
+    """The line on top when a part of the service has stopped. Placeholders: {instance}."""
+    page_overall_maintenance: str = "Planned maintenance is under way on {instance}."
+    """The line on top during maintenance without an incident. Placeholders: {instance}."""
+    page_heading_parts: str = "Right now"
+    """Heading of the list of the service's parts and their state."""
+    page_part_timelines: str = "Timelines and notifications"
+    """Name of a part of the service as members know it."""
+    page_part_outgoing: str = "Your posts to other servers"
+    """Name of a part of the service as members know it."""
+    page_part_incoming: str = "Posts from other servers"
+    """Name of a part of the service as members know it."""
+    page_part_emails: str = "Emails"
+    """Name of a part of the service as members know it."""
+    page_part_imports: str = "Imports and link previews"
+    """Name of a part of the service as members know it."""
+    page_part_web: str = "Website and apps"
+    """Name of a part of the service as members know it."""
+    page_part_streaming: str = "Live updates"
+    """Name of a part of the service as members know it."""
+    page_state_operational: str = "Normal"
+    """State of a part that works."""
+    page_state_degraded: str = "Slow"
+    """State of a part that is slower than usual."""
+    page_state_partial: str = "Disrupted"
+    """State of a part that partly fails."""
+    page_state_major: str = "Stopped"
+    """State of a part that does not work at all."""
+    page_state_maintenance: str = "Maintenance"
+    """State of a part under planned maintenance."""
+    page_heading_incident: str = "Current incident"
+    """Heading of the open incident."""
+    page_since: str = "Since {time}."
+    """When the open incident began. Placeholders: {time}."""
+    page_heading_updates: str = "Updates"
+    """Heading of the open incident's posts, in order."""
+    page_post_link: str = "View this post on {instance}"
+    """Text of the link to a post on the instance. Placeholders: {instance}."""
+    page_not_posted: str = "Not yet posted on {instance}."
+    """Said of a post the instance has not taken yet. Placeholders: {instance}."""
+    page_heading_maintenance: str = "Planned maintenance"
+    """Heading of the maintenance windows that have not ended."""
+    page_maintenance_window: str = "From {start} to {end}: {text}"
+    """One maintenance window. Placeholders: {start}, {end}, {text}."""
+    page_heading_history: str = "The last {days} days"
+    """Heading of the row of day cells. Placeholders: {days}."""
+    page_availability: str = "Available {percent}% of the time watched."
+    """Share of the watched time without an incident. Placeholders: {percent}."""
+    page_never_watched: str = "Not watched yet."
+    """Said instead of the availability when no time was watched."""
+    page_day: str = "{date}: {state}"
+    """One day cell (read out by screen readers, shown on hover). Placeholders: {date},
+    {state}."""
+    page_date: str = "{day} {month}"
+    """A date in the day cells and past incidents. Placeholders: {day}, {month}, {year}."""
+    page_day_ok: str = "no incident"
+    """A watched day without incident."""
+    page_day_minor: str = "slowdowns"
+    """A day with a minor incident at worst."""
+    page_day_major: str = "disruption"
+    """A day with a major incident."""
+    page_day_maintenance: str = "planned maintenance"
+    """A day with maintenance and no incident."""
+    page_day_unknown: str = "not watched"
+    """A day the bot did not watch (enough): never shown as fine."""
+    page_legend: str = "Each square is a day, oldest first."
+    """Explains the row of day cells."""
+    page_heading_past: str = "Past incidents"
+    """Heading of the incidents resolved within the days shown."""
+    page_past_incident: str = "{date}, {duration}: {nouns}"
+    """One resolved incident. Placeholders: {date}, {duration}, {nouns}."""
+    page_no_past: str = "No incidents in this time."
+    """Said when no incident was resolved within the days shown."""
+    page_checked: str = "Last checked {time}."
+    """When the bot last looked. Placeholders: {time}."""
+    page_never_checked: str = "Not checked yet."
+    """Said before the bot's first look."""
+    page_feeds: str = "Follow this page:"
+    """Leads the links to the feed and the JSON files."""
+    page_feed_link: str = "Atom feed"
+    """Text of the link to the feed."""
+    page_json_link: str = "JSON (Statuspage API v2)"
+    """Text of the link to the JSON summary."""
+    page_more_updates: str = "{count} earlier updates are not shown here."
+    """Stands for the oldest posts when the open incident has too many. Placeholders: {count}."""
+
     # --- times, durations, numbers ---
     time_today: str = "{clock} {zone}"
     """A time on the same day. Placeholders: {clock} ("14:05"), {zone} ("UTC", "CET")."""
@@ -404,6 +500,23 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "maintenance_announce": ("start", "end", "text", "instance"),
     "maintenance_start": ("end", "text"),
     "maintenance_end": ("text",),
+    "page_title": ("instance",),
+    "page_overall_ok": ("instance",),
+    "page_overall_minor": ("instance",),
+    "page_overall_major": ("instance",),
+    "page_overall_critical": ("instance",),
+    "page_overall_maintenance": ("instance",),
+    "page_since": ("time",),
+    "page_post_link": ("instance",),
+    "page_not_posted": ("instance",),
+    "page_maintenance_window": ("start", "end", "text"),
+    "page_heading_history": ("days",),
+    "page_availability": ("percent",),
+    "page_day": ("date", "state"),
+    "page_date": ("day", "month", "year"),
+    "page_past_incident": ("date", "duration", "nouns"),
+    "page_checked": ("time",),
+    "page_more_updates": ("count",),
     "time_today": ("clock", "zone"),
     "time_yesterday": ("clock", "zone"),
     "time_other_day": ("day", "month", "clock", "zone"),
