@@ -1,20 +1,29 @@
 #!/usr/bin/env bash
 # Run the whole test suite: unit tests and integration tests against real
 # redis-server and real Sidekiq (Debian's ruby-sidekiq 6.4, and 7.3 in a
-# Debian 13 chroot) on loopback. On Debian/Ubuntu as root it first installs
-# whatever is missing; otherwise the integration tests that lack a
+# Debian 13 chroot) on loopback, and the status page in headless chromium
+# with axe-core and the statuspage.io client from the npm registry (pinned
+# below, installed into ./.cache/npm). On Debian/Ubuntu as root it first
+# installs whatever is missing; otherwise the integration tests that lack a
 # prerequisite are skipped (or fail, with STATUSBOT_REQUIRE_INTEGRATION=1).
 # Extra arguments go to pytest, e.g. `bash scripts/test.sh -m "not integration"`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python=${PYTHON:-python3}
+# Exact versions; tests/integration/npm.py checks that these are what it finds.
+npm_packages=(axe-core@4.11.1 statuspage.io@3.3.8)
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v sidekiq >/dev/null || missing+=(ruby-sidekiq)
 [ -f /usr/lib/ruby/vendor_ruby/redis/namespace.rb ] || missing+=(ruby-redis-namespace)
 command -v debootstrap >/dev/null || missing+=(debootstrap)
 "$python" -m venv --help >/dev/null 2>&1 || missing+=(python3-venv)
+command -v chromium >/dev/null || missing+=(chromium)
+# Chromium without its recommended packages has no font at all: text would not render.
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   if [ ${#missing[@]} -gt 0 ]; then
@@ -28,6 +37,25 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   fi
 elif [ ${#missing[@]} -gt 0 ]; then
   echo "not root: cannot install ${missing[*]}; tests needing them will be skipped" >&2
+fi
+
+# The npm packages the browser and client tests use, unless already there at these versions.
+npm_wanted=()
+for package in "${npm_packages[@]}"; do
+  name=${package%@*}
+  have=$("$python" -c 'import json, sys; print(json.load(open(sys.argv[1]))["version"])' \
+         ".cache/npm/node_modules/$name/package.json" 2>/dev/null || true)
+  [ "$have" = "${package##*@}" ] || npm_wanted+=("$package")
+done
+if [ ${#npm_wanted[@]} -gt 0 ]; then
+  if command -v npm >/dev/null; then
+    echo "npm: installing ${npm_wanted[*]} into .cache/npm"
+    mkdir -p .cache/npm
+    npm install --prefix .cache/npm --save-exact --no-audit --no-fund --loglevel=error \
+      "${npm_packages[@]}"
+  else
+    echo "npm is missing: cannot install ${npm_wanted[*]}; tests needing them will be skipped" >&2
+  fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

@@ -241,10 +241,8 @@ class Chromium:
         if self.process.poll() is None:
             with contextlib.suppress(ProtocolError, OSError):
                 self.call("Browser.close", timeout=5)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(5)
-            except subprocess.TimeoutExpired:
-                pass
         # Renderer, GPU and zygote processes share the group that start_new_session made.
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
@@ -282,7 +280,7 @@ class Tab:
 
     def viewport(self, width: int, height: int, *, mobile: bool | None = None,
                  scale: float = 1.0) -> None:
-        """Emulate a screen of ``width`` × ``height`` CSS pixels (mobile below 600 px)."""
+        """Emulate a screen of ``width`` by ``height`` CSS pixels (mobile below 600 px)."""
         self.call("Emulation.setDeviceMetricsOverride", {
             "width": width, "height": height, "deviceScaleFactor": scale,
             "mobile": width < 600 if mobile is None else mobile})
@@ -305,7 +303,7 @@ class Tab:
         self.browser.wait_event(lambda e: e.get("sessionId") == self.session
                                 and e.get("method") == "Page.loadEventFired", after=mark)
 
-    def evaluate(self, expression: str, *, timeout: float = CALL_TIMEOUT) -> Any:  # noqa: ANN401
+    def evaluate(self, expression: str, *, timeout: float = CALL_TIMEOUT) -> Any:
         """Evaluate ``expression`` in the page (awaiting a promise) and return its JSON value."""
         reply = self.call("Runtime.evaluate", {"expression": expression, "returnByValue": True,
                                                "awaitPromise": True}, timeout=timeout)
