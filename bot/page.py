@@ -530,10 +530,11 @@ body{margin:0 auto;max-width:46rem;padding:1rem;background:var(--bg);color:var(-
 font:1rem/1.5 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;overflow-wrap:anywhere}
 h1{font-size:1.5rem;margin:.5rem 0}h2{font-size:1.2rem;margin:1.5rem 0 .5rem}
 a{color:var(--maint)}
-.overall{font-size:1.15rem;font-weight:600;padding:.75rem 1rem;border-radius:.4rem;
-border-left:.4rem solid var(--ok);background:color-mix(in srgb,var(--ok) 12%,transparent)}
-.i-minor{border-color:var(--minor)}.i-major{border-color:var(--major)}
-.i-critical{border-color:var(--crit)}.i-maint{border-color:var(--maint)}
+.overall{--tone:var(--ok);font-size:1.15rem;font-weight:600;padding:.75rem 1rem;
+border-radius:.4rem;border-left:.4rem solid var(--tone);
+background:color-mix(in srgb,var(--tone) 12%,transparent)}
+.i-minor{--tone:var(--minor)}.i-major{--tone:var(--major)}
+.i-critical{--tone:var(--crit)}.i-maint{--tone:var(--maint)}
 ul,ol{padding:0;margin:0;list-style:none}
 .parts li{display:flex;justify-content:space-between;gap:1rem;padding:.4rem 0;
 border-bottom:1px solid var(--line)}
