@@ -556,6 +556,7 @@ outline:1px solid var(--unk);outline-offset:-1px}
 .vh{position:absolute;width:1px;height:1px;overflow:hidden;clip-path:inset(50%);
 white-space:nowrap}
 .past li{padding:.25rem 0;border-bottom:1px solid var(--line)}
+.past li:last-child{border-bottom:0}
 footer{margin-top:2rem;border-top:1px solid var(--line);padding-top:.5rem}
 """
 _CSS = "".join(line.strip() for line in _CSS.splitlines())
