@@ -230,6 +230,7 @@ class Variant:
     ticks: int = 0
     status: int | None = None
     log: str = ""
+    maps: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def flag(self) -> str:
@@ -240,6 +241,36 @@ class Variant:
     def label(self) -> str:
         """A short column name, e.g. ``3.11 -OO``."""
         return f"{self.version.rsplit('.', 1)[0]}{self.flag}"
+
+
+def mappings(pid: int) -> dict[str, int]:
+    """Return the process's resident kB per kind of mapping (``/proc/PID/smaps``).
+
+    Kinds: ``[heap]`` (the main arena), ``[anon]`` (other malloc arenas, mmap'ed
+    blocks, Python's obmalloc arenas), ``[stack]``, and each file by its base name.
+    """
+    kinds: dict[str, int] = {}
+    kind = "[anon]"
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return kinds
+    for line in text.splitlines():
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else "[anon]"
+            kind = name if name.startswith("[") else Path(name).name
+        elif fields and fields[0] == "Rss:":
+            kinds[kind] = kinds.get(kind, 0) + int(fields[1])
+    return kinds
+
+
+def grew(variant: Variant) -> str:
+    """Return the mappings whose RSS changed between the marks, largest first."""
+    first, last = variant.maps.get("third", {}), variant.maps.get("end", {})
+    changes = sorted(((last.get(k, 0) - first.get(k, 0), k) for k in {*first, *last}),
+                     key=lambda change: -abs(change[0]))
+    return ", ".join(f"{name} {kb:+d} kB" for kb, name in changes[:5] if kb) or "nothing"
 
 
 def python_version(python: str) -> str:
@@ -288,6 +319,9 @@ def run(minutes: float, workdir: Path, variants: list[Variant]) -> None:
                             + (workdir / f"bot{n}" / "bot.log").read_text(errors="replace")[-3000:])
                     mb = process.memory_info().rss / MB
                     variant.samples.append((at_s, mb))
+                    if "third" not in variant.maps and at_s >= minutes * 20:
+                        variant.maps["third"] = mappings(process.pid)
+                    variant.maps["end"] = mappings(process.pid)
                     line.append(f"{variant.label}: {mb:6.2f} MB")
                 print(f"{at_s:7.0f} s  " + "   ".join(line), flush=True)
             for bot in bots:
@@ -391,6 +425,10 @@ def report_lines(args: argparse.Namespace, variants: list[Variant],
             f"| {len(errors)} | {seen} | {at(samples, 60):.2f} | {at(samples, 600):.2f} "
             f"| {samples[-1][1]:.2f} | **{max(mb for _, mb in samples):.2f}** "
             f"| {slope(tail):+.4f} |")
+    lines += ["", "Resident memory that changed over the last two thirds, by mapping "
+              "(`/proc/PID/smaps`; `[anon]` is malloc's other arenas, mmap'ed blocks and "
+              "Python's object arenas):", ""]
+    lines += [f"- {variant.label}: {grew(variant)}" for variant in variants]
     lines += [
         "",
         "Every minute (the full 10 s series is printed while it runs), RSS in MB:",

@@ -95,8 +95,12 @@ MAX_REMINDERS = 3
 STATE_FILE = "statusbot.sqlite3"
 """Name of the SQLite state file (WAL) inside the state directory."""
 
-STATE_CACHE_KIB = 256
-"""SQLite page cache of the state file, KiB (SQLite's default is 2000 KiB)."""
+STATE_CACHE_KIB = 64
+"""SQLite page cache of the state file, KiB (SQLite's default is 2000 KiB).
+
+Small on purpose: the cache fills as the history grows, so its cap is memory the bot
+gains over its first quarter hour; 64 KiB fills within the first minute. Reads beyond
+it come from the OS page cache (see bench/RESULTS.md, soak)."""
 
 STATE_STATEMENTS = 16
 """Prepared statements kept by the state connection (Python's default, 128, holds ~0.3 MB)."""
