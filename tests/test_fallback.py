@@ -1,0 +1,249 @@
+"""Fallback accounts: when they speak (injected clock), what they say, how it is delivered."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import pytest
+
+from bot import compose
+from bot.fallback import (
+    FallbackState,
+    Lane,
+    Policy,
+    Reason,
+    Signals,
+    Thread,
+    news_of,
+    posts_failing_since,
+    step,
+)
+from bot.model import Affected, Incident, Post, PostKind, Severity
+
+T0 = datetime(2026, 5, 28, 14, 5, tzinfo=timezone.utc).timestamp()
+SETTINGS = compose.Settings(instance="example.social")
+PAGE = "https://status.example.social"
+LANE = Lane("fallback:mastodon.online", after=300.0)
+
+
+def run(signals: Sequence[Signals], *, lanes: Sequence[Lane] = (LANE,), every: float = 60.0,
+        start: float = T0, policy: Policy | None = None, page_url: str = PAGE,
+        state: FallbackState | None = None,
+        ) -> tuple[FallbackState, list[tuple[float, Post]], list[list[Reason]]]:
+    """Drive ``step`` tick by tick with an injected clock; collect the posts and reasons."""
+    state = state or FallbackState()
+    posts: list[tuple[float, Post]] = []
+    reasons: list[list[Reason]] = []
+    for index, signal in enumerate(signals):
+        now = start + index * every
+        state, made, decisions = step(state, signal, lanes, now, SETTINGS, page_url=page_url,
+                                      policy=policy)
+        posts += [(now - start, post) for post in made]
+        reasons.append([d.reason for d in decisions])
+    return state, posts, reasons
+
+
+UP = Signals(web_ok=True)
+DOWN = Signals(web_ok=False)
+
+
+@pytest.mark.parametrize(("down_ticks", "after", "notice_at"), [
+    pytest.param(4, 300.0, None, id="4-min-outage-under-5-min"),
+    pytest.param(5, 300.0, None, id="5-ticks-is-only-4-min-down"),
+    pytest.param(6, 300.0, 300.0, id="notice-at-5-min"),
+    pytest.param(20, 300.0, 300.0, id="long-outage-one-notice"),
+    pytest.param(3, 60.0, 60.0, id="after-1-min"),
+    pytest.param(32, 1800.0, 1800.0, id="after-30-min"),
+])
+def test_the_notice_comes_after_after(down_ticks: int, after: float,
+                                      notice_at: float | None) -> None:
+    """The website failing for ``after`` (not a tick less) opens the thread, once."""
+    lane = Lane(LANE.destination, after=after)
+    _, posts, _ = run([UP, *[DOWN] * down_ticks], lanes=[lane])
+    notices = [at - 60.0 for at, post in posts if post.kind is PostKind.NOTICE]
+    assert notices == ([] if notice_at is None else [notice_at])
+
+
+def test_nothing_is_posted_while_the_instance_works() -> None:
+    """A day of ticks with the instance answering (or not probed) posts nothing anywhere."""
+    state, posts, reasons = run([UP, Signals(), UP] * 480)
+    assert posts == [] and state == FallbackState()
+    assert {r for tick in reasons for r in tick} == {Reason.QUIET}
+
+
+def test_a_short_outage_posts_nothing_not_even_a_resolution() -> None:
+    """Down for less than ``after``, then back: no notice, so no resolution either."""
+    _, posts, reasons = run([DOWN] * 4 + [UP] * 3)
+    assert posts == []
+    assert [tick[0] for tick in reasons] == [Reason.WAITING] * 4 + [Reason.QUIET] * 3
+
+
+def test_notice_and_resolution_texts() -> None:
+    """The notice names the instance and the time; the resolution replies in its thread."""
+    _, posts, _ = run([DOWN] * 6 + [UP])
+    (_, notice), (_, resolution) = posts
+    assert notice.text == ("example.social cannot be reached since 14:05 UTC. We are working "
+                           "on it.\nStatus: https://status.example.social")
+    assert notice.key == f"fallback:mastodon.online:{int(T0)}:notice"
+    assert (notice.destination, notice.visibility, notice.spoiler_text, notice.parent_key) == (
+        "fallback:mastodon.online", "public", "Service notice: example.social", None)
+    assert resolution.text == ("example.social can be reached again, after 6 min. Thank you "
+                               "for your patience.")
+    assert (resolution.kind, resolution.parent_key, resolution.destination) == (
+        PostKind.RESOLUTION, notice.key, notice.destination)
+
+
+def test_no_status_part_without_a_page_url() -> None:
+    """Without [page] url the notice ends with its own words."""
+    _, posts, _ = run([DOWN] * 6, page_url="")
+    assert posts[0][1].text == ("example.social cannot be reached since 14:05 UTC. We are "
+                                "working on it.")
+
+
+@pytest.mark.parametrize(("gate", "since"), [
+    pytest.param({"reason": "retry: post: HTTP 502", "since": T0, "failures": 3, "until": 1},
+                 T0, id="5xx"),
+    pytest.param({"reason": "retry: post: Connection refused", "since": T0, "failures": 1},
+                 T0, id="refused"),
+    pytest.param({"reason": "rate_limited: HTTP 429", "since": T0, "failures": 1}, None,
+                 id="429-answers"),
+    pytest.param({"reason": "credentials_rejected: HTTP 401", "since": T0, "failures": 2},
+                 None, id="401-answers"),
+    pytest.param({"reason": "endpoint_missing: HTTP 404", "since": T0, "failures": 2}, None,
+                 id="404-answers"),
+    pytest.param({"reason": "retry: x", "since": "yesterday", "failures": 1}, None,
+                 id="damaged-since"),
+    pytest.param({"reason": "retry: x", "since": float("nan"), "failures": 1}, None,
+                 id="nan-since"),
+    pytest.param({"reason": "retry: x", "since": T0, "failures": 0}, None, id="no-failures"),
+    pytest.param({"reason": None}, None, id="damaged-reason"),
+    pytest.param(None, None, id="no-gate"),
+])
+def test_posts_failing_since(gate: dict[str, Any] | None, since: float | None) -> None:
+    """Only a pause for network errors, timeouts and 5xx means the instance cannot be reached."""
+    assert posts_failing_since(gate) == since
+
+
+def test_failing_posts_open_the_thread_without_a_probe() -> None:
+    """With no health probe, posts failing for ``after`` (outbox state) are enough."""
+    failing = Signals(web_ok=None, posts_failing_since=T0 - 240.0)
+    _, posts, reasons = run([failing] * 3 + [Signals()])
+    assert [r[0] for r in reasons] == [Reason.WAITING, Reason.NOTICE, Reason.HELD,
+                                       Reason.RESOLVED]
+    assert "since 14:01 UTC" in posts[0][1].text
+
+
+def test_the_earlier_signal_dates_the_outage() -> None:
+    """Both signals: the outage began at the earlier of the two."""
+    _, posts, _ = run([Signals(web_ok=False, posts_failing_since=T0 - 600.0)])
+    assert "since 13:55 UTC" in posts[0][1].text
+
+
+def incident(*components: str, severity: Severity = Severity.CRITICAL) -> Incident:
+    return Incident(id="inc-1", opened_at=T0, affected=tuple(
+        Affected(c, severity, T0, severity, "why", eta_s=120.0) for c in components))
+
+
+def test_news_of_the_incident() -> None:
+    """Impacts worst first, the website's own left out, no estimates, each sentence once."""
+    news = news_of(incident("web", "queue:push", "queue:default", "memory", "swap"), SETTINGS)
+    assert news == ("The server is short on memory; pages may be slow or fail.",
+                    "Home timelines, notifications and some actions are delayed.",
+                    "Your posts reach people on other servers late.")
+    assert news_of(None, SETTINGS) == ()
+
+
+def test_followups_are_sparing_and_fold_the_news() -> None:
+    """Changes within the gap are folded into one follow-up; reminders are spaced and capped."""
+    policy = Policy(update_gap=1800.0, reminder_every=7200.0, max_followups=3)
+    one, two = ("Emails are late.",), ("Emails are late.", "Imports are slow.")
+    ticks = ([Signals(web_ok=False, news=one)] * 6    # notice at 5 min, with news one
+             + [Signals(web_ok=False, news=two)] * 3   # changed: held for the gap...
+             + [Signals(web_ok=False, news=one)] * 10  # ...and changed back: nothing to tell
+             + [Signals(web_ok=False, news=two)] * 27  # changed again: told at 35 min
+             + [Signals(web_ok=False, news=one)] * 600 + [UP])  # 65 min, reminders, the cap
+    _, posts, _ = run(ticks, policy=policy)
+    kinds = [(at / 60, post.kind, post.key.rsplit(":", 2)[-2:]) for at, post in posts]
+    assert kinds == [
+        (5.0, PostKind.NOTICE, [str(int(T0)), "notice"]),
+        (35.0, PostKind.UPDATE, ["update", "1"]),   # news two, 30 min after the notice
+        (65.0, PostKind.UPDATE, ["update", "2"]),   # news one again, 30 min later
+        (185.0, PostKind.UPDATE, ["update", "3"]),  # two hours of no change: a reminder
+        (646.0, PostKind.RESOLUTION, [str(int(T0)), "resolution"]),  # the cap held the rest
+    ]
+    update = posts[1][1]
+    assert update.text == ("example.social still cannot be reached (since 14:05 UTC, 35 min)."
+                           "\nWhat members notice: Emails are late. Imports are slow."
+                           "\nStatus: https://status.example.social")
+    assert {p.parent_key for _, p in posts[1:]} == {posts[0][1].key}
+
+
+def test_each_fallback_has_its_own_after_and_thread() -> None:
+    """Two fallbacks: each speaks after its own ``after``; both resolve on the same tick."""
+    quick, slow = Lane("fallback:a.example", after=60.0), Lane("fallback:b.example", 600.0)
+    _, posts, _ = run([DOWN] * 12 + [UP], lanes=[quick, slow])
+    assert [(at, p.destination, p.kind) for at, p in posts] == [
+        (60.0, "fallback:a.example", PostKind.NOTICE),
+        (600.0, "fallback:b.example", PostKind.NOTICE),
+        (720.0, "fallback:a.example", PostKind.RESOLUTION),
+        (720.0, "fallback:b.example", PostKind.RESOLUTION)]
+    assert len({p.key for _, p in posts}) == 4
+
+
+def test_a_new_outage_is_a_new_thread() -> None:
+    """After a resolution, the next outage opens a thread of its own (new keys)."""
+    _, posts, _ = run([DOWN] * 6 + [UP] * 2 + [DOWN] * 6 + [UP])
+    keys = [p.key for _, p in posts]
+    assert len(keys) == len(set(keys)) == 4
+    assert posts[2][1].parent_key is None and posts[3][1].parent_key == posts[2][1].key
+
+
+def test_a_removed_fallback_forgets_its_thread() -> None:
+    """A thread of a fallback no longer configured is dropped, not posted to."""
+    state, _, _ = run([DOWN] * 6)
+    state, posts, decisions = step(state, UP, [], T0 + 600, SETTINGS)
+    assert (posts, decisions, dict(state.threads)) == ([], [], {})
+
+
+def test_texts_fit_the_fallback_server() -> None:
+    """Long news and a long instance name are cut; the status link is kept whole."""
+    settings = compose.Settings(instance="x" * 400 + ".example")
+    news = tuple(f"Sentence {i} " + "word " * 40 for i in range(10))
+    state = FallbackState()
+    made: list[Post] = []
+    for index in range(40):
+        state, posts, _ = step(state, Signals(web_ok=False, news=news[: index % 10 + 1]),
+                               [LANE], T0 + index * 3600.0, settings, page_url=PAGE)
+        made += posts
+    assert made
+    for post in made:
+        assert compose.mastodon_length(post.spoiler_text + post.text) <= 500
+        assert post.text.endswith("Status: https://status.example.social")
+
+
+@pytest.mark.parametrize("data", [
+    pytest.param({"web_down_since": "noon"}, id="since-text"),
+    pytest.param({"web_down_since": 1e300}, id="since-huge"),
+    pytest.param({"web_down_since": True}, id="since-bool"),
+    pytest.param({"threads": []}, id="threads-list"),
+    pytest.param({"threads": {"fallback:a": 3}}, id="thread-number"),
+    pytest.param({"threads": {"fallback:a": {"since": T0, "notice_key": 5, "last_at": T0}}},
+                 id="key-number"),
+    pytest.param({"threads": {"fallback:a": {"since": T0, "notice_key": "k", "last_at": T0,
+                                             "followups": -1}}}, id="negative-count"),
+    pytest.param({"threads": {"fallback:a": {"since": T0, "notice_key": "k", "last_at": T0,
+                                             "news": [1]}}}, id="news-numbers"),
+])
+def test_damaged_state_is_an_error_not_a_guess(data: dict[str, Any]) -> None:
+    """A damaged stored state raises ValueError naming what is wrong."""
+    with pytest.raises(ValueError, match=r"\S"):
+        FallbackState.from_json(data)
+
+
+def test_state_round_trip() -> None:
+    """What to_json writes, from_json reads back."""
+    state = FallbackState(T0, {"fallback:a": Thread(T0, "k", T0 + 60, 2, ("a", "b"))})
+    assert FallbackState.from_json(state.to_json()) == state
+
