@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -17,6 +17,7 @@ from bot.collect.instance import InstanceProber
 from bot.commands import Admin
 from bot.config import Config
 from bot.console import ConsoleGateway
+from bot.fallback import Account, Fallbacks, Lane, catchup_for, failure_notice_for
 from bot.gateway import Gateway, InstanceLimits, PermanentError, RetryableError
 from bot.handlers import CommandHandler
 from bot.history import History
@@ -83,8 +84,13 @@ def heartbeat_path(config: Config) -> Path:
 
 
 def build(config: Config, *, dry_run: bool = False, out: TextIO,
-          gateway: Gateway | None = None, clock: Callable[[], float] = time.time) -> Bot:
-    """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only."""
+          gateway: Gateway | None = None, clock: Callable[[], float] = time.time,
+          fallback_gateways: Mapping[str, Gateway] | None = None) -> Bot:
+    """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only.
+
+    ``fallback_gateways`` replaces the gateway of a ``[[fallback]]`` by its
+    destination (tests).
+    """
     gateway = gateway or make_gateway(config, dry_run=dry_run, out=out)
     settings = settings_for(config, instance_limits(gateway))
     store = Store(":memory:" if dry_run else state_path(config))
@@ -128,7 +134,42 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         bot.daily_counters = bot.collector.sidekiq.daily_counters
     if config.commands.enabled and isinstance(gateway, MastodonGateway):
         bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
+    if config.fallbacks:
+        bot.fallbacks = make_fallbacks(config, store, settings, dry_run=dry_run, out=out,
+                                       clock=clock, gateways=fallback_gateways)
     return bot
+
+
+def make_fallbacks(config: Config, store: Store, settings: compose.Settings, *, dry_run: bool,
+                   out: TextIO, clock: Callable[[], float],
+                   gateways: Mapping[str, Gateway] | None = None) -> Fallbacks:
+    """Return the ``[[fallback]]`` accounts, each with a gateway and an outbox of its own.
+
+    A dry run prints their posts (nothing is sent to the fallback servers).
+    Each outbox delivers only its destination's rows, with the instance's
+    backoff settings and a gate of its own.
+    """
+    accounts: list[Account] = []
+    for entry in config.fallbacks:
+        lane = Lane(entry.destination, entry.after, entry.visibility)
+        gateway = (gateways or {}).get(lane.destination)
+        if gateway is None and dry_run:
+            gateway = ConsoleGateway(out)
+        elif gateway is None:
+            if entry.access_token is None:  # load_config insists on one
+                raise ValueError(f"[[fallback]] {lane.destination} has no access token")
+            gateway = MastodonGateway(entry.api_base_url, entry.access_token.reveal(),
+                                      request_timeout=config.mastodon.request_timeout)
+        outbox = Outbox(store, gateway, clock=clock, backoff_base=config.mastodon.retry_after,
+                        backoff_cap=config.mastodon.retry_max,
+                        catchup=catchup_for(lane, settings),
+                        failure_notice=failure_notice_for(settings, clock),
+                        destination=(entry.api_base_url
+                                     if isinstance(gateway, MastodonGateway) else None),
+                        route=lane.destination)
+        server = lane.destination.removeprefix("fallback:")
+        accounts.append(Account(lane, outbox, gateway, server=server))
+    return Fallbacks(store, accounts, settings, clock=clock, page_url=config.page.url)
 
 
 def latest_report(bot: Bot, now: float) -> str:

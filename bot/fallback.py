@@ -398,11 +398,14 @@ def refused_notice(destination: str, server: str, error: str, since: float, now:
                    settings: compose.Settings) -> Post | None:
     """Return the admin message about a refused fallback token (None: no admins).
 
+    ``server`` comes from the configuration (host and port, shown as written);
+    ``error`` from the server, so it is neutralised.
+
     Keyed by the fallback and when the refusal began, so it is queued once per
     episode whatever restarts happen.
     """
     text = fill(settings.wording.admin_fallback_refused, instance=settings.instance,
-                server=neutral(server), error=neutral(error, TEXT_LIMIT))
+                server=server, error=neutral(error, TEXT_LIMIT))
     return compose.admin_message(f"{destination}:refused:{int(since)}", text, now, settings)
 
 
@@ -411,7 +414,7 @@ def refused_notice(destination: str, server: str, error: str, since: float, now:
 
 @dataclass
 class Account:
-    """One configured fallback: its lane, the outbox that delivers it, where it is."""
+    """One configured fallback: its lane, the outbox that delivers it, its server (host[:port])."""
 
     lane: Lane
     outbox: Outbox

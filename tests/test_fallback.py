@@ -2,14 +2,29 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bot import compose
+from bot.app import build
+from bot.config import (
+    BotConfig,
+    Config,
+    FallbackConfig,
+    MastodonConfig,
+    PageConfig,
+    PostsConfig,
+    ReportsConfig,
+    Secret,
+)
 from bot.fallback import (
+    FALLBACK_STATE,
+    REFUSED_STATE,
     FallbackState,
     Lane,
     Policy,
@@ -20,7 +35,22 @@ from bot.fallback import (
     posts_failing_since,
     step,
 )
-from bot.model import Affected, Incident, Post, PostKind, Severity
+from bot.gateway import PermanentError, RetryableError
+from bot.loop import Bot
+from bot.model import (
+    Affected,
+    Incident,
+    InstanceHealth,
+    Post,
+    PostKind,
+    QueueStats,
+    RedisStats,
+    Severity,
+    SidekiqStats,
+    Snapshot,
+)
+from bot.store import ItemState
+from bot.testing import RecordingGateway
 
 T0 = datetime(2026, 5, 28, 14, 5, tzinfo=timezone.utc).timestamp()
 SETTINGS = compose.Settings(instance="example.social")
@@ -247,3 +277,184 @@ def test_state_round_trip() -> None:
     state = FallbackState(T0, {"fallback:a": Thread(T0, "k", T0 + 60, 2, ("a", "b"))})
     assert FallbackState.from_json(state.to_json()) == state
 
+
+
+# --- the edge: a Bot built as `statusbot run` builds it, fake servers, an injected clock -----
+
+FB = "fallback:backup.example"
+
+
+class Clock:
+    """The injected clock: every part of the bot reads it."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Healthy:
+    """A collector reading a healthy Sidekiq at the clock's time."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+
+    def collect(self) -> Snapshot:
+        queue = QueueStats("default", 0, 0.0, False, True)
+        sidekiq = SidekiqStats(
+            processed=10, failed=0, processed_today=10, failed_today=0, scheduled=0,
+            retries=0, dead=0, enqueued=0, queues=(queue,), processes=(),
+            processes_registered=1, live_processes=1, stale_processes=0, busy=0,
+            concurrency=5, utilisation=0.0, anomaly_count=0, anomalies=())
+        return Snapshot(self.clock(), RedisStats("redis://127.0.0.1:6379/0", "", True),
+                        sidekiq, None)
+
+
+class Prober:
+    """The instance's /health as the test says it is."""
+
+    def __init__(self) -> None:
+        self.web_ok = True
+
+    def read(self) -> InstanceHealth:
+        return InstanceHealth(self.web_ok, True, None if self.web_ok else "HTTP 502")
+
+
+class World:
+    """The instance and one fallback server (recording fakes), and a bot on a state file."""
+
+    def __init__(self, tmp_path: Path, *, after: float = 300.0) -> None:
+        self.tmp_path = tmp_path
+        self.clock = Clock()
+        self.home = RecordingGateway(clock=self.clock, idempotency_window=3600.0)
+        self.away = RecordingGateway(clock=self.clock, idempotency_window=3600.0)
+        self.prober = Prober()
+        self.config = Config(
+            bot=BotConfig(interval=60.0, state_dir=str(tmp_path / "state")),
+            mastodon=MastodonConfig(api_base_url="https://example.social",
+                                    access_token=Secret("main"), admins=("ops",),
+                                    retry_after=30.0, retry_max=120.0),
+            posts=PostsConfig(status_every=0.0, profile_field=False),
+            reports=ReportsConfig(weekly=None, monthly=None, chart=False),
+            page=PageConfig(url=PAGE),
+            fallbacks=(FallbackConfig("https://backup.example", Secret("fb"), after=after),))
+        self.bot = self.start()
+
+    def start(self) -> Bot:
+        """Build the bot (again, as after a restart) on the same state file."""
+        bot = build(self.config, out=io.StringIO(), gateway=self.home, clock=self.clock,
+                    fallback_gateways={FB: self.away})
+        bot.collector = Healthy(self.clock)  # type: ignore[assignment]
+        bot.prober = self.prober  # type: ignore[assignment]
+        bot.adopter = None
+        bot.history = None
+        return bot
+
+    def restart(self) -> None:
+        self.bot.store.close()
+        self.bot = self.start()
+
+    def ticks(self, count: int, every: float = 60.0) -> None:
+        for _ in range(count):
+            self.bot.tick()
+            self.clock.now += every
+
+    def fallback_posts(self) -> list[tuple[str, str | None]]:
+        """(kind, in_reply_to_id) of the statuses on the fallback server, in order."""
+        return [(s.post.kind.value, s.in_reply_to_id) for s in self.away.statuses.values()]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> World:
+    return World(tmp_path)
+
+
+def test_the_fallback_speaks_only_while_the_instance_is_down(world: World) -> None:
+    """Down (502, /health failing) for 10 min with a restart in it: one notice, one resolution.
+
+    The instance's own thread waits and goes out once it is back; nothing is
+    posted on the fallback before, or after.
+    """
+    world.ticks(5)
+    assert world.away.statuses == {} and world.away.calls_to("post") == []
+    world.prober.web_ok = False
+    world.home.down = RetryableError("post: HTTP 502", status=502)
+    world.ticks(4)
+    assert world.away.statuses == {}  # 4 min: not yet
+    world.ticks(3)
+    assert world.fallback_posts() == [("notice", None)]
+    world.restart()  # killed mid-outage: the thread state is in the file
+    world.ticks(4)
+    world.prober.web_ok = True
+    world.home.down = None
+    world.clock.now += 120.0  # past the instance outbox's backoff
+    world.ticks(3)
+    notice, resolution = world.away.statuses.values()
+    assert world.fallback_posts() == [("notice", None), ("resolution", notice.id)]
+    assert "cannot be reached since 14:10 UTC" in notice.post.text
+    assert notice.post.text.endswith("Status: https://status.example.social")
+    assert resolution.post.text.startswith("example.social can be reached again, after ")
+    world.ticks(10)
+    assert len(world.away.statuses) == 2
+    home = [s.post.kind for s in world.home.statuses.values() if s.post.kind is not PostKind.ADMIN]
+    assert home[0] is PostKind.NOTICE and home[-1] is PostKind.RESOLUTION  # the instance's own
+    assert world.bot.fallbacks is not None and world.bot.fallbacks.pending() == {FB: 0}
+    stored = world.bot.store.get_state(FALLBACK_STATE)
+    assert stored is not None and stored["threads"] == {}
+
+
+@pytest.mark.parametrize("fault", [
+    pytest.param(RetryableError("post: HTTP 503", status=503), id="503"),
+    pytest.param(RetryableError("post: rate limited", status=429, retry_at=T0 + 1500.0),
+                 id="429"),
+])
+def test_a_failing_fallback_holds_up_nothing(world: World, fault: Exception) -> None:
+    """The fallback server failing: the instance's posts go out as usual; the notice waits."""
+    world.prober.web_ok = False  # the website is down, the API still takes posts
+    world.away.down = fault
+    world.ticks(12)
+    assert world.away.statuses == {}
+    home = [s.post.kind for s in world.home.statuses.values()]
+    assert PostKind.NOTICE in home and PostKind.ADMIN in home  # the instance's own incident
+    world.away.down = None
+    world.ticks(20)
+    assert [k for k, _ in world.fallback_posts()] == ["notice"]
+    items = world.bot.store.items()
+    assert [i.key for i in items if i.post.destination == FB and i.state is ItemState.SENT] \
+        == [f"{FB}:{int(T0)}:notice"]
+
+
+def test_a_refused_fallback_token_is_told_once_and_loses_nothing(world: World) -> None:
+    """A 401 at the start-up check: one admin message on the instance; the posts wait."""
+    world.away.script("probe", PermanentError("verify_credentials: HTTP 401: invalid", status=401))
+    world.away.down = None
+    world.ticks(2)
+    refusals = [s for s in world.home.statuses.values() if s.post.key.startswith(f"{FB}:refused")]
+    assert len(refusals) == 1
+    assert refusals[0].post.kind is PostKind.ADMIN and refusals[0].post.visibility == "direct"
+    assert "backup.example refused its token" in refusals[0].post.text
+    world.restart()
+    world.away.down = PermanentError("post: HTTP 401: invalid", status=401)
+    world.prober.web_ok = False
+    world.ticks(10)  # the notice is due; the server refuses it
+    assert len([s for s in world.home.statuses.values()
+                if s.post.key.startswith(f"{FB}:refused")]) == 1  # told once, restart or not
+    assert [i.state for i in world.bot.store.items() if i.post.destination == FB] == [
+        ItemState.PENDING]
+    world.away.down = None  # the admin fixed the token
+    world.clock.now += 200.0
+    world.ticks(2)
+    assert [k for k, _ in world.fallback_posts()] == ["notice"]
+    assert world.bot.store.get_state(REFUSED_STATE) == {}
+
+
+def test_a_fallback_that_does_not_answer_is_checked_again_later(world: World) -> None:
+    """No answer to the token check: a warning, and one more try 10 minutes later."""
+    world.away.script("probe", RetryableError("connection refused"))
+    world.ticks(5)
+    assert len(world.away.calls_to("probe")) == 1
+    world.ticks(6)
+    assert len(world.away.calls_to("probe")) == 2
+    world.ticks(20)
+    assert len(world.away.calls_to("probe")) == 2 and world.home.statuses == {}
