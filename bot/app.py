@@ -6,6 +6,7 @@ import functools
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -138,6 +139,59 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         bot.fallbacks = make_fallbacks(config, store, settings, dry_run=dry_run, out=out,
                                        clock=clock, gateways=fallback_gateways)
     return bot
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackCheck:
+    """The outcome of checking one ``[[fallback]]`` token (``check``, ``config-check``).
+
+    ``ok`` is True when the server took the token, False when it refused it
+    (or has no Mastodon API there), None when it could not be asked.
+    ``text`` says so in one line, never with the token.
+    """
+
+    index: int
+    destination: str
+    ok: bool | None
+    text: str
+
+
+def check_fallbacks(config: Config, gateways: Mapping[str, Gateway] | None = None,
+                    ) -> list[FallbackCheck]:
+    """Read each fallback account once (``verify_credentials``), posting nothing."""
+    found: list[FallbackCheck] = []
+    timeout = min(config.mastodon.request_timeout, defaults.FALLBACK_CHECK_TIMEOUT)
+    for index, entry in enumerate(config.fallbacks):
+        server = entry.destination.removeprefix("fallback:")
+        gateway = (gateways or {}).get(entry.destination)
+        if gateway is None:
+            if entry.access_token is None:
+                found.append(FallbackCheck(index, entry.destination, None,
+                                           f"{server}: no token read, not checked"))
+                continue
+            gateway = MastodonGateway(entry.api_base_url, entry.access_token.reveal(),
+                                      request_timeout=timeout)
+        try:
+            gateway.probe()
+        except PermanentError as exc:
+            if exc.status == 403:
+                found.append(FallbackCheck(index, entry.destination, None,
+                    f"{server} took the token but lets it not read the account ({exc}); "
+                    f"posting may still work (the token needs write:statuses)"))
+                continue
+            what = ("refused the token" if exc.status == 401
+                    else "has no Mastodon API at this address" if exc.status == 404
+                    else "refused the check")
+            found.append(FallbackCheck(index, entry.destination, False,
+                                       f"{server} {what} ({exc})"))
+            continue
+        except RetryableError as exc:
+            found.append(FallbackCheck(index, entry.destination, None,
+                                       f"{server} did not answer, token not checked ({exc})"))
+            continue
+        found.append(FallbackCheck(index, entry.destination, True,
+                                   f"{server} took the token"))
+    return found
 
 
 def make_fallbacks(config: Config, store: Store, settings: compose.Settings, *, dry_run: bool,

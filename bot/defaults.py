@@ -521,3 +521,6 @@ FALLBACK_MAX_FOLLOWUPS = 6
 
 FALLBACK_VERIFY_RETRY = 600.0
 """Seconds before a fallback's token is checked again when its server did not answer."""
+
+FALLBACK_CHECK_TIMEOUT = 10.0
+"""Longest wait in seconds for a fallback server's answer to ``check`` and ``config-check``."""

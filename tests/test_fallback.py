@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+import json
+import threading
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from bot import compose
+from bot import cli, compose
 from bot.app import build
 from bot.config import (
     BotConfig,
@@ -458,3 +461,116 @@ def test_a_fallback_that_does_not_answer_is_checked_again_later(world: World) ->
     assert len(world.away.calls_to("probe")) == 2
     world.ticks(20)
     assert len(world.away.calls_to("probe")) == 2 and world.home.statuses == {}
+
+
+# --- check and config-check: the tokens, without posting -------------------------------------
+
+
+class Server(BaseHTTPRequestHandler):
+    """A fallback server that takes one token, refuses the others, and records requests."""
+
+    seen: list[tuple[str, str]] = []  # noqa: RUF012 - shared by the handler's instances
+
+    def do_GET(self) -> None:
+        self.seen.append(("GET", self.path))
+        good = self.headers.get("Authorization") == "Bearer good-token"
+        if self.path != "/api/v1/accounts/verify_credentials":
+            status, body = 404, {"error": "Record not found"}
+        elif good:
+            status, body = 200, {"id": "7", "username": "status", "acct": "status"}
+        else:
+            status, body = 401, {"error": "The access token is invalid"}
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_POST(self) -> None:
+        self.seen.append(("POST", self.path))
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def fallback_server() -> Iterator[str]:
+    Server.seen = []
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Server)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def fallback_file(tmp_path: Path, url: str) -> Path:
+    path = tmp_path / "statusbot.toml"
+    path.write_text(f"""
+[bot]
+state_dir = "{tmp_path / 'state'}"
+
+[redis]
+url = "redis://127.0.0.1:1/0"
+socket_timeout = 0.2
+
+[mastodon]
+api_base_url = "https://example.social"
+
+[[fallback]]
+api_base_url = "{url}"
+access_token_env = "FB_TOKEN"
+""")
+    return path
+
+
+@pytest.mark.parametrize(("token", "status", "line"), [
+    pytest.param("good-token", 0, "fallback[0]: 127.0.0.1:{port} took the token", id="taken"),
+    pytest.param("bad-token", 2, "fallback[0]: 127.0.0.1:{port} refused the token "
+                 "(verify_credentials: HTTP 401: Unauthorized The access token is invalid)",
+                 id="refused"),
+])
+def test_config_check_asks_the_fallback_server(
+        tmp_path: Path, fallback_server: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], token: str, status: int, line: str) -> None:
+    """config-check reads the fallback account (one GET, no post); a refusal exits 2."""
+    monkeypatch.setenv("STATUSBOT_ACCESS_TOKEN", "main-token")
+    monkeypatch.setenv("FB_TOKEN", token)
+    path = fallback_file(tmp_path, fallback_server)
+    assert cli.main(["config-check", str(path)]) == status
+    out, err = capsys.readouterr()
+    port = fallback_server.rsplit(":", 1)[1]
+    assert f"{path}: {line.format(port=port)}" in (out + err).splitlines()
+    assert token not in out + err and "main-token" not in out + err
+    assert Server.seen == [("GET", "/api/v1/accounts/verify_credentials")]
+
+
+def test_check_asks_the_fallback_server_too(
+        tmp_path: Path, fallback_server: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """``statusbot check`` says whether the fallback takes its token; JSON stays clean."""
+    monkeypatch.setenv("STATUSBOT_ACCESS_TOKEN", "main-token")
+    monkeypatch.setenv("FB_TOKEN", "bad-token")
+    path = fallback_file(tmp_path, fallback_server)
+    assert cli.main(["check", "--json", "--config", str(path)]) == 1  # Redis is unreachable
+    out, err = capsys.readouterr()
+    json.loads(out)
+    assert "refused the token" in err and "bad-token" not in out + err
+    assert [m for m, _ in Server.seen] == ["GET"]
+
+
+def test_config_check_with_a_silent_fallback_server_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A fallback server that does not answer is a warning (checked again at run time)."""
+    from bot.demo import free_port
+
+    monkeypatch.setenv("STATUSBOT_ACCESS_TOKEN", "main-token")
+    monkeypatch.setenv("FB_TOKEN", "good-token")
+    path = fallback_file(tmp_path, f"http://127.0.0.1:{free_port()}")
+    assert cli.main(["config-check", str(path)]) == 0
+    _, err = capsys.readouterr()
+    assert "fallback[0]: warning: 127.0.0.1:" in err and "did not answer" in err
