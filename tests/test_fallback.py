@@ -407,6 +407,24 @@ def test_the_fallback_speaks_only_while_the_instance_is_down(world: World) -> No
     assert stored is not None and stored["threads"] == {}
 
 
+def test_after_a_long_outage_the_instance_gets_its_catchup(world: World) -> None:
+    """Down for 70 min: the fallback tells it in one thread; the instance sums it up once back."""
+    world.prober.web_ok = False
+    world.home.down = RetryableError("post: Connection refused")
+    world.ticks(70)
+    world.prober.web_ok = True
+    world.home.down = None
+    world.clock.now += 120.0
+    world.ticks(5)
+    notice, resolution = world.away.statuses.values()
+    assert (notice.post.kind, resolution.post.kind, resolution.in_reply_to_id) == (
+        PostKind.NOTICE, PostKind.RESOLUTION, notice.id)
+    assert "after 1 h 1" in resolution.post.text
+    home = [s.post for s in world.home.statuses.values()]
+    assert [p.kind for p in home].count(PostKind.CATCHUP) == 1
+    assert all(p.destination == "" for p in home)
+
+
 @pytest.mark.parametrize("fault", [
     pytest.param(RetryableError("post: HTTP 503", status=503), id="503"),
     pytest.param(RetryableError("post: rate limited", status=429, retry_at=T0 + 1500.0),
