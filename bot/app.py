@@ -222,7 +222,8 @@ def make_fallbacks(config: Config, store: Store, settings: compose.Settings, *, 
                                      if isinstance(gateway, MastodonGateway) else None),
                         route=lane.destination)
         server = lane.destination.removeprefix("fallback:")
-        accounts.append(Account(lane, outbox, gateway, server=server))
+        accounts.append(Account(lane, outbox, gateway, server=server,
+                                verified=isinstance(gateway, ConsoleGateway)))
     return Fallbacks(store, accounts, settings, clock=clock, page_url=config.page.url)
 
 

@@ -421,6 +421,7 @@ class Account:
     gateway: Gateway
     server: str
     verified: bool = False
+    """The token was checked (or need not be: a dry run prints instead of posting)."""
     verify_due: float = 0.0
 
 
