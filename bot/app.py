@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urlsplit
@@ -17,6 +18,7 @@ from bot.collect.instance import InstanceProber
 from bot.commands import Admin
 from bot.config import Config
 from bot.console import ConsoleGateway
+from bot.fallback import Account, Fallbacks, Lane, catchup_for, failure_notice_for
 from bot.gateway import Gateway, InstanceLimits, PermanentError, RetryableError
 from bot.handlers import CommandHandler
 from bot.history import History
@@ -83,8 +85,13 @@ def heartbeat_path(config: Config) -> Path:
 
 
 def build(config: Config, *, dry_run: bool = False, out: TextIO,
-          gateway: Gateway | None = None, clock: Callable[[], float] = time.time) -> Bot:
-    """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only."""
+          gateway: Gateway | None = None, clock: Callable[[], float] = time.time,
+          fallback_gateways: Mapping[str, Gateway] | None = None) -> Bot:
+    """Return a ready ``Bot``. ``dry_run`` prints posts and keeps state in memory only.
+
+    ``fallback_gateways`` replaces the gateway of a ``[[fallback]]`` by its
+    destination (tests).
+    """
     gateway = gateway or make_gateway(config, dry_run=dry_run, out=out)
     settings = settings_for(config, instance_limits(gateway))
     store = Store(":memory:" if dry_run else state_path(config))
@@ -128,7 +135,96 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         bot.daily_counters = bot.collector.sidekiq.daily_counters
     if config.commands.enabled and isinstance(gateway, MastodonGateway):
         bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
+    if config.fallbacks:
+        bot.fallbacks = make_fallbacks(config, store, settings, dry_run=dry_run, out=out,
+                                       clock=clock, gateways=fallback_gateways)
     return bot
+
+
+@dataclass(frozen=True, slots=True)
+class FallbackCheck:
+    """The outcome of checking one ``[[fallback]]`` token (``check``, ``config-check``).
+
+    ``ok`` is True when the server took the token, False when it refused it
+    (or has no Mastodon API there), None when it could not be asked.
+    ``text`` says so in one line, never with the token.
+    """
+
+    index: int
+    destination: str
+    ok: bool | None
+    text: str
+
+
+def check_fallbacks(config: Config, gateways: Mapping[str, Gateway] | None = None,
+                    ) -> list[FallbackCheck]:
+    """Read each fallback account once (``verify_credentials``), posting nothing."""
+    found: list[FallbackCheck] = []
+    timeout = min(config.mastodon.request_timeout, defaults.FALLBACK_CHECK_TIMEOUT)
+    for index, entry in enumerate(config.fallbacks):
+        server = entry.destination.removeprefix("fallback:")
+        gateway = (gateways or {}).get(entry.destination)
+        if gateway is None:
+            if entry.access_token is None:
+                found.append(FallbackCheck(index, entry.destination, None,
+                                           f"{server}: no token read, not checked"))
+                continue
+            gateway = MastodonGateway(entry.api_base_url, entry.access_token.reveal(),
+                                      request_timeout=timeout)
+        try:
+            gateway.probe()
+        except PermanentError as exc:
+            if exc.status == 403:
+                found.append(FallbackCheck(index, entry.destination, None,
+                    f"{server} took the token but lets it not read the account ({exc}); "
+                    f"posting may still work (the token needs write:statuses)"))
+                continue
+            what = ("refused the token" if exc.status == 401
+                    else "has no Mastodon API at this address" if exc.status == 404
+                    else "refused the check")
+            found.append(FallbackCheck(index, entry.destination, False,
+                                       f"{server} {what} ({exc})"))
+            continue
+        except RetryableError as exc:
+            found.append(FallbackCheck(index, entry.destination, None,
+                                       f"{server} did not answer, token not checked ({exc})"))
+            continue
+        found.append(FallbackCheck(index, entry.destination, True,
+                                   f"{server} took the token"))
+    return found
+
+
+def make_fallbacks(config: Config, store: Store, settings: compose.Settings, *, dry_run: bool,
+                   out: TextIO, clock: Callable[[], float],
+                   gateways: Mapping[str, Gateway] | None = None) -> Fallbacks:
+    """Return the ``[[fallback]]`` accounts, each with a gateway and an outbox of its own.
+
+    A dry run prints their posts (nothing is sent to the fallback servers).
+    Each outbox delivers only its destination's rows, with the instance's
+    backoff settings and a gate of its own.
+    """
+    accounts: list[Account] = []
+    for entry in config.fallbacks:
+        lane = Lane(entry.destination, entry.after, entry.visibility)
+        gateway = (gateways or {}).get(lane.destination)
+        if gateway is None and dry_run:
+            gateway = ConsoleGateway(out)
+        elif gateway is None:
+            if entry.access_token is None:  # load_config insists on one
+                raise ValueError(f"[[fallback]] {lane.destination} has no access token")
+            gateway = MastodonGateway(entry.api_base_url, entry.access_token.reveal(),
+                                      request_timeout=config.mastodon.request_timeout)
+        outbox = Outbox(store, gateway, clock=clock, backoff_base=config.mastodon.retry_after,
+                        backoff_cap=config.mastodon.retry_max,
+                        catchup=catchup_for(lane, settings),
+                        failure_notice=failure_notice_for(settings, clock),
+                        destination=(entry.api_base_url
+                                     if isinstance(gateway, MastodonGateway) else None),
+                        route=lane.destination)
+        server = lane.destination.removeprefix("fallback:")
+        accounts.append(Account(lane, outbox, gateway, server=server,
+                                verified=isinstance(gateway, ConsoleGateway)))
+    return Fallbacks(store, accounts, settings, clock=clock, page_url=config.page.url)
 
 
 def latest_report(bot: Bot, now: float) -> str:

@@ -65,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     check = commands.add_parser(
-        "check", help="collect once and print queues, processes, memory and Redis",
+        "check", help="collect once and print queues, processes, memory and Redis; check "
+                      "[[fallback]] tokens (nothing is posted)",
         description="Collect once and print what the bot sees. Exit status: 0 when Redis "
         "was read, 1 when it could not be, 2 for a configuration error.",
     )
@@ -152,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     page_cmd.add_argument("--out", metavar="DIR", help="write here instead of [page] dir")
 
     config_check = commands.add_parser(
-        "config-check", help="validate a config file (exit 0 when valid, 2 when not)",
+        "config-check", help="validate a config file and check [[fallback]] tokens with their "
+                             "servers, posting nothing (exit 0 when valid, 2 when not)",
     )
     config_check.add_argument("path", metavar="PATH")
     return parser
@@ -350,7 +352,7 @@ def _outbox(config: Config, action: str, keys: Sequence[str]) -> int:
     import time
 
     from bot.app import state_path
-    from bot.outbox import GATE_STATE
+    from bot.outbox import gate_state
     from bot.store import ItemState, Store, StoreError
 
     if keys and action != "retry":
@@ -377,12 +379,17 @@ def _outbox(config: Config, action: str, keys: Sequence[str]) -> int:
                 return EXIT_UNREACHABLE
             return EXIT_OK
         items = store.items([ItemState.PENDING, ItemState.FAILED])
-        gate = store.get_state(GATE_STATE) or {}
+        gates = {"": store.get_state(gate_state()) or {}}
+        for entry in config.fallbacks:
+            gates[entry.destination] = store.get_state(gate_state(entry.destination)) or {}
     finally:
         store.close()
-    until = gate.get("until")
-    if isinstance(until, (int, float)) and until > time.time():
-        print(f"delivery paused until {_utc(until)}: {_clean(str(gate.get('reason', '')))}")
+    for name, gate in gates.items():
+        until = gate.get("until")
+        if isinstance(until, (int, float)) and until > time.time():
+            where = f" to {name}" if name else ""
+            print(f"delivery{where} paused until {_utc(until)}: "
+                  f"{_clean(str(gate.get('reason', '')))}")
     if not items:
         print("nothing queued, nothing failed")
     for item in items:
@@ -533,9 +540,36 @@ def _config_check(path: str) -> int:
             return EXIT_CONFIG
     for warning in config.warnings:
         print(f"{path}: warning: {warning}", file=sys.stderr)
+    if not _fallbacks_ok(config, path):
+        return EXIT_CONFIG
     namespace = f", namespace {config.redis.namespace!r}" if config.redis.namespace else ""
     print(f"{path}: OK (Redis {config.redis.url} from {config.redis.source}{namespace})")
     return EXIT_OK
+
+
+def _fallbacks_ok(config: Config, source: str, out: TextIO | None = None) -> bool:
+    """Check each [[fallback]] token with its server (no post); False when one is refused.
+
+    A token taken is said on ``out`` (stdout by default), a refusal and a
+    server that does not answer (a warning: it is checked again at run time)
+    on stderr. The token itself is never printed.
+    """
+    if not config.fallbacks:
+        return True
+    from bot.app import check_fallbacks
+
+    good = True
+    for result in check_fallbacks(config):
+        where = f"{source}: fallback[{result.index}]"
+        text = _clean(result.text)[:2 * TEXT_LIMIT]
+        if result.ok is True:
+            print(f"{where}: {text}", file=out or sys.stdout)
+        elif result.ok is None:
+            print(f"{where}: warning: {text}", file=sys.stderr)
+        else:
+            print(f"{where}: {text}", file=sys.stderr)
+            good = False
+    return good
 
 
 def _check(config: Config, *, as_json: bool) -> int:
@@ -551,11 +585,13 @@ def _check(config: Config, *, as_json: bool) -> int:
         sys.stdout.write("\n")
     else:
         render(snapshot, sys.stdout)
+    fallbacks_good = _fallbacks_ok(config, config.path or "defaults",
+                                   sys.stderr if as_json else sys.stdout)
     if not snapshot.redis.reachable:
         print(f"statusbot: cannot read Redis at {snapshot.redis.url}: {snapshot.redis.error}",
               file=sys.stderr)
         return EXIT_UNREACHABLE
-    return EXIT_OK
+    return EXIT_OK if fallbacks_good else EXIT_CONFIG
 
 
 def size(n: float | None) -> str:

@@ -239,6 +239,11 @@ def local_time(moment: float, now: float, settings: Settings) -> str:
     return _when(moment, now, settings)
 
 
+def member_duration(seconds: float, settings: Settings) -> str:
+    """Return a duration as members read it ("45 min", "1 h 20 min", "2 d 3 h")."""
+    return _duration(seconds, settings.wording)
+
+
 MAINTENANCE_PHASES = ("announce", "start", "end")
 
 

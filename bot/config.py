@@ -191,6 +191,38 @@ class PageConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class FallbackConfig:
+    """An account on another server that speaks only while the instance cannot be reached.
+
+    One ``[[fallback]]`` entry (``bot/fallback.py``): ``api_base_url`` is that
+    server (checked like ``[mastodon] api_base_url``), ``access_token`` the
+    account's token (from ``access_token_file`` or ``access_token_env``; None
+    when not read), ``after`` how long the instance must have been unreachable
+    before the notice, ``visibility`` of its posts.
+    """
+
+    api_base_url: str
+    access_token: Secret | None = None
+    visibility: str = defaults.FALLBACK_VISIBILITY
+    after: float = defaults.FALLBACK_AFTER
+
+    @property
+    def destination(self) -> str:
+        """The ``Post.destination`` of this account's posts: ``fallback:<host[:port]>``."""
+        return fallback_destination(self.api_base_url)
+
+
+def fallback_destination(api_base_url: str) -> str:
+    """Return the destination name of a fallback server: ``fallback:<host[:port]>``."""
+    parts = urlsplit(api_base_url)
+    try:
+        port = f":{parts.port}" if parts.port is not None else ""
+    except ValueError:
+        port = ""
+    return f"fallback:{(parts.hostname or '').lower()}{port}"
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """The whole configuration. ``path`` is None for the embedded defaults.
 
@@ -210,6 +242,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     page: PageConfig = field(default_factory=PageConfig)
+    fallbacks: tuple[FallbackConfig, ...] = ()
     path: str | None = None
     warnings: tuple[str, ...] = ()
 
@@ -399,7 +432,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "reports": _reports,
         "page": _page,
     }
-    lists = ("maintenance", "silence")
+    lists = ("maintenance", "silence", "fallback")
     built: dict[str, Any] = {}
     for name, value in data.items():
         if name not in sections and name not in lists:
@@ -416,7 +449,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         built[name] = build(table)
         table.finish()
     mutes: list[Mute] = []
-    for name in lists:
+    for name in ("maintenance", "silence"):
         entries = data.get(name, [])
         for index, entry in enumerate(entries if isinstance(entries, list) else []):
             if isinstance(entry, dict):
@@ -425,7 +458,77 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
                 table.finish()
                 if mute is not None:
                     mutes.append(mute)
-    return Config(**built, mutes=tuple(mutes))
+    fallbacks = _fallbacks(data.get("fallback", []), built["mastodon"], base, env, problems,
+                           warnings, need_token)
+    return Config(**built, mutes=tuple(mutes), fallbacks=fallbacks)
+
+
+def _fallbacks(entries: object, mastodon: MastodonConfig, base: Path, env: Mapping[str, str],
+               problems: list[str], warnings: list[str],
+               need_token: bool) -> tuple[FallbackConfig, ...]:
+    """Read the ``[[fallback]]`` entries (a list of tables was checked by the caller)."""
+    if not isinstance(entries, list) or not entries:
+        return ()
+    if len(entries) > defaults.FALLBACK_MAX:
+        problems.append(f"fallback: at most {defaults.FALLBACK_MAX} [[fallback]] entries, "
+                        f"got {len(entries)}")
+        return ()
+    if not mastodon.api_base_url:
+        problems.append("fallback: needs mastodon.api_base_url (the instance whose outages "
+                        "the fallback accounts tell about)")
+    found: list[FallbackConfig] = []
+    seen: dict[str, int] = {}
+    own = fallback_destination(mastodon.api_base_url) if mastodon.api_base_url else None
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        table = _Table(f"fallback[{index}]", entry, problems)
+        fallback = _fallback(table, base, env, warnings, need_token)
+        table.finish()
+        if fallback is None:
+            continue
+        destination = fallback.destination
+        if destination == own:
+            table.problem("api_base_url", "is the instance itself, which cannot speak while "
+                                          "it is down: name an account on another server")
+        elif destination in seen:
+            table.problem("api_base_url", f"the same server as fallback[{seen[destination]}] "
+                                          f"(one account per server)")
+        else:
+            seen[destination] = index
+            found.append(fallback)
+    return tuple(found)
+
+
+def _fallback(table: _Table, base: Path, env: Mapping[str, str], warnings: list[str],
+              need_token: bool) -> FallbackConfig | None:
+    """Read one ``[[fallback]]``: api_base_url, the token's file or variable, visibility, after."""
+    before = len(table.problems)
+    url = _api_base_url(table, warnings)
+    if not url and len(table.problems) == before:
+        table.problem("api_base_url", "is required (the server of the fallback account, like "
+                                      "https://mastodon.online)")
+    token_file = table.path("access_token_file", "")
+    token_env = table.get("access_token_env", str, "", "an environment variable name")
+    if token_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", token_env):
+        table.problem("access_token_env", f"must be a variable name like STATUSBOT_FALLBACK_TOKEN, "
+                                          f"got {token_env!r:.60}")
+        token_env = ""
+    visibility = table.choice("visibility", defaults.FALLBACK_VISIBILITY,
+                              ("public", "unlisted", "private"))
+    after = table.duration("after", defaults.FALLBACK_AFTER, minimum=defaults.PERIOD_MIN,
+                           maximum=defaults.FALLBACK_AFTER_MAX)
+    token: Secret | None = None
+    if url and need_token and len(table.problems) == before:
+        if not token_file and not token_env:
+            table.problem("access_token_file", "a fallback account needs its own token: set "
+                                               "access_token_file or access_token_env")
+        else:
+            token = _token(table, base, env, token_file, token_env)
+    if len(table.problems) != before or not url:
+        return None
+    return FallbackConfig(api_base_url=url, access_token=token, visibility=visibility,
+                          after=after)
 
 
 def _commands(table: _Table) -> CommandsConfig:
@@ -773,7 +876,7 @@ def _api_base_url(table: _Table, warnings: list[str]) -> str:
             table.problem(key, f"must start with https:// (http:// only for a loopback "
                                f"address), got {redact_url(url)!r}")
         else:
-            warnings.append(f"mastodon.{key}: plain http:// (no TLS); accepted because "
+            warnings.append(f"{table.name}.{key}: plain http:// (no TLS); accepted because "
                             f"{parts.hostname} is a loopback address")
     return url.rstrip("/")
 

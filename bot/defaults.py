@@ -495,3 +495,36 @@ PAGE_PUBLISH_TIMEOUT_MAX = 3600.0
 PAGE_REFRESH = 300.0
 """Seconds between rewrites of the status page when nothing it shows changed (only its
 "last checked" time, today's cell and the availability move on)."""
+
+
+# --- Fallback accounts on other servers ([[fallback]], bot/fallback.py) ---
+
+FALLBACK_AFTER = 300.0
+"""Seconds the instance must have been unreachable (its /health failing, or posts to it
+failing) before a fallback account posts a notice."""
+
+FALLBACK_AFTER_MAX = 86400.0
+"""The longest ``[[fallback]] after`` allowed, in seconds (a day: later is no news)."""
+
+FALLBACK_MAX = 4
+"""Most ``[[fallback]]`` entries (each is an account on another server, called every tick)."""
+
+FALLBACK_VISIBILITY = "public"
+"""Visibility of fallback posts: members who cannot reach the instance find them anywhere."""
+
+FALLBACK_UPDATE_GAP = 1800.0
+"""Fewest seconds between two posts in a fallback thread while the outage lasts (the
+incident's changes in between are folded into the next one)."""
+
+FALLBACK_REMINDER_EVERY = 7200.0
+"""Seconds after the last post in a fallback thread when a "still unreachable" follows,
+with no change to tell."""
+
+FALLBACK_MAX_FOLLOWUPS = 6
+"""Most follow-ups in one fallback thread between its notice and its resolution."""
+
+FALLBACK_VERIFY_RETRY = 600.0
+"""Seconds before a fallback's token is checked again when its server did not answer."""
+
+FALLBACK_CHECK_TIMEOUT = 10.0
+"""Longest wait in seconds for a fallback server's answer to ``check`` and ``config-check``."""

@@ -40,6 +40,8 @@ from bot.collect import Collector
 from bot.collect.instance import InstanceProber
 from bot.compose import MEMBER_KINDS
 from bot.config import ReportsConfig
+from bot.fallback import FALLBACK_STATE, Fallbacks
+from bot.fallback import Reason as FallbackReason
 from bot.gateway import Gateway, PermanentError, RetryableError
 from bot.handlers import (
     CONFIRM_STATE,
@@ -199,6 +201,9 @@ class Bot:
         """Picks up pinned notices on a fresh state file (``bot/adopt.py``); None: never."""
         self.state_problem: str | None = None
         """What happened to the state file while running (lost, replaced, damaged), or None."""
+        self.fallbacks: Fallbacks | None = None
+        """The fallback accounts on other servers (``bot/fallback.py``); None: none configured."""
+        self._fallback_error: str | None = None
         self._last_beat = 0.0
         self._last_error: str | None = None
         self._profile_failures = 0
@@ -275,6 +280,8 @@ class Bot:
             notes.append(f"status post {status.key} due")
         if self.reports is not None:
             posts += self._due_reports(now, incident_state, notes)
+        if self.fallbacks is not None:
+            posts += self._fallback_posts(now, instance, incident_state, states, notes)
         new = self.store.commit_tick(posts, states)
         may_deliver = self.adopter is None or self.adopter.step(
             incident_state.open, not health_state.components, now)
@@ -283,8 +290,40 @@ class Bot:
         delivery = self.outbox.deliver(self.clock()) if may_deliver else None
         for failure in delivery.failures if delivery is not None else ():
             log.error("post %s failed for good: %s", failure.key, failure.error)
+        if self.fallbacks is not None:
+            self.fallbacks.deliver()  # each fallback on its own; never raises
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
+
+    # --- fallback accounts on other servers (bot/fallback.py) -----------------------
+
+    def _fallback_posts(self, now: float, instance: InstanceHealth | None,
+                        state: incidents.IncidentState, states: dict[str, dict[str, Any]],
+                        notes: list[str]) -> list[Post]:
+        """Return the fallback accounts' posts of this tick; their state joins ``states``.
+
+        Committed with the tick's own posts and state, so a restart neither
+        loses nor repeats a fallback post. A failure here is logged (once while
+        it repeats) and costs only the fallback posts of this tick.
+        """
+        if self.fallbacks is None:
+            return []
+        try:
+            posts, value, decisions = self.fallbacks.plan(now, instance, state.open)
+        except Exception as exc:
+            signature = f"{type(exc).__name__}: {exc}"
+            if signature != self._fallback_error:
+                log.error("fallback accounts not planned (logged once while it repeats): %s",
+                          signature, exc_info=exc)
+                self._fallback_error = signature
+            return []
+        self._fallback_error = None
+        states[FALLBACK_STATE] = value
+        told = (FallbackReason.NOTICE, FallbackReason.UPDATE, FallbackReason.REMINDER,
+                FallbackReason.RESOLVED)
+        notes += [f"fallback {d.destination}: {d.reason.value} ({d.detail})"
+                  for d in decisions if d.reason in told]
+        return posts
 
     def _check_state_file(self) -> None:
         """Notice the state file disappearing or being replaced under the running bot.
@@ -634,7 +673,9 @@ class Bot:
             log.debug("tick failed again: %s", signature)
 
     def flush(self) -> DeliveryReport | None:
-        """Deliver what is due once more (at shutdown); never raises."""
+        """Deliver what is due once more (at shutdown), the fallbacks' too; never raises."""
+        if self.fallbacks is not None:
+            self.fallbacks.flush()
         try:
             return self.outbox.deliver(self.clock())
         except Exception as exc:

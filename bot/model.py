@@ -317,6 +317,10 @@ class PostKind(enum.Enum):
     REPLY = "reply"
 
 
+INSTANCE = ""
+"""``Post.destination`` of the posts to the instance the bot watches (the default)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Post:
     """One status to publish, as composed; the outbox stores and delivers it.
@@ -327,7 +331,10 @@ class Post:
     once sent; ``unpin_key`` unpins the post with that key once this one is sent.
     ``media`` attaches files: each is (path to a local file written before the
     post is queued, alt text); the outbox uploads each once and waits for the
-    instance to process it before posting.
+    instance to process it before posting. ``destination`` says where it goes:
+    ``INSTANCE`` (empty) for the instance the bot watches, ``fallback:<host>`` for a
+    fallback account on another server (``bot/fallback.py``); each destination is
+    delivered by an outbox of its own.
     """
 
     key: str
@@ -341,3 +348,4 @@ class Post:
     pin: bool = False
     unpin_key: str | None = None
     media: tuple[tuple[str, str], ...] = ()
+    destination: str = ""

@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from bot import defaults
 from bot.apidata import truncate_description
 from bot.gateway import Gateway, PermanentError, RetryableError
-from bot.model import Post, PostKind
+from bot.model import INSTANCE, Post, PostKind
 from bot.store import ItemState, OutboxItem, StepState, Store
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,22 @@ GATE_STATE = "outbox.gate"
 
 DESTINATION_STATE = "outbox.destination"
 """Name of the store state naming the instance URL of the last start: ``{"url"}``, no secrets."""
+
+
+
+def gate_state(route: str = INSTANCE) -> str:
+    """Return the name of the store state that pauses delivery to ``route`` (a destination).
+
+    The instance's is ``GATE_STATE`` itself; a fallback's is ``GATE_STATE:<destination>``,
+    so a pause of one destination never holds up another.
+    """
+    return GATE_STATE if route == INSTANCE else f"{GATE_STATE}:{route}"
+
+
+def destination_state(route: str = INSTANCE) -> str:
+    """Return the name of the store state holding the URL ``route`` was last delivered to."""
+    return DESTINATION_STATE if route == INSTANCE else f"{DESTINATION_STATE}:{route}"
+
 
 REQUEUE_AFTER_MOVE_S = 86400.0
 """Seconds back to look for failed posts to re-queue when the instance URL changed."""
@@ -252,6 +268,12 @@ class Outbox:
       expired (dropped, listed in ``DeliveryReport.expired``) only when their
       first attempt is older than the window, because a re-send could then
       publish them twice.
+    * **One destination per outbox**: ``route`` names the ``Post.destination``
+      this outbox delivers (empty: the instance). It reads, sends, folds and
+      pauses only that destination's rows, with a gate of its own
+      (``gate_state``), so a fallback server that fails never holds up the
+      instance's queue, nor the other way round. A catch-up post it composes
+      goes to the same destination.
     * Pins follow their post; the unpin named by ``unpin_key`` runs before the
       pin, so a full set of pins never blocks a new one.
     """
@@ -269,7 +291,8 @@ class Outbox:
                  media_poll_s: float = MEDIA_POLL_S,
                  media_timeout_s: float = MEDIA_TIMEOUT_S,
                  destination: str | None = None,
-                 repeat_window_s: float = REPEAT_WINDOW_S) -> None:
+                 repeat_window_s: float = REPEAT_WINDOW_S,
+                 route: str = INSTANCE) -> None:
         if backoff_base <= 0 or backoff_cap < backoff_base:
             raise ValueError("need 0 < backoff_base <= backoff_cap")
         self.store = store
@@ -286,6 +309,8 @@ class Outbox:
         self.media_poll_s = media_poll_s
         self.media_timeout_s = media_timeout_s
         self.repeat_window_s = repeat_window_s
+        self.route = route
+        self.gate_name = gate_state(route)
         self.destination = safe_url(destination) if destination else None
         if self.destination is not None:
             self.requeued_on_start = self._check_destination(self.destination)
@@ -307,7 +332,7 @@ class Outbox:
             return self._report(run, gate.until)
         self._supersede(now, run)
         self._fold_stale(now, run, gate)
-        for item in self.store.followups():
+        for item in self.store.followups(self.route):
             if run.halted():
                 break
             self._followups(item, run)
@@ -316,7 +341,7 @@ class Outbox:
             # Another sweep only when a reply waited and its parent may have gone out since
             # (a catch-up is queued after the replies that will hang under it).
             sent_before = len(run.sent)
-            for item in self.store.due(now, limit=_DUE_LIMIT):
+            for item in self.store.due(now, limit=_DUE_LIMIT, destination=self.route):
                 if run.halted():
                     break
                 if item.key in run.held:
@@ -336,7 +361,7 @@ class Outbox:
             folded=tuple(run.folded), catchup_key=run.catchup_key, expired=tuple(run.expired),
             superseded=tuple(run.superseded), calls=self.gateway.calls - run.start_calls,
             paused_until=paused_until,
-            pending=self.store.counts()[ItemState.PENDING.value],
+            pending=self.store.counts(self.route)[ItemState.PENDING.value],
         )
 
     # --- sending ------------------------------------------------------------------
@@ -690,17 +715,19 @@ class Outbox:
         while the URL is wrong, with a bot that failed them) are queued again,
         and a pause earned at the old URL is lifted. Returns the keys re-queued.
         """
-        value = self.store.get_state(DESTINATION_STATE)
+        name = destination_state(self.route)
+        value = self.store.get_state(name)
         last = value.get("url") if isinstance(value, dict) else None
         if last == url:
             return []
         keys: list[str] = []
         if isinstance(last, str):
             # The new URL is recorded last: killed before, a restart does all this again.
-            keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S)
-            self.store.delete_state(GATE_STATE)
-            self.store.make_due()
-        self.store.put_state(DESTINATION_STATE, {"url": url})
+            keys = self.store.requeue_failed(failed_since=self.clock() - REQUEUE_AFTER_MOVE_S,
+                                             destination=self.route)
+            self.store.delete_state(self.gate_name)
+            self.store.make_due(self.route)
+        self.store.put_state(name, {"url": url})
         if not isinstance(last, str):
             return []
         log.warning("outbox: the instance URL changed from %s to %s; %d failed post(s) "
@@ -719,7 +746,7 @@ class Outbox:
         one. Only items never attempted, that nothing replies to, are dropped
         (``Store.supersede`` checks again, atomically).
         """
-        pending = self.store.pending()
+        pending = self.store.pending(self.route)
         replied_to = {i.post.parent_key for i in pending if i.post.parent_key is not None}
         threads: dict[str, list[OutboxItem]] = {}
         for item in pending:
@@ -757,7 +784,7 @@ class Outbox:
     # --- pausing ----------------------------------------------------------------------
 
     def _gate(self) -> _Gate:
-        value = self.store.get_state(GATE_STATE)
+        value = self.store.get_state(self.gate_name)
         if not value:
             return _Gate()
         return _Gate(until=float(value.get("until", 0.0)), failures=int(value.get("failures", 0)),
@@ -782,7 +809,7 @@ class Outbox:
             if self.jitter > 0:
                 delay = min(self.backoff_cap, delay * (1.0 + self.jitter * self.rng.random()))
             until = at + delay
-        self.store.put_state(GATE_STATE, {
+        self.store.put_state(self.gate_name, {
             "until": until, "failures": failures, "reason": f"{reason.value}: {exc}",
             "since": gate.since if gate.since is not None else at,
         })
@@ -810,7 +837,7 @@ class Outbox:
         since = gate.since if gate.since is not None else self.clock()
         log.warning("outbox: delivery works again after %d failed attempts over %.0f s",
                     gate.failures, self.clock() - since)
-        self.store.delete_state(GATE_STATE)
+        self.store.delete_state(self.gate_name)
 
     # --- stale posts ------------------------------------------------------------------
 
@@ -839,7 +866,7 @@ class Outbox:
         stale: list[OutboxItem] = []
         unsafe: list[OutboxItem] = []
         fresh_catchups: list[OutboxItem] = []
-        for item in self.store.pending():
+        for item in self.store.pending(self.route):
             attempted = item.first_attempt_at
             anchor = item.post.created_at if attempted is None else min(attempted,
                                                                         item.post.created_at)
@@ -898,6 +925,8 @@ class Outbox:
     def _unique(self, catchup: Post, folded: Sequence[str]) -> Post:
         """Make the catch-up post safe to insert: a new key, no parent among what it folds."""
         changes: dict[str, Any] = {}
+        if catchup.destination != self.route:
+            changes["destination"] = self.route
         if catchup.parent_key in folded:
             changes["parent_key"] = None
         if catchup.unpin_key in folded:

@@ -23,16 +23,18 @@ from pathlib import Path
 from typing import Any
 
 from bot import defaults
-from bot.model import Post, PostKind
+from bot.model import INSTANCE, Post, PostKind
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """Version of the tables below; a file written by a newer bot is refused.
 
 1: state, outbox. 2: notifications (handled mention ids), audit. 3: samples
 (raw, 5-minute, daily) and closed incidents (``bot/history.py``). 4: media
 attachments of outbox rows (files, uploaded media ids, processing state). 5:
 audit rows know whether an admin sent the mention and how many mentions a row
-stands for (``Store.prune_audit``), with the indexes that keep pruning cheap.
+stands for (``Store.prune_audit``), with the indexes that keep pruning cheap. 6: each
+outbox row names its destination (``Post.destination``: empty for the instance, every
+row before; ``fallback:<host>`` for a fallback account), with an index per destination.
 """
 
 SAMPLE_METRICS = (
@@ -166,6 +168,12 @@ CREATE INDEX IF NOT EXISTS audit_at ON audit (at);
 CREATE INDEX IF NOT EXISTS audit_admin ON audit (admin);
 CREATE INDEX IF NOT EXISTS audit_account ON audit (account_id, admin, at)
 """,
+    # destination: where the row goes ('' the instance; every row before this version was
+    # for the instance). Each destination has an outbox of its own that reads only its rows.
+    6: """
+ALTER TABLE outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
+CREATE INDEX IF NOT EXISTS outbox_destination ON outbox (destination, state, next_attempt_at, seq)
+""",
 }
 """Statements that bring a file from the previous version to the key's version."""
 
@@ -298,7 +306,7 @@ _COLUMNS = (
     "seq, key, kind, text, visibility, spoiler_text, language, parent_key, pin, unpin_key, "
     "created_at, state, status_id, in_reply_to_id, attempts, next_attempt_at, "
     "first_attempt_at, last_attempt_at, last_error, error_status, sent_at, finished_at, "
-    "folded_into, pin_state, unpin_state, media, media_ids, media_ready, media_since"
+    "folded_into, pin_state, unpin_state, media, media_ids, media_ready, media_since, destination"
 )
 
 
@@ -326,6 +334,7 @@ def _item(row: sqlite3.Row) -> OutboxItem:
         parent_key=row["parent_key"], pin=bool(row["pin"]), unpin_key=row["unpin_key"],
         media=tuple((str(path), str(description))
                     for path, description in json.loads(row["media"] or "[]")),
+        destination=row["destination"],
     )
     return OutboxItem(
         seq=row["seq"], post=post, state=ItemState(row["state"]), status_id=row["status_id"],
@@ -537,12 +546,13 @@ class Store:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO outbox (key, kind, text, visibility, spoiler_text, "
                 "language, parent_key, pin, unpin_key, created_at, pin_state, unpin_state, "
-                "media) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "media, destination) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (post.key, post.kind.value, post.text, post.visibility, post.spoiler_text,
                  post.language, post.parent_key, int(post.pin), post.unpin_key, post.created_at,
                  StepState.PENDING.value if post.pin else None,
                  StepState.PENDING.value if post.unpin_key else None,
-                 json.dumps([[path, description] for path, description in post.media])))
+                 json.dumps([[path, description] for path, description in post.media]),
+                 post.destination))
             new += cursor.rowcount
         return new
 
@@ -686,16 +696,21 @@ class Store:
         return done
 
     def requeue_failed(self, keys: Sequence[str] | None = None,
-                       failed_since: float | None = None) -> list[str]:
+                       failed_since: float | None = None,
+                       destination: str | None = None) -> list[str]:
         """Make failed items pending again (all, or ``keys``, or those failed since a time).
 
         For posts refused because of a wrong configuration (an instance URL
         with a path). A refused post was never published, so its first
         attempt is forgotten: it is sent (or, when stale, folded) like a new
-        one. Its pin and unpin are due again. Returns the keys re-queued.
+        one. Its pin and unpin are due again. ``destination`` limits it to
+        that destination's rows (None: every destination). Returns the keys re-queued.
         """
         where = "state = 'failed'"
         args: list[Any] = []
+        if destination is not None:
+            where += " AND destination = ?"
+            args.append(destination)
         if keys is not None:
             if not keys:
                 return []
@@ -715,11 +730,12 @@ class Store:
                 "WHERE key = ? AND state = 'failed'", [(key,) for key in found])
         return found
 
-    def make_due(self) -> int:
-        """Make every pending item due now (a pause was lifted); return how many."""
+    def make_due(self, destination: str = INSTANCE) -> int:
+        """Make the pending items of ``destination`` due now (a pause ended); return how many."""
         with self._transaction() as db:
-            return db.execute("UPDATE outbox SET next_attempt_at = 0 WHERE state = 'pending' "
-                              "AND next_attempt_at > 0").rowcount
+            return db.execute("UPDATE outbox SET next_attempt_at = 0 WHERE destination = ? "
+                              "AND state = 'pending' AND next_attempt_at > 0",
+                              (destination,)).rowcount
 
     def last_sent_in_thread(self, parent_key: str) -> OutboxItem | None:
         """Return the newest sent reply to ``parent_key`` (the thread's latest post), or None."""
@@ -775,23 +791,24 @@ class Store:
         items = self._select("key = ?", (key,))
         return items[0] if items else None
 
-    def due(self, now: float, limit: int) -> list[OutboxItem]:
-        """Return up to ``limit`` pending items due at ``now``, in creation order."""
-        return self._select("state = 'pending' AND next_attempt_at <= ?", (now,), limit)
+    def due(self, now: float, limit: int, destination: str = INSTANCE) -> list[OutboxItem]:
+        """Return up to ``limit`` pending items of ``destination`` due at ``now``, oldest first."""
+        return self._select("destination = ? AND state = 'pending' AND next_attempt_at <= ?",
+                            (destination, now), limit)
 
-    def pending(self) -> list[OutboxItem]:
-        """Return every pending item, in creation order."""
-        return self._select("state = 'pending'")
+    def pending(self, destination: str = INSTANCE) -> list[OutboxItem]:
+        """Return every pending item of ``destination``, in creation order."""
+        return self._select("destination = ? AND state = 'pending'", (destination,))
 
-    def followups(self) -> list[OutboxItem]:
-        """Return items whose pin or unpin is still to be done, in creation order.
+    def followups(self, destination: str = INSTANCE) -> list[OutboxItem]:
+        """Return items of ``destination`` whose pin or unpin is still to be done, in order.
 
         Sent items with a pin or unpin to do, and folded or expired items that
         still owe an unpin.
         """
-        return self._select("(state = 'sent' AND (pin_state = 'pending' "
+        return self._select("destination = ? AND ((state = 'sent' AND (pin_state = 'pending' "
                             "OR unpin_state = 'pending')) "
-                            "OR (state = 'folded' AND unpin_state = 'pending')")
+                            "OR (state = 'folded' AND unpin_state = 'pending'))", (destination,))
 
     def thread_rows(self, prefix: str) -> list[ThreadRow]:
         """Return the rows whose key starts with ``prefix`` (a thread's posts), in creation order.
@@ -833,11 +850,18 @@ class Store:
                                    (kind.value,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def counts(self) -> dict[str, int]:
-        """Return how many rows are in each state (every state present, 0 included)."""
+    def counts(self, destination: str | None = None) -> dict[str, int]:
+        """Return how many rows are in each state (every state present, 0 included).
+
+        ``destination`` counts only that destination's rows (None: all of them).
+        """
         counts = {state.value: 0 for state in ItemState}
+        where, args = ("WHERE destination = ? ", (destination,)) if destination is not None \
+            else ("", ())
         with self._lock:
-            for row in self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state"):
+            for row in self._db.execute(
+                    f"SELECT state, count(*) FROM outbox {where}GROUP BY state",  # noqa: S608
+                    args):
                 counts[row[0]] = row[1]
         return counts
 

@@ -407,6 +407,29 @@ class Wording:
     page_more_updates: str = "{count} earlier updates are not shown here."
     """Stands for the oldest posts when the open incident has too many. Placeholders: {count}."""
 
+    # --- fallback accounts on other servers (bot/fallback.py) ---
+    cw_fallback: str = "Service notice: {instance}"
+    """CW of the posts of a fallback account (empty: none). Placeholders: {instance}."""
+    fallback_notice: str = "{instance} cannot be reached since {time}. We are working on it."
+    """First line of the notice a fallback account posts when the instance cannot be
+    reached. Placeholders: {instance}, {time}."""
+    fallback_update: str = "{instance} still cannot be reached (since {time}, {duration})."
+    """First line of a follow-up in the fallback thread while the outage lasts.
+    Placeholders: {instance}, {time}, {duration}."""
+    fallback_news: str = "What members notice: {sentences}"
+    """Tells the open incident's impacts in a fallback post. Placeholders: {sentences}."""
+    fallback_resolution: str = (
+        "{instance} can be reached again, after {duration}. Thank you for your patience.")
+    """The reply that closes the fallback thread. Placeholders: {instance}, {duration}."""
+    fallback_status: str = "Status: {url}"
+    """Points to the status page (left out when [page] url is empty). Placeholders: {url}."""
+    admin_fallback_refused: str = (
+        "{instance}: the fallback account on {server} refused its token ({error}), so it "
+        "cannot post there while {instance} is down. Check access_token_file or "
+        "access_token_env of that [[fallback]].")
+    """Sent once when a fallback server refuses the token. Placeholders: {instance},
+    {server}, {error}."""
+
     # --- times, durations, numbers ---
     time_today: str = "{clock} {zone}"
     """A time on the same day. Placeholders: {clock} ("14:05"), {zone} ("UTC", "CET")."""
@@ -517,6 +540,13 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "page_past_incident": ("date", "duration", "nouns"),
     "page_checked": ("time",),
     "page_more_updates": ("count",),
+    "cw_fallback": ("instance",),
+    "fallback_notice": ("instance", "time"),
+    "fallback_update": ("instance", "time", "duration"),
+    "fallback_news": ("sentences",),
+    "fallback_resolution": ("instance", "duration"),
+    "fallback_status": ("url",),
+    "admin_fallback_refused": ("instance", "server", "error"),
     "time_today": ("clock", "zone"),
     "time_yesterday": ("clock", "zone"),
     "time_other_day": ("day", "month", "clock", "zone"),

@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from bot import health
-from bot.config import Config, ConfigError, RedisConfig, Secret, load_config, parse_duration
+from bot.config import (
+    Config,
+    ConfigError,
+    FallbackConfig,
+    RedisConfig,
+    Secret,
+    load_config,
+    parse_duration,
+)
 from bot.wording import DEFAULT_WORDING
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,7 +37,8 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
                      ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
-                      "health, wording, commands, reports, page, [[maintenance]], [[silence]])"],
+                      "health, wording, commands, reports, page, [[maintenance]], [[silence]], "
+                      "[[fallback]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
@@ -369,3 +378,170 @@ def test_report_slots(tmp_path: Path) -> None:
     reports = load_config(path, environ={}).reports
     assert (reports.weekly, reports.monthly, reports.monthly_cost) == ((4, 17 * 60 + 30), None,
                                                                        42.5)
+
+
+# --- [[fallback]] ----------------------------------------------------------------------------
+
+INSTANCE = "[mastodon]\napi_base_url = 'https://example.social'\n"
+FB_ENV = {"STATUSBOT_ACCESS_TOKEN": "main-token", "FB_TOKEN": "fb-token-1"}
+
+
+def fallback_config(tmp_path: Path, entries: str, *, instance: str = INSTANCE,
+                    environ: dict[str, str] | None = None) -> Config:
+    return load_config(write(tmp_path, instance + entries),
+                       environ=FB_ENV if environ is None else environ)
+
+
+def test_fallback_entries_are_read(tmp_path: Path) -> None:
+    """Each entry: its server, its token (file or env), visibility and after, with defaults."""
+    (tmp_path / "fb.token").write_text("fb-token-2\n")
+    config = fallback_config(tmp_path, """
+[[fallback]]
+api_base_url = "https://mastodon.online/"
+access_token_env = "FB_TOKEN"
+
+[[fallback]]
+api_base_url = "https://Backup.Example:8443"
+access_token_file = "fb.token"
+visibility = "unlisted"
+after = "10m"
+""")
+    assert config.fallbacks == (
+        FallbackConfig("https://mastodon.online", Secret("fb-token-1")),
+        FallbackConfig("https://Backup.Example:8443", Secret("fb-token-2"), "unlisted", 600.0))
+    assert [f.destination for f in config.fallbacks] == [
+        "fallback:mastodon.online", "fallback:backup.example:8443"]
+    assert config.fallbacks[0].after == 300.0
+    assert "fb-token" not in repr(config) + str(config)
+
+
+HUGE = "9" * 400
+
+
+@pytest.mark.parametrize(("entries", "messages"), [
+    pytest.param("[[fallback]]\naccess_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: is required (the server of the fallback account, "
+                  "like https://mastodon.online)"], id="no-url"),
+    pytest.param("[[fallback]]\napi_base_url = ''\naccess_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: is required (the server of the fallback account, "
+                  "like https://mastodon.online)"], id="empty-url"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online/api/v1'\n"
+                 "access_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: must be the instance's address alone, without a "
+                  "path, query or fragment (like https://example.social), got "
+                  "https://mastodon.online/..."], id="url-with-path"),
+    pytest.param("[[fallback]]\napi_base_url = 'http://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: must start with https:// (http:// only for a "
+                  "loopback address), got 'http://mastodon.online'"], id="plain-http"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://bob:pw@mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: must not hold a user name or password (the token "
+                  "goes in access_token_file or access_token_env)"], id="password-in-url"),
+    pytest.param("[[fallback]]\napi_base_url = 42\naccess_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: must be an https:// URL like https://example.social,"
+                  " got int 42"], id="url-wrong-type"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n",
+                 ["fallback[0].access_token_file: a fallback account needs its own token: set "
+                  "access_token_file or access_token_env"], id="no-token"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'UNSET'\n",
+                 ["fallback[0].api_base_url: needs an access token: set access_token_file, or "
+                  "the environment variable UNSET"], id="token-env-unset"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'EMPTY'\n",
+                 ["fallback[0].access_token_env: the environment variable EMPTY is empty"],
+                 id="token-env-empty"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB TOKEN'\n",
+                 ["fallback[0].access_token_env: must be a variable name like "
+                  "STATUSBOT_FALLBACK_TOKEN, got 'FB TOKEN'"], id="token-env-not-a-name"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_file = 'missing'\n",
+                 ["fallback[0].access_token_file: cannot read missing: No such file or "
+                  "directory"], id="token-file-missing"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = 0\n",
+                 ["fallback[0].after: must be from 1s to 1d, got 0"], id="after-zero"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = -5\n",
+                 ["fallback[0].after: must be from 1s to 1d, got -5"], id="after-negative"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = nan\n",
+                 ["fallback[0].after: must be from 1s to 1d, got nan"], id="after-nan"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = inf\n",
+                 ["fallback[0].after: must be from 1s to 1d, got inf"], id="after-inf"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 f"access_token_env = 'FB_TOKEN'\nafter = {HUGE}\n",
+                 [f"fallback[0].after: must be from 1s to 1d, got {int(HUGE)!r:.40}"],
+                 id="after-huge-int"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = '2d'\n",
+                 ["fallback[0].after: must be from 1s to 1d, got '2d'"], id="after-too-long"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafter = 'soon'\n",
+                 ["fallback[0].after: not a duration: 'soon' (write e.g. 30m, 2h, 1d)"],
+                 id="after-words"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nvisibility = 'direct'\n",
+                 ["fallback[0].visibility: must be one of public, unlisted, private, got "
+                  "'direct'"], id="visibility-direct"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\nafterr = '5m'\n",
+                 ["fallback[0].afterr: unknown key"], id="typo-key"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://example.social'\n"
+                 "access_token_env = 'FB_TOKEN'\n",
+                 ["fallback[0].api_base_url: is the instance itself, which cannot speak while "
+                  "it is down: name an account on another server"], id="the-instance-itself"),
+    pytest.param("[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                 "access_token_env = 'FB_TOKEN'\n"
+                 "[[fallback]]\napi_base_url = 'https://MASTODON.online/'\n"
+                 "access_token_env = 'FB_TOKEN'\n",
+                 ["fallback[1].api_base_url: the same server as fallback[0] (one account per "
+                  "server)"], id="same-server-twice"),
+    pytest.param("".join(f"[[fallback]]\napi_base_url = 'https://s{i}.example'\n"
+                         "access_token_env = 'FB_TOKEN'\n" for i in range(5)),
+                 ["fallback: at most 4 [[fallback]] entries, got 5"], id="too-many"),
+    pytest.param("[fallback]\napi_base_url = 'https://mastodon.online'\n",
+                 ["fallback: must be a list of tables ([[fallback]])"], id="a-table-not-a-list"),
+])
+def test_bad_fallbacks(tmp_path: Path, entries: str, messages: list[str]) -> None:
+    """Every problem of a [[fallback]] entry names the entry, the key and what is wrong."""
+    with pytest.raises(ConfigError) as caught:
+        fallback_config(tmp_path, entries, environ={**FB_ENV, "EMPTY": ""})
+    assert caught.value.problems == messages
+
+
+def test_fallback_not_a_list(tmp_path: Path) -> None:
+    """A plain value where the list of tables belongs is named as such."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, "fallback = 'https://mastodon.online'\n" + INSTANCE),
+                    environ=FB_ENV)
+    assert caught.value.problems == ["fallback: must be a list of tables ([[fallback]])"]
+
+
+def test_fallback_needs_the_instance(tmp_path: Path) -> None:
+    """Fallback accounts tell about an instance: none without [mastodon] api_base_url."""
+    with pytest.raises(ConfigError) as caught:
+        fallback_config(tmp_path, "[[fallback]]\napi_base_url = 'https://mastodon.online'\n"
+                                  "access_token_env = 'FB_TOKEN'\n", instance="")
+    assert caught.value.problems == [
+        "fallback: needs mastodon.api_base_url (the instance whose outages the fallback "
+        "accounts tell about)"]
+
+
+def test_fallback_on_loopback_is_a_warning(tmp_path: Path) -> None:
+    """http:// to a loopback fallback (a test server) is accepted with a warning naming it."""
+    config = fallback_config(tmp_path, "[[fallback]]\napi_base_url = 'http://127.0.0.1:3001'\n"
+                                       "access_token_env = 'FB_TOKEN'\n")
+    assert config.fallbacks[0].destination == "fallback:127.0.0.1:3001"
+    assert any(w.startswith("fallback[0].api_base_url: plain http://") for w in config.warnings)
+
+
+def test_fallback_token_is_not_read_when_not_needed(tmp_path: Path) -> None:
+    """The audit and healthcheck commands read no token, the fallbacks' included."""
+    config = load_config(write(tmp_path, INSTANCE + "[[fallback]]\n"
+                               "api_base_url = 'https://mastodon.online'\n"),
+                         environ={}, need_token=False)
+    assert config.fallbacks == (FallbackConfig("https://mastodon.online", None),)

@@ -1443,3 +1443,117 @@ def test_pin_404_waits_when_the_endpoint_is_missing(outbox: Outbox, store: Store
     clock.now = report.paused_until or clock.advance(30)
     outbox.deliver(clock())
     assert (gateway.pinned == [store.status_id("open")]) is pinned
+
+
+# --- destinations: the instance and fallback accounts -------------------------------------
+
+FB = "fallback:backup.example"
+
+
+def fb_post(key: str, kind: PostKind = PostKind.NOTICE, *, at: float = T0,
+            parent: str | None = None) -> Post:
+    return Post(key=key, kind=kind, text=f"text of {key}", visibility="public", created_at=at,
+                parent_key=parent, destination=FB)
+
+
+@pytest.mark.parametrize("error", [
+    pytest.param(RetryableError("HTTP 503", status=503), id="503"),
+    pytest.param(RetryableError("rate limited", status=429, retry_at=T0 + 600), id="429"),
+    pytest.param(RetryableError("connection refused"), id="refused"),
+    pytest.param(PermanentError("HTTP 401", status=401), id="401"),
+])
+def test_a_failing_fallback_never_holds_up_the_instance(store: Store, gateway: RecordingGateway,
+                                                        clock: Clock, error: Exception) -> None:
+    """The fallback server failing pauses only its own queue; the instance's goes out meanwhile."""
+    other = RecordingGateway(clock=clock)
+    other.down = error
+    instance = make_outbox(store, gateway, clock)
+    fallback = make_outbox(store, other, clock, route=FB)
+    instance.enqueue([post("a"), fb_post("fb:1"), post("b")])
+    for _ in range(3):
+        assert fallback.deliver(clock()).sent == ()
+        report = instance.deliver(clock.advance(10))
+    assert [key for key, _ in posted(gateway)] == ["a", "b"]
+    assert report.pending == 0 and instance.deliver(clock()).paused_until is None
+    assert store.get_state(GATE_STATE) is None
+    assert store.get_state(f"{GATE_STATE}:{FB}") is not None
+    assert state(store, "fb:1") is ItemState.PENDING
+    other.down = None
+    clock.advance(1000)  # past any pause, within the idempotency window
+    assert fallback.deliver(clock()).sent == ("fb:1",)
+    assert [s.post.key for s in other.statuses.values()] == ["fb:1"]
+
+
+def test_a_failing_instance_never_holds_up_the_fallback(store: Store, gateway: RecordingGateway,
+                                                        clock: Clock) -> None:
+    """The instance down (its queue paused) leaves the fallback's queue alone, and in order."""
+    other = RecordingGateway(clock=clock)
+    gateway.down = RetryableError("HTTP 502", status=502)
+    instance = make_outbox(store, gateway, clock)
+    fallback = make_outbox(store, other, clock, route=FB)
+    instance.enqueue([post("a"), fb_post("fb:1"), fb_post("fb:2", PostKind.UPDATE,
+                                                          parent="fb:1")])
+    assert instance.deliver(clock()).paused_until is not None
+    report = fallback.deliver(clock())
+    assert report.sent == ("fb:1", "fb:2")
+    first, second = other.statuses.values()
+    assert second.in_reply_to_id == first.id  # threaded on the fallback server
+    assert gateway.statuses == {} and state(store, "a") is ItemState.PENDING
+
+
+def test_exactly_once_per_destination_across_a_restart(tmp_path: Path, clock: Clock) -> None:
+    """An answer lost before the store recorded it: after a restart, the same key, one status."""
+    path = tmp_path / "state.sqlite3"
+    home, away = RecordingGateway(clock=clock), RecordingGateway(clock=clock)
+    store = Store(path)
+    make_outbox(store, home, clock).enqueue([post("inc:1:notice"), fb_post("fb:1:notice")])
+    away.script("post", Lost(RetryableError("read timed out")))
+    home.script("post", Lost(RetryableError("read timed out")))
+    make_outbox(store, home, clock).deliver(clock())
+    make_outbox(store, away, clock, route=FB).deliver(clock())
+    store.close()  # the bot dies here
+    store = Store(path)
+    clock.advance(120)
+    make_outbox(store, home, clock).deliver(clock())
+    make_outbox(store, away, clock, route=FB).deliver(clock())
+    assert [s.post.key for s in home.statuses.values()] == ["inc:1:notice"]
+    assert [s.post.key for s in away.statuses.values()] == ["fb:1:notice"]
+    assert len(home.calls_to("post")) == 2 and len(away.calls_to("post")) == 2  # resent, once
+    assert {i.key: i.state for i in store.items()} == {
+        "inc:1:notice": ItemState.SENT, "fb:1:notice": ItemState.SENT}
+    store.close()
+
+
+def test_a_fallback_catchup_stays_on_the_fallback(store: Store, gateway: RecordingGateway,
+                                                 clock: Clock) -> None:
+    """Stale fallback posts are folded into a catch-up for the same fallback, not the instance."""
+    other = RecordingGateway(clock=clock)
+    fallback = make_outbox(store, other, clock, route=FB)
+    instance = make_outbox(store, gateway, clock)
+    fallback.enqueue([fb_post("fb:1")])
+    other.down = RetryableError("HTTP 503", status=503)
+    fallback.deliver(clock())
+    other.down = None
+    clock.advance(WINDOW + 100)
+    fallback.enqueue([post("a", at=clock())])
+    report = fallback.deliver(clock())
+    assert report.folded == ("fb:1",) and report.catchup_key is not None
+    catchup_item = store.get(report.catchup_key)
+    assert catchup_item is not None and catchup_item.post.destination == FB
+    assert [s.post.key for s in other.statuses.values()] == [report.catchup_key]
+    assert state(store, "a") is ItemState.PENDING  # the instance's own post: not touched
+    assert instance.deliver(clock()).sent == ("a",)
+
+
+def test_a_moved_fallback_requeues_only_its_own_failures(store: Store, clock: Clock) -> None:
+    """A fallback URL changed since the last start re-queues that fallback's refused posts only."""
+    other = RecordingGateway(clock=clock)
+    make_outbox(store, other, clock, route=FB, destination="https://old.example")
+    store.enqueue([fb_post("fb:1"), post("a")])
+    store.mark_failed("fb:1", "HTTP 404", 404, clock())
+    store.mark_failed("a", "HTTP 422", 422, clock())
+    moved = make_outbox(store, other, clock, route=FB, destination="https://backup.example")
+    assert moved.requeued_on_start == ["fb:1"]
+    assert state(store, "a") is ItemState.FAILED
+    assert store.get_state(f"outbox.destination:{FB}") == {"url": "https://backup.example"}
+    assert store.get_state("outbox.destination") is None

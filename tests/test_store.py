@@ -601,3 +601,90 @@ def test_audit_upkeep_walks_indexes_only(store: Store, call: Any) -> None:
              for sql in statements if " audit " in sql}
     assert plans and not {sql: plan for sql, plan in plans.items() if "OFFSET" not in sql
                           and any(p.startswith("SCAN") or "TEMP B-TREE" in p for p in plan)}
+
+
+# --- destinations (schema 6) ------------------------------------------------------------
+
+
+def test_every_row_survives_the_upgrade_from_version_5(tmp_path: Path) -> None:
+    """A version 5 file keeps every row of every table; its outbox rows go to the instance."""
+    path = tmp_path / "state.sqlite3"
+    with sqlite3.connect(path) as db:  # exactly what version 5 wrote
+        db.executescript(_SCHEMA + ";".join(_MIGRATIONS[v] for v in (2, 3, 4, 5)))
+        db.execute("INSERT INTO schema_version (version) VALUES (5)")
+        db.executemany(
+            "INSERT INTO outbox (key, kind, text, visibility, created_at, state, status_id, "
+            "parent_key, pin, pin_state, media) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
+                ("inc:1:notice", "notice", "down", "public", T0, "sent", "41", None, 1, "done",
+                 "[]"),
+                ("inc:1:update", "update", "worse", "public", T0 + 60, "pending", None,
+                 "inc:1:notice", 0, None, '[["/tmp/a.png", "a chart"]]'),
+                ("inc:1:admin", "admin", "@ops x", "direct", T0, "failed", None, None, 0, None,
+                 "[]")])
+        db.execute("INSERT INTO state (name, value, updated_at) VALUES ('incidents', "
+                   "'{\"open\": null}', 1)")
+        db.execute("INSERT INTO notifications (id, handled_at, result) VALUES ('77', ?, 'ok')",
+                   (T0,))
+        db.execute("INSERT INTO audit (at, account_id, acct, command, result, admin, count) "
+                   "VALUES (?, '1', 'ops', 'ack', 'ok', 1, 1)", (T0,))
+        db.execute("INSERT INTO samples_raw (at, cpu_percent) VALUES (?, 12.5)", (T0,))
+        db.execute("INSERT INTO incidents_closed (id, opened_at, resolved_at, components, peak) "
+                   "VALUES ('inc:0', ?, ?, '[\"web\"]', 'critical')", (T0 - 600, T0 - 60))
+        before = {table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+                  for table in ("outbox", "state", "notifications", "audit", "samples_raw",
+                                "incidents_closed")}
+    db.close()
+    with Store(path) as store:
+        assert [(i.key, i.state, i.post.destination) for i in store.items()] == [
+            ("inc:1:notice", ItemState.SENT, ""), ("inc:1:update", ItemState.PENDING, ""),
+            ("inc:1:admin", ItemState.FAILED, "")]
+        assert store.get("inc:1:update").post.media == (("/tmp/a.png", "a chart"),)  # type: ignore[union-attr]
+        assert [i.key for i in store.pending()] == ["inc:1:update"]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+        for table, rows in before.items():
+            after = db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+            width = len(rows[0]) if rows else 0
+            # the old columns hold what they held; outbox rows have one more (destination '');
+            # state gains the file's creation record
+            kept = [row[:width] for row in after]
+            assert (set(rows) <= set(kept) if table == "state" else kept == rows), table
+            if table == "outbox":
+                assert {row[-1] for row in after} == {""}
+        assert "outbox_destination" in {row[1] for row in db.execute("PRAGMA index_list(outbox)")}
+    db.close()
+
+
+def test_each_destination_reads_only_its_own_rows(store: Store) -> None:
+    """due, pending, followups, counts and make_due see one destination; items sees all."""
+    from dataclasses import replace
+
+    store.enqueue([post("a"), replace(post("fb:a"), destination="fallback:b.example"),
+                   post("b", pin=True)])
+    store.mark_sent("b", "9", T0)
+    store.mark_retry("a", "503", T0 + 60)
+    store.mark_retry("fb:a", "503", T0 + 60)
+    assert [i.key for i in store.due(T0 + 61, 10)] == ["a"]
+    assert [i.key for i in store.due(T0 + 61, 10, destination="fallback:b.example")] == ["fb:a"]
+    assert [i.key for i in store.pending("fallback:b.example")] == ["fb:a"]
+    assert [i.key for i in store.followups()] == ["b"]
+    assert store.followups("fallback:b.example") == []
+    assert store.counts("fallback:b.example")["pending"] == 1
+    assert store.counts()["pending"] == 2
+    assert store.make_due("fallback:b.example") == 1
+    assert [i.key for i in store.due(T0, 10, destination="fallback:b.example")] == ["fb:a"]
+    assert store.due(T0, 10) == []
+    assert {i.post.destination for i in store.items()} == {"", "fallback:b.example"}
+
+
+def test_destination_survives_a_restart(tmp_path: Path) -> None:
+    """A row's destination is stored with it."""
+    from dataclasses import replace
+
+    path = tmp_path / "state.sqlite3"
+    with Store(path) as store:
+        store.enqueue([replace(post("fb:n"), destination="fallback:b.example")])
+    with Store(path) as store:
+        item = store.get("fb:n")
+        assert item is not None and item.post.destination == "fallback:b.example"
+        assert store.pending() == []

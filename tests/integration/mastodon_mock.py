@@ -48,13 +48,15 @@ def missing() -> str | None:
 class MastodonMock:
     """mastodon-mock 0.6.1 in a subprocess, seeded with the bot and one admin account."""
 
-    def __init__(self, workdir: Path, extra_accounts: Sequence[dict[str, Any]] = ()) -> None:
+    def __init__(self, workdir: Path, extra_accounts: Sequence[dict[str, Any]] = (),
+                 port: int | None = None) -> None:
         """Seed the bot, the admin and ``extra_accounts``.
 
         ``extra_accounts`` are more ``[[seed.accounts]]``: username, access_token,
-        and optionally domain (a remote account), bot = true, role.
+        and optionally domain (a remote account), bot = true, role. ``port``
+        (default: a free one) starts a server where a stopped one was.
         """
-        self.port = free_port()
+        self.port = port or free_port()
         self.workdir = workdir
         self.config = workdir / "mastodon_mock.toml"
         self.config.write_text(
