@@ -171,12 +171,15 @@ class Signals:
     ``web_ok`` is the /health probe (None: not probed); ``posts_failing_since``
     when the instance outbox began failing to reach it (None: it does not
     fail, see ``posts_failing_since``); ``news`` the open incident's impacts
-    in member words (``news_of``).
+    in member words (``news_of``); ``planned`` when a maintenance window or
+    silence that covers the website is active (no notice opens then).
     """
 
     web_ok: bool | None = None
     posts_failing_since: float | None = None
     news: tuple[str, ...] = ()
+    planned: bool = False
+    """A maintenance window or silence covering the website is active: downtime announced."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,6 +268,11 @@ def step(state: FallbackState, signals: Signals, lanes: Sequence[Lane], now: flo
                                       f"unreachable from {since_text(thread.since)}"))
             continue
         if thread is None:
+            if signals.planned:
+                decisions.append(Decision(lane.destination, Reason.WAITING,
+                                          "planned: a maintenance window or silence covers "
+                                          "the website"))
+                continue
             if now - since < lane.after:
                 decisions.append(Decision(lane.destination, Reason.WAITING,
                                           f"unreachable for {now - since:.0f} s of "
@@ -463,12 +471,17 @@ class Fallbacks:
             return FallbackState()
 
     def plan(self, now: float, instance: InstanceHealth | None, incident: Incident | None,
-             ) -> tuple[list[Post], dict[str, Any], list[Decision]]:
-        """Return this tick's fallback posts, the state to commit with them, and the decisions."""
+             *, planned: bool = False) -> tuple[list[Post], dict[str, Any], list[Decision]]:
+        """Return this tick's fallback posts, the state to commit with them, and the decisions.
+
+        ``planned``: a maintenance window or silence covering the website is active,
+        so no notice opens (one that is open goes on; an outage that outlasts the
+        window gets its notice once the window ends).
+        """
         gate = self.store.get_state(gate_state())
         signals = Signals(web_ok=instance.web_ok if instance is not None else None,
                           posts_failing_since=posts_failing_since(gate),
-                          news=news_of(incident, self.settings))
+                          news=news_of(incident, self.settings), planned=planned)
         new, posts, decisions = step(self.state(), signals, self.lanes, now, self.settings,
                                      page_url=self.page_url, policy=self.policy)
         for decision in decisions:

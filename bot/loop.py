@@ -281,7 +281,9 @@ class Bot:
         if self.reports is not None:
             posts += self._due_reports(now, incident_state, notes)
         if self.fallbacks is not None:
-            posts += self._fallback_posts(now, instance, incident_state, states, notes)
+            planned = any(m.active(now) and m.covers("web") for m in mutes)
+            posts += self._fallback_posts(now, instance, incident_state, states, notes,
+                                          planned=planned)
         new = self.store.commit_tick(posts, states)
         may_deliver = self.adopter is None or self.adopter.step(
             incident_state.open, not health_state.components, now)
@@ -299,8 +301,10 @@ class Bot:
 
     def _fallback_posts(self, now: float, instance: InstanceHealth | None,
                         state: incidents.IncidentState, states: dict[str, dict[str, Any]],
-                        notes: list[str]) -> list[Post]:
+                        notes: list[str], *, planned: bool = False) -> list[Post]:
         """Return the fallback accounts' posts of this tick; their state joins ``states``.
+
+        ``planned``: a maintenance window or silence covers the website now.
 
         Committed with the tick's own posts and state, so a restart neither
         loses nor repeats a fallback post. A failure here is logged (once while
@@ -309,7 +313,8 @@ class Bot:
         if self.fallbacks is None:
             return []
         try:
-            posts, value, decisions = self.fallbacks.plan(now, instance, state.open)
+            posts, value, decisions = self.fallbacks.plan(now, instance, state.open,
+                                                             planned=planned)
         except Exception as exc:
             signature = f"{type(exc).__name__}: {exc}"
             if signature != self._fallback_error:

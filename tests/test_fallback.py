@@ -39,6 +39,7 @@ from bot.fallback import (
     step,
 )
 from bot.gateway import PermanentError, RetryableError
+from bot.health import Mute
 from bot.loop import Bot
 from bot.model import (
     Affected,
@@ -405,6 +406,45 @@ def test_the_fallback_speaks_only_while_the_instance_is_down(world: World) -> No
     assert world.bot.fallbacks is not None and world.bot.fallbacks.pending() == {FB: 0}
     stored = world.bot.store.get_state(FALLBACK_STATE)
     assert stored is not None and stored["threads"] == {}
+
+
+@pytest.mark.parametrize(("components", "notice_minute"), [
+    pytest.param((), 20, id="whole-instance-window: notice only when it overruns"),
+    pytest.param(("web",), 20, id="window-on-the-website"),
+    pytest.param(("queue:*",), 5, id="window-on-queues-only-does-not-hold-it"),
+])
+def test_planned_downtime_opens_no_thread(world: World, components: tuple[str, ...],
+                                          notice_minute: int) -> None:
+    """A maintenance window or silence over the website holds the notice back.
+
+    The downtime was announced; members on the fallback hear of it only when it
+    outlasts its window (the outage is then dated from its real start).
+    """
+    start = world.clock.now
+    world.bot.mutes = (Mute(start, start + 20 * 60, components, "maintenance"),)
+    world.prober.web_ok = False
+    world.home.down = RetryableError("post: HTTP 502", status=502)
+    minutes = []
+    for minute in range(26):
+        world.bot.tick()
+        if world.away.statuses and not minutes:
+            minutes.append(minute)
+        world.clock.now += 60.0
+    assert minutes == [notice_minute]
+    (notice,) = world.away.statuses.values()
+    assert notice.post.kind is PostKind.NOTICE
+    assert f"since {datetime.fromtimestamp(start, timezone.utc):%H:%M} UTC" in notice.post.text
+
+
+def test_planned_is_a_reason_to_wait_in_the_step() -> None:
+    """Pure: ``planned`` keeps a lane waiting; an open thread goes on as before."""
+    planned = Signals(web_ok=False, planned=True)
+    _, posts, reasons = run([planned] * 10)
+    assert posts == [] and {r for tick in reasons for r in tick} == {Reason.WAITING}
+    state, posts, _ = run([DOWN] * 6)
+    assert [p.kind for _, p in posts] == [PostKind.NOTICE]
+    _, posts, _ = run([planned, UP], state=state, start=T0 + 3600)
+    assert [p.kind for _, p in posts] == [PostKind.RESOLUTION]
 
 
 def test_after_a_long_outage_the_instance_gets_its_catchup(world: World) -> None:
