@@ -424,7 +424,7 @@ def test_planned_downtime_opens_no_thread(world: World, components: tuple[str, .
     world.bot.mutes = (Mute(start, start + 20 * 60, components, "maintenance"),)
     world.prober.web_ok = False
     world.home.down = RetryableError("post: HTTP 502", status=502)
-    minutes = []
+    minutes: list[int] = []
     for minute in range(26):
         world.bot.tick()
         if world.away.statuses and not minutes:
