@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from bot import compose, defaults, incidents, report, reporting
@@ -26,6 +26,9 @@ from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
 from bot.outbox import Outbox
 from bot.store import ADOPT_STATE, OutboxItem, Store
+
+if TYPE_CHECKING:
+    from bot.pagetick import PageTick
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +131,22 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         bot.daily_counters = bot.collector.sidekiq.daily_counters
     if config.commands.enabled and isinstance(gateway, MastodonGateway):
         bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
+    if not dry_run and config.page.dir:
+        bot.page_setup = functools.partial(start_page, config, bot)
     return bot
+
+
+def start_page(config: Config, bot: Bot, now: float) -> PageTick:
+    """Return the status page's tick part (the loop calls this on its first tick).
+
+    Imported here, not at the top, so that a bot without ``[page] dir`` never
+    loads the renderer. A dry run writes no page (``statusbot page`` does).
+    """
+    from bot import pagetick
+
+    history = bot.history if bot.history is not None else History(
+        bot.store, interval=config.bot.interval)
+    return pagetick.start(config, bot.store, history, bot.settings, now)
 
 
 def latest_report(bot: Bot, now: float) -> str:
