@@ -24,7 +24,8 @@ that it works again.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 from bot import compose, defaults
 from bot.compose import Settings
@@ -176,12 +177,13 @@ class PageTick:
             log.error("stopping the status page publisher failed: %s", exc)
 
 
-def start(config: Config, store: Store, history: History, settings: Settings,
-          now: float) -> PageTick:
+def start(config: Config, store: Store, history: History, settings: Settings, now: float, *,
+          clock: Callable[[], float] = time.monotonic, background: bool = True) -> PageTick:
     """Return the page's tick part for ``config`` (``[page] dir`` must be set).
 
     A directory that cannot be used is a clear line in the log now; the
-    first write then tells the admins.
+    first write then tells the admins. ``clock`` and ``background`` go to the
+    ``Publisher`` (tests drive it by hand).
     """
     page = config.page
     problem = page_dir_problem(page.dir)
@@ -189,7 +191,8 @@ def start(config: Config, store: Store, history: History, settings: Settings,
         log.error("page.dir: %s; the status page is not written until this is fixed "
                   "(posts are not affected; statusbot config-check says the same)", problem)
     keeper = PageKeeper(page.dir, site_for(config, settings, store, now))
-    publisher = (Publisher(page.publish_command, page.dir, timeout=page.publish_timeout)
+    publisher = (Publisher(page.publish_command, page.dir, timeout=page.publish_timeout,
+                           clock=clock, background=background)
                  if page.publish_command else None)
     if publisher is not None:
         log.info("status page in %s, published by %s after each change", page.dir,
