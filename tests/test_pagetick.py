@@ -43,16 +43,18 @@ class Instance:
 
 
 def page_bot(tmp_path: Path, clock: list[float], *, directory: Path | None = None,
-             dry_run: bool = False) -> tuple[Bot, Instance, Path]:
+             dry_run: bool = False, no_page: bool = False) -> tuple[Bot, Instance, Path]:
     """Build the bot as `statusbot run` does, with ``[page] dir`` (default tmp/page)."""
     directory = directory or tmp_path / "page"
+    page_config = PageConfig() if no_page else PageConfig(dir=str(directory),
+                                                          url="https://status.example.org")
     config = dataclasses.replace(
         Config(), bot=BotConfig(interval=30.0, state_dir=str(tmp_path / "state")),
         mastodon=MastodonConfig(api_base_url="https://example.social", admins=("alice",),
                                 probe_health=False),
         posts=PostsConfig(status_every=0.0), health=RULES,
         reports=ReportsConfig(weekly=None, monthly=None, chart=False),
-        page=PageConfig(dir=str(directory), url="https://status.example.org"))
+        page=page_config)
     bot = build(config, out=io.StringIO(), gateway=RecordingGateway(),
                 clock=lambda: clock[0], dry_run=dry_run)
     instance = Instance(clock)
@@ -229,17 +231,16 @@ def test_publish_is_asked_only_when_a_file_changed(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize(("setting", "dry_run"), [
-    pytest.param("", False, id="no-page-dir"),
-    pytest.param("page", True, id="dry-run"),
+@pytest.mark.parametrize(("no_page", "dry_run"), [
+    pytest.param(True, False, id="no-page-dir"),
+    pytest.param(False, True, id="dry-run"),
 ])
-def test_no_page_without_dir_or_in_a_dry_run(tmp_path: Path, setting: str,
+def test_no_page_without_dir_or_in_a_dry_run(tmp_path: Path, no_page: bool,
                                              dry_run: bool) -> None:
     """Without [page] dir, or with --dry-run, nothing is set up and nothing is written."""
     clock = [START]
-    bot, _, _ = page_bot(tmp_path, clock, dry_run=dry_run)
-    if not setting:
-        bot.page_setup = None  # as build leaves it without [page] dir
+    bot, _, _ = page_bot(tmp_path, clock, dry_run=dry_run, no_page=no_page)
+    assert bot.page_setup is None
     bot.tick()
     assert bot.page is None
     assert not (tmp_path / "page").exists()
