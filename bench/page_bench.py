@@ -11,7 +11,15 @@ critical incident with 14 posts, a planned maintenance window. Then times:
   it with the last render (``PageKeeper.update`` returning False); target:
   at most 1 ms;
 - for scale, one ``PageKeeper.update`` that renders and writes (a change),
-  and ``gather_past`` from a state file holding 90 days of samples.
+  and ``gather_past`` from a state file holding 90 days of samples;
+- the same check inside the real tick path: a bot built by ``app.build`` as
+  ``statusbot run`` builds it (state file on disk, ``[page] dir`` and a
+  ``publish_command``), whose instance stays in one critical incident (a
+  thread of 14 posts, all sent) while the clock moves on by 10 ms a tick:
+  the time of ``Bot._update_page`` as ``Bot.tick`` calls it (the page's whole
+  share of the tick: publisher news, ``gather_live``, the comparison), and
+  for context the whole ``Bot.tick`` with and without the page. No render may
+  happen in those ticks (checked).
 
 Usage: ``.venv/bin/python bench/page_bench.py [--runs 300] [--outbox 5000]``
 Prints Markdown (milliseconds: median and 95th percentile of ``--runs``).
@@ -21,20 +29,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import io
 import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from bot import page
+from bot import health, page
+from bot.app import build
 from bot.compose import Settings
+from bot.config import BotConfig, Config, MastodonConfig, PageConfig, PostsConfig, ReportsConfig
 from bot.handlers import MUTES_STATE, RuntimeMute, mutes_state, runtime_mutes
 from bot.history import DAY, History, Sample
-from bot.model import Affected, Incident, Post, PostKind, Severity
+from bot.incidents import IncidentState
+from bot.model import (
+    Affected,
+    Incident,
+    Post,
+    PostKind,
+    QueueStats,
+    RedisStats,
+    Severity,
+    SidekiqStats,
+    Snapshot,
+)
 from bot.pagefiles import PageKeeper, gather_live, gather_past, write_files
-from bot.store import Store
+from bot.store import ItemState, Store
+from bot.testing import RecordingGateway
 
 NOW = float(1_780_000_000 // DAY * DAY + 12 * 3600)
 URL = "https://example.social"
@@ -97,6 +120,108 @@ def timed(action: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
 
 
+class SlowPush:
+    """A collector whose instance has a late push queue (one steady critical finding)."""
+
+    def __init__(self, clock: list[float]) -> None:
+        self.clock = clock
+
+    def collect(self) -> Snapshot:
+        """Return the same reading at the clock's time."""
+        queue = QueueStats("push", 500, 400.0, False, True)
+        sidekiq = SidekiqStats(
+            processed=10, failed=0, processed_today=10, failed_today=0, scheduled=0,
+            retries=0, dead=0, enqueued=500, queues=(queue,), processes=(),
+            processes_registered=1, live_processes=1, stale_processes=0, busy=1,
+            concurrency=5, utilisation=0.2, anomaly_count=0, anomalies=())
+        return Snapshot(self.clock[0], RedisStats("redis://127.0.0.1:6379/0", "", True),
+                        sidekiq, None)
+
+
+def tick_path(root: Path, runs: int, outbox: int) -> dict[str, tuple[float, float]]:
+    """Time the page's share of real ``Bot.tick`` calls that change nothing on the page."""
+    clock = [NOW]
+    rules = health.rules_from_config({"queue_latency": {"push": {
+        "warning": 60, "critical": 300, "for": 0, "clear": 10, "clear_for": 0}}})[0]
+    config = Config(
+        bot=BotConfig(interval=30.0, state_dir=str(root / "tick-state")),
+        mastodon=MastodonConfig(api_base_url=URL, admins=("alice",), probe_health=False),
+        posts=PostsConfig(status_every=0.0), health=rules,
+        reports=ReportsConfig(weekly=None, monthly=None, chart=False),
+        page=PageConfig(dir=str(root / "tick-site"), url="https://status.example.org",
+                        publish_command=("true", "{dir}")))
+    bot = build(config, out=io.StringIO(), gateway=RecordingGateway(),
+                clock=lambda: clock[0])
+    bot.collector = SlowPush(clock)  # type: ignore[assignment]
+    fill_store(bot.store, outbox)
+    mark_sent(bot.store)  # all delivered long ago (nothing stale to fold into a catch-up)
+    bot.tick()  # opens the incident, writes the page, asks for a publish
+    incident = bot.incident_state().open
+    assert incident is not None
+    assert bot.page is not None
+    bot.store.enqueue(Post(f"{incident.id}:{k}", PostKind.UPDATE, TEXT, "public",
+                           NOW + k) for k in range(2, 14))
+    mark_sent(bot.store)
+    clock[0] += 0.01
+    bot.tick()  # the page shows the thread
+    renders = [0]
+    real_render = page.render
+
+    def counting(data: page.PageData, now: float) -> dict[str, bytes]:
+        renders[0] += 1
+        return real_render(data, now)
+
+    page.render = counting
+    inner: list[float] = []
+    real_update = bot._update_page  # what Bot.tick calls
+
+    def timed_update(state: IncidentState, windows: Sequence[RuntimeMute], now: float) -> None:
+        start = time.perf_counter()
+        real_update(state, windows, now)
+        inner.append((time.perf_counter() - start) * 1000)
+
+    bot._update_page = timed_update  # type: ignore[method-assign]
+
+    def ticks(count: int) -> list[float]:
+        spent = []
+        for _ in range(count):
+            clock[0] += 0.01
+            start = time.perf_counter()
+            bot.tick()
+            spent.append((time.perf_counter() - start) * 1000)
+        return spent
+
+    ticks(20)
+    inner.clear()
+    with_page = ticks(runs)
+    page_part = list(inner)
+    assert renders[0] == 0, "an unchanged tick rendered the page"
+    publisher = bot.page.publisher
+    keep = bot.page
+    bot.page = None
+    without_page = ticks(runs)
+    bot.page = keep
+    page.render = real_render
+    keep.close(grace=5.0)
+    assert publisher is not None
+    assert publisher.started >= 1
+    bot.store.close()
+    return {"page": spread(page_part), "with": spread(with_page),
+            "without": spread(without_page)}
+
+
+def mark_sent(store: Store) -> None:
+    """Mark every pending post as published."""
+    for n, item in enumerate(store.items((ItemState.PENDING,))):
+        store.mark_sent(item.key, str(10_000 + n), NOW)
+
+
+def spread(times: list[float]) -> tuple[float, float]:
+    """Return the median and the 95th percentile of ``times``."""
+    times = sorted(times)
+    return statistics.median(times), times[min(len(times) - 1, int(len(times) * 0.95))]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=300)
@@ -142,6 +267,7 @@ def main() -> None:
                        max(10, args.runs // 10))
         unchanged_write = timed(lambda: write_files(root / "site2", files), args.runs)
         store.close()
+        in_tick = tick_path(root, args.runs * 3, args.outbox)
 
     print(f"- Machine: {platform.machine()}, Python {platform.python_version()}, "
           f"{platform.system()} {platform.release()}")
@@ -162,6 +288,12 @@ def main() -> None:
          changed, ""),
         ("`gather_past` (90 days of samples, 30 threads) from the state file", gather, ""),
         ("`write_files` with every file already up to date", unchanged_write, ""),
+    ]
+    rows += [
+        ("unchanged tick inside `Bot.tick`: `Bot._update_page` (publisher news, "
+         "`gather_live`, comparison)", in_tick["page"], "≤ 1 ms"),
+        ("whole `Bot.tick`, page configured (no render)", in_tick["with"], ""),
+        ("whole `Bot.tick`, page taken out", in_tick["without"], ""),
     ]
     for name, (median, p95), target in rows:
         print(f"| {name} | {median:.3f} | {p95:.3f} | {target} |")

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
 from bot import compose, defaults, incidents, report, reporting
@@ -28,6 +28,9 @@ from bot.mentions import Intake, ReplyLimiter
 from bot.model import Post
 from bot.outbox import Outbox
 from bot.store import ADOPT_STATE, OutboxItem, Store
+
+if TYPE_CHECKING:
+    from bot.pagetick import PageTick
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +141,8 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
     if config.fallbacks:
         bot.fallbacks = make_fallbacks(config, store, settings, dry_run=dry_run, out=out,
                                        clock=clock, gateways=fallback_gateways)
+    if not dry_run and config.page.dir:
+        bot.page_setup = functools.partial(start_page, config, bot)
     return bot
 
 
@@ -225,6 +230,19 @@ def make_fallbacks(config: Config, store: Store, settings: compose.Settings, *, 
         accounts.append(Account(lane, outbox, gateway, server=server,
                                 verified=isinstance(gateway, ConsoleGateway)))
     return Fallbacks(store, accounts, settings, clock=clock, page_url=config.page.url)
+
+
+def start_page(config: Config, bot: Bot, now: float) -> PageTick:
+    """Return the status page's tick part (the loop calls this on its first tick).
+
+    Imported here, not at the top, so that a bot without ``[page] dir`` never
+    loads the renderer. A dry run writes no page (``statusbot page`` does).
+    """
+    from bot import pagetick
+
+    history = bot.history if bot.history is not None else History(
+        bot.store, interval=config.bot.interval)
+    return pagetick.start(config, bot.store, history, bot.settings, now)
 
 
 def latest_report(bot: Bot, now: float) -> str:

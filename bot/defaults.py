@@ -528,3 +528,22 @@ FALLBACK_VERIFY_RETRY = 600.0
 
 FALLBACK_CHECK_TIMEOUT = 10.0
 """Longest wait in seconds for a fallback server's answer to ``check`` and ``config-check``."""
+PUBLISH_RETRY_BASE = 30.0
+"""Seconds before the first retry of a failed ``[page] publish_command``; each further
+failure doubles the pause, up to ``PUBLISH_RETRY_MAX``."""
+
+PUBLISH_RETRY_MAX = 1800.0
+"""Longest pause between retries of a failing ``[page] publish_command``, in seconds."""
+
+PUBLISH_TELL_AFTER = 2
+"""Failed runs in a row of ``[page] publish_command`` before the admins are told. One
+failure that its retry 30 s later repairs (a network blip) is only logged: the page is
+published every few minutes, so telling on every blip would be a message a day."""
+
+PUBLISH_CLOSE_GRACE = 10.0
+"""Seconds a stopping bot lets a running ``[page] publish_command`` finish before it is
+killed (so ``statusbot run --once`` publishes the page it wrote)."""
+
+PAGE_WRITE_RETRY = 60.0
+"""Seconds between attempts to write the status page while ``[page] dir`` cannot be written
+(each attempt renders the whole page, 90 days of history)."""

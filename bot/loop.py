@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot import compose, health, incidents, report, reporting
 from bot.adopt import Adopter, state_lost_notice
@@ -56,6 +56,10 @@ from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
 from bot.outbox import DeliveryReport, Outbox, backoff_delay
 from bot.store import Store, damage_of
+
+if TYPE_CHECKING:  # the status page is imported only when configured (app.start_page)
+    from bot.handlers import RuntimeMute
+    from bot.pagetick import PageTick
 
 log = logging.getLogger(__name__)
 
@@ -208,6 +212,10 @@ class Bot:
         self._last_error: str | None = None
         self._profile_failures = 0
         self._profile_retry_at = 0.0
+        self.page: PageTick | None = None
+        """Keeps the status page written and published (``bot/pagetick.py``); None: no page."""
+        self.page_setup: Callable[[float], PageTick] | None = None
+        """Makes ``page`` on the first tick when ``[page] dir`` is set (``app.start_page``)."""
 
     # --- state --------------------------------------------------------------------
 
@@ -294,6 +302,7 @@ class Bot:
             log.error("post %s failed for good: %s", failure.key, failure.error)
         if self.fallbacks is not None:
             self.fallbacks.deliver()  # each fallback on its own; never raises
+        self._update_page(incident_state, windows, now)
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
 
@@ -329,6 +338,28 @@ class Bot:
         notes += [f"fallback {d.destination}: {d.reason.value} ({d.detail})"
                   for d in decisions if d.reason in told]
         return posts
+
+    def _update_page(self, state: incidents.IncidentState, windows: Sequence[RuntimeMute],
+                     now: float) -> None:
+        """Keep the status page current, after the posts are safe and sent; never raises.
+
+        Costs one read of the open thread on a tick where nothing the page
+        shows changed (bench/page_bench.py); publishing runs in the background.
+        """
+        if self.page is None and self.page_setup is not None:
+            try:
+                self.page = self.page_setup(now)
+            except Exception as exc:  # tried again next tick
+                self._tick_failed(exc)
+                return
+            self.page_setup = None
+        if self.page is not None:
+            self.page.step(state.open, (*self.mutes, *windows), now)
+
+    def _close_page(self) -> None:
+        """Let a publish run in flight finish briefly, then stop it (at the loop's end)."""
+        if self.page is not None:
+            self.page.close()
 
     def _check_state_file(self) -> None:
         """Notice the state file disappearing or being replaced under the running bot.
@@ -616,6 +647,7 @@ class Bot:
             stop.set()
         if self.intake is not None:
             self.intake.close()
+        self._close_page()
         return ticks
 
     def _try_setup(self) -> None:

@@ -418,10 +418,19 @@ def safe_url(url: str | None) -> str | None:
 
 def post_url(instance_url: str, status_id: str | None) -> str | None:
     """Return the address of a published status on the instance (the web app's own route)."""
-    base = safe_url(instance_url)
-    if base is None or not status_id:
+    if not status_id:
         return None
-    return f"{base.rstrip('/')}/statuses/{quote(clean(status_id, 64), safe='')}"
+    base = _statuses_base(instance_url)
+    if base is None:
+        return None
+    return base + quote(clean(status_id, 64), safe="")
+
+
+@functools.lru_cache(maxsize=8)
+def _statuses_base(instance_url: str) -> str | None:
+    """``safe_url`` of the instance plus ``/statuses/``, once per URL (each tick asks per post)."""
+    base = safe_url(instance_url)
+    return None if base is None else f"{base.rstrip('/')}/statuses/"
 
 
 def _e(text: object) -> str:

@@ -298,6 +298,33 @@ class Wording:
     """Sent once while the Redis read holds nothing Sidekiq ever wrote (again after it did).
     Placeholders: {instance}, {redis} (URL without password, and namespace)."""
 
+    # --- the status page at run time (bot/pagetick.py, bot/publish.py) ---
+    admin_page_unwritable: str = (
+        "{instance}: the status page cannot be written: {error}. Posts are not affected. "
+        "I keep trying; statusbot config-check says what is wrong with [page] dir.")
+    """Sent once while the page's directory cannot be written. Placeholders: {instance},
+    {error}."""
+    admin_publish_failing: str = (
+        "{instance}: the status page is not being published: {program} failed {count} times "
+        "in a row, the last time because {error}. Members may see an old page. I keep "
+        "retrying (at most every 30 min) and tell you when it works again.")
+    """Sent once when ``[page] publish_command`` starts failing. Placeholders: {instance},
+    {program} (the command's name, never its arguments), {count}, {error} (one of the
+    ``admin_publish_*`` reasons below)."""
+    admin_publish_recovered: str = (
+        "{instance}: the status page is published again ({program} works again after "
+        "failing for {duration}).")
+    """Sent once when a failing ``[page] publish_command`` works again. Placeholders:
+    {instance}, {program}, {duration} (since the admins were told)."""
+    admin_publish_exit: str = "it exited with status {code}"
+    """Why a run failed: a non-zero exit status. Placeholders: {code}."""
+    admin_publish_signal: str = "it was ended by signal {signal}"
+    """Why a run failed: a signal from elsewhere. Placeholders: {signal}."""
+    admin_publish_timeout: str = "it did not finish within {duration} and was stopped"
+    """Why a run failed: it ran past ``publish_timeout``. Placeholders: {duration}."""
+    admin_publish_not_started: str = "it could not be started ({error})"
+    """Why a run failed: no such program, not executable. Placeholders: {error}."""
+
     # --- maintenance (admin command) ---
     cw_maintenance: str = "Planned maintenance"
     """Content warning of maintenance posts."""
@@ -520,6 +547,13 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_adopted_resolved": ("instance", "status"),
     "admin_state_lost": ("instance", "problem"),
     "admin_no_sidekiq": ("instance", "redis"),
+    "admin_page_unwritable": ("instance", "error"),
+    "admin_publish_failing": ("instance", "program", "count", "error"),
+    "admin_publish_recovered": ("instance", "program", "duration"),
+    "admin_publish_exit": ("code",),
+    "admin_publish_signal": ("signal",),
+    "admin_publish_timeout": ("duration",),
+    "admin_publish_not_started": ("error",),
     "maintenance_announce": ("start", "end", "text", "instance"),
     "maintenance_start": ("end", "text"),
     "maintenance_end": ("text",),
