@@ -3,7 +3,7 @@
 # Run:   docker run --rm --network host \
 #          -v /etc/statusbot/config.toml:/etc/statusbot/config.toml:ro statusbot
 # Python 3.11, as Debian 12 ships it: the bot holds ~2.2 MB less there than on
-# 3.12 (48.2 against 50.4 MB over a 30-minute soak at -OO; bench/RESULTS.md).
+# 3.12 (48.4 against 50.6 MB, flat over a 30-minute soak at -OO; bench/RESULTS.md).
 FROM python:3.11-slim-bookworm
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
