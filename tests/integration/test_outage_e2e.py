@@ -45,6 +45,7 @@ from urllib.parse import urlsplit
 import feedparser
 import pytest
 
+from bot.store import Store
 from tests.integration.conftest import need
 from tests.integration.mastodon_mock import ADMIN_USERNAME, BOT_TOKEN, MastodonMock, missing
 from tests.integration.servers import RedisServer, Sidekiq, sidekiq_root, wait_for
@@ -412,6 +413,15 @@ def test_instance_down_fallback_and_page(scene: Scene) -> None:
     assert "cannot be reached since" in text_of(first) and PAGE_URL in text_of(first)
     assert "can be reached again" in text_of(last)
     assert fallback.request("GET", "/api/v1/_mock/faults")[1] == [], "a fault never fired"
+    store = Store(scene.workdir / "state" / "statusbot.sqlite3")
+    try:
+        queued = {i.post.kind.value: i for i in store.items()
+                  if i.post.destination.startswith("fallback:")}
+    finally:
+        store.close()
+    assert sorted(queued) == ["notice", "resolution"]
+    assert queued["notice"].attempts == 3  # two 503s, then taken
+    assert queued["resolution"].attempts == 2  # a 429, then taken after its reset
     fallback.stop()
     assert_posted_once(told, scene.workdir / "fallback.db")
 
