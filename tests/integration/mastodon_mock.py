@@ -49,19 +49,22 @@ class MastodonMock:
     """mastodon-mock 0.6.1 in a subprocess, seeded with the bot and one admin account."""
 
     def __init__(self, workdir: Path, extra_accounts: Sequence[dict[str, Any]] = (),
-                 port: int | None = None) -> None:
+                 port: int | None = None, database: Path | None = None) -> None:
         """Seed the bot, the admin and ``extra_accounts``.
 
         ``extra_accounts`` are more ``[[seed.accounts]]``: username, access_token,
         and optionally domain (a remote account), bot = true, role. ``port``
         (default: a free one) starts a server where a stopped one was.
+        ``database`` (default: in memory) is an SQLite file: a server started
+        again on it keeps what the stopped one held (statuses, pins, idempotency
+        keys); seeding an account that exists is a no-op.
         """
         self.port = port or free_port()
         self.workdir = workdir
         self.config = workdir / "mastodon_mock.toml"
         self.config.write_text(
             "[database]\n"
-            'path = ":memory:"\n'
+            f"path = {json.dumps(str(database) if database is not None else ':memory:')}\n"
             "[streaming]\n"
             "heartbeat_seconds = 1.0\n"
             "[[seed.accounts]]\n"
@@ -79,7 +82,8 @@ class MastodonMock:
         self.log = workdir / f"mastodon-mock-{self.port}.log"
         with self.log.open("wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "mastodon_mock", "serve", "--in-memory",
+                [sys.executable, "-m", "mastodon_mock", "serve",
+                 *(["--in-memory"] if database is None else []),
                  "--host", "127.0.0.1", "--port", str(self.port),
                  "--config", str(self.config), "--log-level", "warning"],
                 cwd=workdir, stdout=log, stderr=subprocess.STDOUT,
