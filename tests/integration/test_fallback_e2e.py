@@ -124,8 +124,8 @@ def test_fallback_tells_one_outage_in_one_thread(
         found = statuses(fallback)
         assert len(found) == 1, bot.store.items()
         fallback.fault({"match": {"methods": ["POST"], "path": "/api/v1/statuses"},
-                        "effect": {"type": "ratelimit"}, "count": 1,
-                        "headers": {"X-RateLimit-Reset": str(int(clock.now) + 90)}})
+                        "effect": {"type": "ratelimit", "headers": {
+                            "X-RateLimit-Reset": str(int(clock.now) + 90)}}, "count": 1})
         ticks(bot, 3)
         instance = MastodonMock(tmp_path / "instance-back", port=instance.port)
         servers.append(instance)
