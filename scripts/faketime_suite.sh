@@ -22,6 +22,7 @@
 # absolute CLOCK_MONOTONIC deadlines of clock_nanosleep by the fake offset,
 # so every time.sleep() fails with EINVAL. The fake time is a fixed offset
 # from now ("+N" seconds), so child processes see the same running clock.
+# (libfaketime issues 390 and 426 on GitHub, wolfcw/libfaketime.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +35,7 @@ cc=${CC:-cc}
 command -v "$cc" >/dev/null || { echo "no C compiler ($cc) for the sleep shim" >&2; exit 2; }
 pytest=${PYTEST:-.venv/bin/pytest}
 [ -x "$pytest" ] || { echo "no $pytest: python3 -m venv .venv && .venv/bin/pip install -e '.[dev]'" >&2; exit 2; }
+python=$(dirname "$pytest")/python
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -86,17 +88,21 @@ while IFS='|' read -r when zone; do
   log="$logdir/run$run.log"
   echo "=== $label"
   start=$(date +%s)
+  fake=(env ${zone:+TZ=$zone} LD_PRELOAD="$work/shim.so:$lib${LD_PRELOAD:+:$LD_PRELOAD}"
+        FAKETIME="$offset" FAKETIME_DONT_FAKE_MONOTONIC=1)
+  # What the tests will see (a child process, as the CLI tests start them).
+  seen=$("${fake[@]}" "$python" -c 'import datetime, time; time.sleep(0.01)
+print(datetime.datetime.now().astimezone().isoformat(" ", "seconds"))')
+  echo "python sees $seen"
   set +e
-  env ${zone:+TZ=$zone} \
-    LD_PRELOAD="$work/shim.so:$lib${LD_PRELOAD:+:$LD_PRELOAD}" \
-    FAKETIME="$offset" FAKETIME_DONT_FAKE_MONOTONIC=1 \
-    "$pytest" -q -m "not integration" -p no:cacheprovider --timeout=120 "$@" >"$log" 2>&1
+  "${fake[@]}" "$pytest" -q -m "not integration" -p no:cacheprovider --timeout=120 "$@" \
+    >"$log" 2>&1
   rc=$?
   set -e
   grep -E '^(FAILED|ERROR) ' "$log" || true
   line=$(tail -n 1 "$log")
   echo "$line"
-  summary+=("$label: $line ($(( $(date +%s) - start )) s)")
+  summary+=("$label (python saw $seen): $line ($(( $(date +%s) - start )) s)")
   [ "$rc" = 0 ] || status=1
 done <<<"$dates"
 
