@@ -97,7 +97,7 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
     """
     gateway = gateway or make_gateway(config, dry_run=dry_run, out=out)
     settings = settings_for(config, instance_limits(gateway))
-    store = Store(":memory:" if dry_run else state_path(config))
+    store = Store(":memory:" if dry_run else state_path(config), clock=clock)
 
     def failure_notice(item: OutboxItem) -> Post | None:
         return compose.failure_notice(item.post, item.error or "refused", clock(), settings)

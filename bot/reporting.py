@@ -93,8 +93,8 @@ def chart_file(directory: Path, due: Due) -> Path:
 
 def _days(start: float, end: float) -> list[str]:
     """Return the UTC days (Sidekiq's counter keys) that fall in ``start``-``end``."""
-    first = datetime.fromtimestamp(start).astimezone(ZoneInfo("UTC")).date()
-    last = datetime.fromtimestamp(end - 1).astimezone(ZoneInfo("UTC")).date()
+    first = datetime.fromtimestamp(start, ZoneInfo("UTC")).date()
+    last = datetime.fromtimestamp(end - 1, ZoneInfo("UTC")).date()
     return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
 

@@ -16,7 +16,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -356,10 +356,14 @@ class Store:
     ``path`` may be ``":memory:"`` for tests. Directories are created, WAL is
     switched on for files, and the schema version is checked. One connection,
     guarded by a lock, so the tick loop and a stream thread may share it.
+    ``clock`` dates what the store records by itself (when the file began,
+    when a named state changed): the bot passes its own, so an injected clock
+    dates the file too.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        self._clock = clock
         self._identity: tuple[int, int] | None = None
         try:
             if self.path != ":memory:":
@@ -476,13 +480,13 @@ class Store:
             if version is None:
                 db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
                 # A new file: whatever the account shows (a pinned notice) is unknown here.
-                self._put(db, ADOPT_STATE, {"since": time.time()})
+                self._put(db, ADOPT_STATE, {"since": self._clock()})
             else:
                 # Always a write, so a file the bot may not write fails here, not at the
                 # first tick (SQLite opens such a file read-only without a word).
                 db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
             if self._get(db, CREATED_STATE) is None:
-                self._put(db, CREATED_STATE, {"at": time.time(), "new": version is None})
+                self._put(db, CREATED_STATE, {"at": self._clock(), "new": version is None})
 
     @staticmethod
     def _has_column(db: sqlite3.Connection, statement: str) -> bool:
@@ -524,13 +528,12 @@ class Store:
         row = db.execute("SELECT value FROM state WHERE name = ?", (name,)).fetchone()
         return None if row is None else dict(json.loads(row[0]))
 
-    @staticmethod
-    def _put(db: sqlite3.Connection, name: str, value: dict[str, Any]) -> None:
+    def _put(self, db: sqlite3.Connection, name: str, value: dict[str, Any]) -> None:
         text = json.dumps(value, sort_keys=True, separators=(",", ":"))
         db.execute(
             "INSERT INTO state (name, value, updated_at) VALUES (?, ?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value, "
-            "updated_at = excluded.updated_at", (name, text, time.time()))
+            "updated_at = excluded.updated_at", (name, text, self._clock()))
 
     def delete_state(self, name: str) -> None:
         """Forget the state stored under ``name`` (no error when there is none)."""

@@ -31,6 +31,7 @@ from bot.loop import (
 )
 from bot.model import PostKind, QueueStats, RedisStats, SidekiqStats, Snapshot
 from bot.outbox import Outbox
+from bot.pagefiles import site_since
 from bot.store import ItemState, Store
 from bot.testing import RecordingGateway
 
@@ -470,6 +471,14 @@ def test_a_restarted_bot_keeps_its_first_start(tmp_path: Path) -> None:
     assert "not watched for 20 h 30 min, 12% of the time" in next(
         s.post.text for s in gateway.statuses.values())
     assert not [n for n in notes if "not posted" in n]
+
+
+def test_the_state_file_is_dated_by_the_injected_clock(tmp_path: Path) -> None:
+    """The state file's birth (the status page's components' created_at) is the bot's clock's."""
+    clock = [utc("2026-12-08T05:30")]
+    bot, _ = fresh_bot(tmp_path, clock)
+    run_until(bot, clock, utc("2026-12-08T05:40"))
+    assert site_since(bot.store, fallback=0.0) == utc("2026-12-08T05:30")
 
 
 @pytest.mark.parametrize(
