@@ -38,6 +38,58 @@ MAX_ANOMALY_EXAMPLES = 20
 DISK_PATHS = ("/",)
 """Filesystems whose usage the host reading reports."""
 
+# --- capacity advice (bot/advice.py) ---
+
+ADVICE_MARGIN = 1.25
+"""Factor on the busy threads Little's law gives (arrivals * mean job time), so a queue
+keeps up through bursts: 1.25 means a quarter more threads than the average need."""
+
+ADVICE_CATCH_UP_TARGET = 1800.0
+"""Seconds within which a suggested change should work off a backlog; a backlog that
+shrinks this fast already gets no change."""
+
+ADVICE_BEHIND_WAIT = 60.0
+"""Seconds of work waiting (backlog / jobs done per second) from which a queue is behind."""
+
+ADVICE_BEHIND_MIN_JOBS = 10
+"""Fewest waiting jobs for a queue to count as behind, whatever its pace."""
+
+ADVICE_MAX_THREADS = 25
+"""Most threads the advisor suggests for one Sidekiq process (``-c``); beyond it a Ruby
+process gains little and holds many database connections."""
+
+ADVICE_PROCESS_BASE = 250 * 2**20
+"""Bytes a Mastodon Sidekiq process takes before its threads, assumed when the processes
+seen cannot be fitted (one process, or all with the same concurrency)."""
+
+ADVICE_THREAD_COST = 10 * 2**20
+"""Bytes one more Sidekiq thread costs, assumed when the processes seen cannot be fitted."""
+
+ADVICE_GUESS_MARGIN = 0.25
+"""Share added to a guessed memory cost before checking that it fits."""
+
+ADVICE_MEMORY_RESERVE = 256 * 2**20
+"""Bytes of available memory a suggested change must leave untouched (page cache, spikes)."""
+
+ADVICE_DB_RESERVED = 3
+"""Connections PostgreSQL keeps for superusers (``superuser_reserved_connections``), which
+Sidekiq threads can never use."""
+
+ADVICE_IDLE_SHARE = 0.5
+"""A process counts as idle when at most this share of its threads were ever busy at once."""
+
+ADVICE_SERVER_SIZES_GB = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+"""Server memory sizes (GB of 2**30 bytes) considered for "a smaller server would do"."""
+
+ADVICE_SERVER_HEADROOM = 0.2
+"""Share of a smaller server's memory that must stay free at the peak for it to be named."""
+
+ADVICE_MAX_QUEUES = 10
+"""Most queues behind that one advice lists (the rest are counted)."""
+
+ADVICE_MAX_IDLE = 5
+"""Most idle-resource findings that one advice lists."""
+
 CPU_SAMPLE_MIN = 0.25
 """Seconds a one-off reading waits after priming psutil's CPU counter, so that the
 first CPU percentage means something."""

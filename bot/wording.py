@@ -457,6 +457,110 @@ class Wording:
     """Sent once when a fallback server refuses the token. Placeholders: {instance},
     {server}, {error}."""
 
+    # --- capacity advice, for admins only (bot/advice.py) ---
+    admin_advice_none_behind: str = "No queue is behind."
+    """The one line when no queue is behind (idle findings may follow)."""
+    admin_advice_behind: str = "{queue}: {backlog} waiting, {trend}."
+    """Leads the advice on one queue. Placeholders: {queue}, {backlog} (a count), {trend}
+    (one of ``admin_advice_growing``, ``admin_advice_shrinking``, ``admin_advice_steady``)."""
+    admin_advice_growing: str = "+{rate} a minute"
+    """A growing backlog. Placeholders: {rate} (jobs)."""
+    admin_advice_shrinking: str = "\N{MINUS SIGN}{rate} a minute"
+    """A shrinking backlog. Placeholders: {rate} (jobs)."""
+    admin_advice_steady: str = "not changing"
+    """A backlog that neither grows nor shrinks."""
+    admin_advice_needs: str = (
+        "It needs about {needed} busy threads ({arrivals} jobs a minute \N{MULTIPLICATION SIGN} "
+        "{seconds} a job \N{MULTIPLICATION SIGN} {margin} margin); about {busy} work on it now, "
+        "on {serving}.")
+    """What the queue needs and has (Little's law). Placeholders: {needed}, {arrivals},
+    {seconds}, {margin}, {busy}, {serving} (the processes, or ``admin_advice_unserved``)."""
+    admin_advice_serving: str = "the process serving {queues} (about {threads} of {concurrency})"
+    """One process that serves the queue. Placeholders: {queues}, {threads}, {concurrency}."""
+    admin_advice_unserved: str = "no live process"
+    """Said when no live process serves the queue."""
+    admin_advice_serving_more: str = "{count} more processes"
+    """Stands for the processes not listed. Placeholders: {count}."""
+    admin_advice_no_timings: str = (
+        "Its job times are not known yet, so I cannot size a change for it.")
+    """A queue behind without job timings (no metrics yet)."""
+    admin_advice_catching_up: str = (
+        "It catches up in about {duration} at this rate; no change needed.")
+    """A queue behind that shrinks fast enough. Placeholders: {duration}."""
+    admin_advice_change: str = (
+        "One more process `{command}` would cost about {cost} ({available} available) and "
+        "catch up in about {duration}. Set DB_POOL to at least {pool} for it.")
+    """The change that fits. Placeholders: {command}, {cost}, {available}, {duration},
+    {pool}."""
+    admin_advice_change_slow: str = (
+        "One more process `{command}` would cost about {cost} ({available} available) but "
+        "would not catch up at this rate; it is the most that fits. Set DB_POOL to at least "
+        "{pool} for it.")
+    """A change that fits but does not catch up. Placeholders: {command}, {cost},
+    {available}, {pool}."""
+    admin_advice_memory_unknown: str = "memory available not known"
+    """Stands for {available} when the host's memory was not read."""
+    admin_advice_nothing_fits: str = "Nothing fits: {reason}."
+    """No change fits. Placeholders: {reason} (one of the ``admin_advice_no_*`` below)."""
+    admin_advice_no_memory: str = (
+        "one more process with a single thread needs about {cost} and {available} is available")
+    """Not enough memory. Placeholders: {cost}, {available}."""
+    admin_advice_no_connections: str = (
+        "PostgreSQL has no free connections ({used} of {max} in use)")
+    """No free database connections. Placeholders: {used}, {max}."""
+    admin_advice_no_pgbouncer: str = (
+        "PgBouncer's pool has no free connections ({used} of {max} in use)")
+    """No free connections behind PgBouncer. Placeholders: {used}, {max}."""
+    admin_advice_make_room: str = (
+        "To make room: fewer threads on the process serving {queues} ({peak} of {concurrency} "
+        "ever busy at once) would free about {memory}.")
+    """What could make room. Placeholders: {queues}, {peak}, {concurrency}, {memory}."""
+    admin_advice_db_limit: str = (
+        "Database connections limit it to {threads} threads ({used} of {max} in use): raise "
+        "max_connections or put PgBouncer in front.")
+    """max_connections is the real limit. Placeholders: {threads}, {used}, {max}."""
+    admin_advice_pgbouncer_limit: str = (
+        "PgBouncer limits it to {threads} threads ({used} of {max} in use): raise its pool "
+        "size.")
+    """PgBouncer's pool is the real limit. Placeholders: {threads}, {used}, {max}."""
+    admin_advice_db_unchecked: str = (
+        "I could not check the database connections (no database configured): make sure "
+        "max_connections has room for {pool} more.")
+    """Said when no database was read. Placeholders: {pool}."""
+    admin_advice_coarse: str = (
+        "Coarse estimate: this Sidekiq keeps no job metrics, so the figures come from counters "
+        "and backlog changes (about \N{PLUS-MINUS SIGN}50 %).")
+    """Said once when any figure is a Sidekiq 6 estimate."""
+    admin_advice_fit: str = (
+        "Memory cost fitted from {count} processes: {base} + {per_thread} a thread "
+        "(R\N{SUPERSCRIPT TWO} {r2}, \N{PLUS-MINUS SIGN}{error}).")
+    """How sure the memory cost is. Placeholders: {count}, {base}, {per_thread}, {r2},
+    {error}."""
+    admin_advice_fit_guess: str = (
+        "Memory cost is a guess ({why}): {base} + {per_thread} a thread.")
+    """The memory cost could not be fitted. Placeholders: {why} (one of the
+    ``admin_advice_guess_*`` below), {base}, {per_thread}."""
+    admin_advice_guess_one: str = "only one process seen"
+    """Why the memory cost is a guess: one process."""
+    admin_advice_guess_same: str = "every process runs {concurrency} threads"
+    """Why the memory cost is a guess: no spread. Placeholders: {concurrency}."""
+    admin_advice_guess_none: str = "no process reported its memory"
+    """Why the memory cost is a guess: no RSS at all."""
+    admin_advice_guess_odd: str = "the processes' memory does not grow with their threads"
+    """Why the memory cost is a guess: the fit gave a negative cost."""
+    admin_advice_idle_threads: str = (
+        "{peak} of {concurrency} threads were ever busy at once on the process serving {queues}.")
+    """A process with idle threads (30 days). Placeholders: {peak}, {concurrency}, {queues}."""
+    admin_advice_idle_memory: str = (
+        "Peak use {peak} of {total}: a server with {size} would leave {left}.")
+    """The server could be smaller. Placeholders: {peak}, {total}, {size}, {left}."""
+    admin_advice_more: str = "{count} more queues are behind."
+    """Stands for the queues behind not shown. Placeholders: {count}."""
+    admin_advice_unit_mb: str = "{amount} MB"
+    """Memory below 1 GB (MB of 2**20 bytes, as servers are sold). Placeholders: {amount}."""
+    admin_advice_unit_gb: str = "{amount} GB"
+    """Memory from 1 GB on (GB of 2**30 bytes). Placeholders: {amount}."""
+
     # --- times, durations, numbers ---
     time_today: str = "{clock} {zone}"
     """A time on the same day. Placeholders: {clock} ("14:05"), {zone} ("UTC", "CET")."""
@@ -581,6 +685,31 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "fallback_resolution": ("instance", "duration"),
     "fallback_status": ("url",),
     "admin_fallback_refused": ("instance", "server", "error"),
+    "admin_advice_behind": ("queue", "backlog", "trend"),
+    "admin_advice_growing": ("rate",),
+    "admin_advice_shrinking": ("rate",),
+    "admin_advice_needs": ("needed", "arrivals", "seconds", "margin", "busy", "serving"),
+    "admin_advice_serving": ("queues", "threads", "concurrency"),
+    "admin_advice_serving_more": ("count",),
+    "admin_advice_catching_up": ("duration",),
+    "admin_advice_change": ("command", "cost", "available", "duration", "pool"),
+    "admin_advice_change_slow": ("command", "cost", "available", "pool"),
+    "admin_advice_nothing_fits": ("reason",),
+    "admin_advice_no_memory": ("cost", "available"),
+    "admin_advice_no_connections": ("used", "max"),
+    "admin_advice_no_pgbouncer": ("used", "max"),
+    "admin_advice_make_room": ("queues", "peak", "concurrency", "memory"),
+    "admin_advice_db_limit": ("threads", "used", "max"),
+    "admin_advice_pgbouncer_limit": ("threads", "used", "max"),
+    "admin_advice_db_unchecked": ("pool",),
+    "admin_advice_fit": ("count", "base", "per_thread", "r2", "error"),
+    "admin_advice_fit_guess": ("why", "base", "per_thread"),
+    "admin_advice_guess_same": ("concurrency",),
+    "admin_advice_idle_threads": ("peak", "concurrency", "queues"),
+    "admin_advice_idle_memory": ("peak", "total", "size", "left"),
+    "admin_advice_more": ("count",),
+    "admin_advice_unit_mb": ("amount",),
+    "admin_advice_unit_gb": ("amount",),
     "time_today": ("clock", "zone"),
     "time_yesterday": ("clock", "zone"),
     "time_other_day": ("day", "month", "clock", "zone"),
