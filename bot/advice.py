@@ -758,7 +758,8 @@ def render(advice: Advice, words: Wording = DEFAULT_WORDING) -> list[str]:
     for item in advice.behind:
         lines.append(" ".join(_queue_lines(item, advice, available, words)))
     if advice.behind_omitted:
-        lines.append(fill(words.admin_advice_more, count=count_text(advice.behind_omitted, words)))
+        lines.append(fill(words.admin_advice_more, count=f"{advice.behind_omitted:,}".replace(
+            ",", words.thousands_separator)))
     if advice.behind and any(i.change is not None for i in advice.behind):
         lines.append(_fit_line(advice.fit, words))
     if advice.coarse:
