@@ -445,7 +445,7 @@ def test_non_finite_inputs_never_raise(bad: float) -> None:
         queues=(queue, dataclasses.replace(PUSH, mean_job_s=bad), dataclasses.replace(
             PUSH, name="pull", done_per_min=bad)),
         processes=(process, *LAYOUT), memory_available_bytes=bad,  # type: ignore[arg-type]
-        database=Database(bad, bad), peaks=Peaks(bad, bad, {"p": bad}))  # type: ignore[arg-type]
+        database=Database(bad, bad), peaks=Peaks(bad, bad, {"p": bad}))  # type: ignore[arg-type,dict-item]
     advice = advise(data, Policy())
     json.dumps(advice.to_json(), allow_nan=False)
     assert all(isinstance(line, str) and line for line in render(advice))
