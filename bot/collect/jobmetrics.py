@@ -160,6 +160,10 @@ def _pairs(reply: object) -> Iterable[tuple[object, object]] | None:
     return None
 
 
+def _text(value: object) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
 class _Folder:
     """Adds minute hashes into bounded per-class totals, noting anomalies."""
 
@@ -188,22 +192,29 @@ class _Folder:
             return False
         minute: dict[str, list[int]] = {}
         found = False
+        kinds = _KINDS
         for raw_field, raw_value in pairs:
             found = True
-            field = raw_field.decode("utf-8", "replace") if isinstance(raw_field, bytes) else (
-                str(raw_field))
+            field = raw_field if type(raw_field) is str else _text(raw_field)
             name, _, kind = field.rpartition("|")
-            index = _KINDS.get(kind)
+            index = kinds.get(kind)
             if index is None or not name:
                 self.anomaly(key, f"unexpected field {_show(field)}")
                 continue
-            value = raw_value.decode("utf-8", "replace") if isinstance(raw_value, bytes) else (
-                raw_value)
-            number = as_count(value)
-            if number is None:
-                self.anomaly(key, f"{_show(field)} is not a count: {_show(value)}")
-                continue
-            minute.setdefault(name, [0, 0, 0])[index] += number
+            value = raw_value if type(raw_value) is str else _text(raw_value)
+            # The common case (a short run of ASCII digits) skips the general parser.
+            if len(value) < 19 and value.isascii() and value.isdigit():
+                number = int(value)
+            else:
+                parsed = as_count(value)
+                if parsed is None:
+                    self.anomaly(key, f"{_show(field)} is not a count: {_show(value)}")
+                    continue
+                number = parsed
+            counts = minute.get(name)
+            if counts is None:
+                counts = minute[name] = [0, 0, 0]
+            counts[index] += number
         for name, (processed, failed, ms) in minute.items():
             problem = None
             if processed > MAX_JOBS_PER_MINUTE:
