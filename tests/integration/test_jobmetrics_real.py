@@ -31,6 +31,7 @@ SECONDS = 0.5
 TRUE_RATE = THREADS * 60 / SECONDS
 WINDOW = 2
 
+
 @pytest.fixture
 def sidekiq7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisServer, Sidekiq]]:
     """A fresh redis-server and Debian 13's Sidekiq 7.3 writing to it."""
@@ -47,6 +48,7 @@ def sidekiq7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RedisSe
     finally:
         sidekiq.stop()
         server.stop()
+
 
 def test_real_sidekiq7_rate_and_duration(sidekiq7: tuple[RedisServer, Sidekiq]) -> None:
     """Jobs/min and mean seconds from Sidekiq 7.3.2's own metrics are within ±25 % of the truth."""
@@ -80,7 +82,6 @@ def test_real_sidekiq7_rate_and_duration(sidekiq7: tuple[RedisServer, Sidekiq]) 
     reader = JobMetricsReader(redis_client(RedisConfig(url=url)), minutes=WINDOW,
                               clock=lambda: (first + WINDOW) * 60 + 12.0)
     metrics = reader.read(snapshots, {"push": "SlowJob"})
-
     assert (metrics.source, metrics.anomaly_count) == ("metrics", 0)
     push = metrics.queue("push")
     assert push is not None and push.classes == ("SlowJob",)
