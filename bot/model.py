@@ -28,7 +28,10 @@ class QueueStats:
     """One Sidekiq queue.
 
     ``latency_s`` is the age in seconds of the oldest job, 0.0 for an empty
-    queue, and None when the oldest job could not be read.
+    queue, and None when the oldest job could not be read. ``oldest_class`` is
+    that job's class (ActiveJob's ``wrapped`` class first), None for an empty
+    queue or when it is not a plain Ruby class name of at most
+    ``MAX_CLASS_CHARS`` characters (so it is safe to show as it is).
     """
 
     name: str
@@ -36,6 +39,7 @@ class QueueStats:
     latency_s: float | None
     paused: bool
     served: bool
+    oldest_class: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

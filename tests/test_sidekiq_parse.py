@@ -12,6 +12,7 @@ from bot.collect.sidekiq import (
     MAX_JOB_CHARS,
     epoch_seconds,
     job_latency,
+    oldest_job,
     parse_process,
     stale_limit,
 )
@@ -69,6 +70,41 @@ def test_job_latency(raw: str | None, expected: tuple[float | None, str | None])
     """Latency is the age of the oldest job, like Sidekiq's Queue#latency."""
     latency, problem = job_latency(raw, NOW)
     assert (latency if latency is None else round(latency, 3), problem) == expected
+
+
+def raw_job(**fields: Any) -> str:
+    return json.dumps({"queue": "default", "args": [], "enqueued_at": NOW - 1, **fields})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        pytest.param(raw_job(**{"class": "ActivityPub::DeliveryWorker"}),
+                     "ActivityPub::DeliveryWorker", id="plain-worker"),
+        pytest.param(raw_job(**{"class": "Sidekiq::ActiveJob::Wrapper",
+                                "wrapped": "ActionMailer::MailDeliveryJob"}),
+                     "ActionMailer::MailDeliveryJob", id="activejob-wrapped-wins"),
+        pytest.param(raw_job(**{"class": "Sidekiq::ActiveJob::Wrapper", "wrapped": 7}),
+                     "Sidekiq::ActiveJob::Wrapper", id="wrapped-not-text"),
+        pytest.param(raw_job(**{"class": "@admin@example.com"}), None, id="mention-shaped"),
+        pytest.param(raw_job(**{"class": "#Fire"}), None, id="hashtag-shaped"),
+        pytest.param(raw_job(**{"class": "https://evil.example/X"}), None, id="link-shaped"),
+        pytest.param(raw_job(**{"class": "Evil\x1b[2JWorker"}), None, id="control-chars"),
+        pytest.param(raw_job(**{"class": "A" * 256}), "A" * 256, id="at-bound"),
+        pytest.param(raw_job(**{"class": "A" * 257}), None, id="too-long"),
+        pytest.param(raw_job(**{"class": ["X"]}), None, id="not-text"),
+        pytest.param(raw_job(), None, id="no-class"),
+        pytest.param(raw_job(**{"class": "X", "enqueued_at": "soon"}), "X",
+                     id="bad-timestamp-class-kept"),
+        pytest.param("{not json", None, id="bad-json"),
+        pytest.param('["X"]', None, id="json-list"),
+        pytest.param('{"class": "X", "args": "' + "a" * (MAX_JOB_CHARS + 1) + '"}', None,
+                     id="oversized-not-parsed"),
+    ],
+)
+def test_oldest_job_class(raw: str, expected: str | None) -> None:
+    """The oldest job's class is kept only when it is a plain, bounded Ruby class name."""
+    assert oldest_job(raw)[3] == expected
 
 
 def info(**fields: Any) -> str:

@@ -37,6 +37,7 @@ from typing import Any
 import redis
 
 from bot import defaults
+from bot.mastodon_workers import MAX_CLASS_CHARS
 from bot.model import Anomaly, ProcessStats, QueueStats, RedisStats, SidekiqStats
 
 INFO_SECTIONS = ("server", "clients", "memory")
@@ -170,31 +171,55 @@ def _stamp_from_ends(raw: str) -> float | None:
     return epoch_seconds(number)
 
 
-def oldest_job(raw: str) -> tuple[float | None, float | None, str | None]:
-    """Read the oldest job of a queue: (enqueued at, fixed latency, problem).
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*(?:::[A-Z][A-Za-z0-9_]*)*\Z")
+
+OldestJob = tuple[float | None, float | None, str | None, str | None]
+"""(enqueued at, fixed latency, problem, job class) of a queue's oldest job."""
+
+
+def job_class(job: dict[str, Any]) -> str | None:
+    """Return a job's class (ActiveJob's ``wrapped`` first), None unless a plain Ruby class name.
+
+    Only ``A::B``-shaped names of at most ``MAX_CLASS_CHARS`` characters are
+    kept, so the result can never form a mention, hashtag, link or control
+    sequence.
+    """
+    for name in ("wrapped", "class"):
+        value = job.get(name)
+        if isinstance(value, str):
+            if len(value) <= MAX_CLASS_CHARS and _CLASS_NAME.match(value):
+                return value
+            return None
+    return None
+
+
+def oldest_job(raw: str) -> OldestJob:
+    """Read the oldest job of a queue: (enqueued at, fixed latency, problem, class).
 
     The latency is ``now - at`` when ``at`` is known, else the fixed latency
     (0.0 for a job without timestamps, None for one that cannot be read).
     Independent of the clock, so that a job still at the tail is read once.
+    The class is ``job_class``'s (None for a job that is not parsed).
     """
     if len(raw) > MAX_JOB_CHARS:
         problem = f"oldest job is larger than {MAX_JOB_CHARS} characters"
-        return _stamp_from_ends(raw), None, problem
+        return _stamp_from_ends(raw), None, problem, None
     try:
         job = json.loads(raw)
     except RecursionError:
-        return None, None, "oldest job is nested too deeply"
+        return None, None, "oldest job is nested too deeply", None
     except ValueError:
-        return None, None, "oldest job is not valid JSON"
+        return None, None, "oldest job is not valid JSON", None
     if not isinstance(job, dict):
-        return None, None, "oldest job is not a JSON object"
+        return None, None, "oldest job is not a JSON object", None
+    kind = job_class(job)
     for name in ("enqueued_at", "created_at"):
         if name in job:
             at = epoch_seconds(job[name])
             if at is None:
-                return None, None, f"oldest job has a malformed {name}: {_show(job[name])}"
-            return at, None, None
-    return None, 0.0, "oldest job has neither enqueued_at nor created_at"
+                return None, None, f"oldest job has a malformed {name}: {_show(job[name])}", kind
+            return at, None, None, kind
+    return None, 0.0, "oldest job has neither enqueued_at nor created_at", kind
 
 
 def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
@@ -210,7 +235,7 @@ def job_latency(raw: str | None, now: float) -> tuple[float | None, str | None]:
     """
     if raw is None:
         return 0.0, None
-    at, fixed, problem = oldest_job(raw)
+    at, fixed, problem, _ = oldest_job(raw)
     return (fixed if at is None else max(0.0, now - at)), problem
 
 
@@ -526,7 +551,7 @@ class SidekiqReader:
         self._first: tuple[tuple[int, tuple[str, ...]], bytes] = ((-1, ()), b"")
         self._known: dict[str, _Known] = {}
         self._queue_commands: dict[str, bytes] = {}
-        self._oldest: dict[str, tuple[str, tuple[float | None, float | None, str | None]]] = {}
+        self._oldest: dict[str, tuple[str, OldestJob]] = {}
 
     def key(self, name: str) -> str:
         """Return the Redis key for Sidekiq's ``name``, with the namespace prefix."""
@@ -735,7 +760,7 @@ class SidekiqReader:
         anomalies: list[Anomaly],
     ) -> list[QueueStats]:
         cache = self._oldest
-        kept: dict[str, tuple[str, tuple[float | None, float | None, str | None]]] = {}
+        kept: dict[str, tuple[str, OldestJob]] = {}
         queues: list[QueueStats] = []
         for index, name in enumerate(pending.queues):
             size, oldest = results[2 * index], results[2 * index + 1]
@@ -745,6 +770,7 @@ class SidekiqReader:
                 anomalies.append(Anomaly(self.key(f"queue:{name}"), _error_text(error)))
                 queues.append(QueueStats(name, 0, None, paused, is_served))
                 continue
+            kind: str | None = None
             if oldest is None:
                 latency: float | None = 0.0
             else:
@@ -753,12 +779,12 @@ class SidekiqReader:
                 read = cached[1] if cached is not None and cached[0] == raw else oldest_job(raw)
                 if len(raw) <= MAX_JOB_CHARS:  # an oversized job is not kept between snapshots
                     kept[name] = (raw, read)
-                at, fixed, problem = read
+                at, fixed, problem, kind = read
                 latency = fixed if at is None else max(0.0, now - at)
                 if problem:
                     anomalies.append(Anomaly(self.key(f"queue:{name}"), problem))
             count = size if type(size) is int else as_count(size) or 0
-            queues.append(QueueStats(name, count, latency, paused, is_served))
+            queues.append(QueueStats(name, count, latency, paused, is_served, kind))
         self._oldest = kept
         return queues
 

@@ -105,6 +105,8 @@ def test_sidekiq8_layout(redis_server: RedisServer, namespace: str) -> None:
     assert (by_name["pull"].paused, by_name["pull"].served) == (True, False)
     assert (by_name["push"].paused, by_name["push"].served) == (False, True)
     assert by_name["fasp"].size == 0
+    assert (by_name["push"].oldest_class, by_name["fasp"].oldest_class) == (
+        "ActionMailer::MailDeliveryJob", None)
     process = {p.identity: p for p in stats.processes}
     assert process[ids["live"]].alive and process[ids["live"]].concurrency == 10
     assert process[ids["old"]].stale_reason == "no heartbeat for 45 s"
