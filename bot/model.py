@@ -64,6 +64,10 @@ class ProcessStats:
     quiet: bool
     beat_age_s: float | None
     started_at: float | None
+    queue_weights: tuple[int, ...] = ()
+    """One weight per name in ``queues`` (0: none given, Sidekiq's strict order when all
+    are 0): from ``info.weights``/``capsules`` (Sidekiq ≥ 7), or from names repeated in
+    ``info.queues`` (a weighted layout written expanded); () when unknown."""
 
 
 @dataclass(frozen=True, slots=True)

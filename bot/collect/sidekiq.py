@@ -266,6 +266,41 @@ def _process_queues(info: dict[str, Any]) -> tuple[str, ...]:
     return _unique(names)
 
 
+MAX_WEIGHT = 1000
+"""A queue weight above this (or not an integer) is read as 0: none given."""
+
+
+def _process_weights(info: dict[str, Any], names: tuple[str, ...]) -> tuple[int, ...]:
+    """Return one weight per queue name (see ``ProcessStats.queue_weights``); never raises."""
+    found: dict[str, int] = {}
+    maps: list[object] = []
+    capsules = info.get("capsules")
+    if isinstance(capsules, dict):
+        maps.extend(c.get("weights") for c in capsules.values() if isinstance(c, dict))
+    weights = info.get("weights")
+    if isinstance(weights, list):
+        maps.extend(weights)
+    for mapping in maps:
+        if isinstance(mapping, dict):
+            for name, weight in mapping.items():
+                number = (weight if isinstance(weight, int) and not isinstance(weight, bool)
+                          and 0 <= weight <= MAX_WEIGHT else 0)
+                found[name] = max(found.get(name, 0), number)
+    if found:
+        return tuple(found.get(name, 0) for name in names)
+    queues = info.get("queues")
+    if isinstance(queues, list) and len(queues) > len(names):
+        counts: dict[str, int] = {}
+        for name in queues:
+            if isinstance(name, str):
+                counts[name] = counts.get(name, 0) + 1
+        if any(count > 1 for count in counts.values()):
+            return tuple(min(MAX_WEIGHT, counts.get(name, 0)) for name in names)
+    if isinstance(queues, list) or maps:
+        return tuple(0 for _ in names)
+    return ()
+
+
 def _info_concurrency(info: dict[str, Any], problems: list[str]) -> int | None:
     if "concurrency" in info:  # Sidekiq ≤ 8.1.1
         value = info["concurrency"]
@@ -322,6 +357,7 @@ class HeartbeatInfo:
     concurrency: int | None = None
     started_at: float | None = None
     major: int | None = None
+    queue_weights: tuple[int, ...] = ()
     problems: tuple[str, ...] = ()
     stale_limit: float = _stale_limit(None, 0.0)
     """Three beats of this Sidekiq version, the stale limit unless one is configured."""
@@ -357,17 +393,19 @@ def parse_info(raw: str) -> HeartbeatInfo:
     if started_at is None and info.get("started_at") is not None:
         problems.append(f"malformed info.started_at: {_show(info['started_at'])}")
     version = text("version")
+    queues = _process_queues(info)
     return HeartbeatInfo(
         hostname=text("hostname"),
         pid=pid if isinstance(pid, int) and not isinstance(pid, bool) else None,
         tag=text("tag"),
         version=version,
-        queues=_process_queues(info),
+        queues=queues,
         concurrency=_info_concurrency(info, problems),
         started_at=started_at,
         major=_major_version(version),
         problems=tuple(problems),
         stale_limit=_stale_limit(_major_version(version), 0.0),
+        queue_weights=_process_weights(info, queues),
     )
 
 
@@ -437,7 +475,7 @@ def build_process(
     return ProcessStats(
         identity, stale is None, stale, info.hostname, info.pid, info.tag, info.version,
         info.queues, concurrency if concurrency is not None else info.concurrency, busy, rss,
-        fields[2] == "true", beat_age, info.started_at,
+        fields[2] == "true", beat_age, info.started_at, info.queue_weights,
     )
 
 
@@ -732,7 +770,7 @@ class SidekiqReader:
                         append(ProcessStats(
                             identity, stale is None, stale, info.hostname, info.pid, info.tag,
                             info.version, info.queues, concurrency_n, busy_n, rss_n,
-                            quiet == "true", age, info.started_at))
+                            quiet == "true", age, info.started_at, info.queue_weights))
                         continue
                 # Every field gone: the hash expired (the process was killed).
                 append(build_process(identity, info if fields != _GONE else None, fields, now,
