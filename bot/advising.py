@@ -25,10 +25,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from bot import advice
 from bot.advice import AdviceInputs, LiveProcess, Peaks, QueueWork
 from bot.collect.jobmetrics import JobMetrics
 from bot.history import DAY, History
 from bot.model import ProcessStats, Snapshot
+from bot.wording import DEFAULT_WORDING, Wording, fill, neutral
 
 PEAK_WINDOW_S = 30 * DAY
 """How far back the idle-resource peaks look (seconds)."""
@@ -40,13 +42,15 @@ class Gathered:
 
     ``growth_known`` is False when no backlog growth was measured (one snapshot);
     ``coarse_note`` carries ``JobMetrics.coarse_note``; ``metrics_error`` the
-    reason job metrics could not be read.
+    reason job metrics could not be read; ``history`` whether a history was
+    looked at.
     """
 
     inputs: AdviceInputs
     growth_known: bool
     coarse_note: str | None = None
     metrics_error: str | None = None
+    history: bool = False
 
 
 def oldest_classes(snapshot: Snapshot) -> dict[str, str]:
@@ -144,4 +148,23 @@ def gather(snapshot: Snapshot, metrics: JobMetrics | None,
         w.backlog_growth_per_min is not None for w in metrics.queues)
     return Gathered(inputs, growth_known,
                     None if metrics is None else metrics.coarse_note,
-                    None if metrics is None else metrics.error)
+                    None if metrics is None else metrics.error, history is not None)
+
+
+def advise(gathered: Gathered, policy: advice.Policy | None = None) -> advice.Advice:
+    """Return the advisor's answer for what was gathered."""
+    return advice.advise(gathered.inputs, policy or advice.Policy())
+
+
+def advice_lines(gathered: Gathered, result: advice.Advice,
+                 words: Wording = DEFAULT_WORDING) -> list[str]:
+    """Return ``advice.render``'s lines plus what the reading could not tell (admins only)."""
+    lines = advice.render(result, words)
+    if gathered.metrics_error is not None:
+        lines.append(fill(words.admin_advice_metrics_error,
+                          error=neutral(gathered.metrics_error, 200)))
+    if not gathered.growth_known and result.behind:
+        lines.append(words.admin_advice_growth_unknown)
+    if not gathered.history:
+        lines.append(words.admin_advice_no_history)
+    return lines

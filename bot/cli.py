@@ -1,6 +1,6 @@
 """The ``statusbot`` command line.
 
-Commands: ``run``, ``check``, ``config-check``, ``report``, ``audit``,
+Commands: ``run``, ``check``, ``advise``, ``config-check``, ``report``, ``audit``,
 ``outbox``, ``healthcheck`` and ``demo``.
 """
 
@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, TextIO
 
@@ -35,8 +36,13 @@ CONFIG_ENV = "STATUSBOT_CONFIG"
 """Environment variable naming the config file when ``--config`` is not given."""
 
 
-TOKENLESS = frozenset({"audit", "healthcheck", "page"})
-"""Subcommands that only read the state directory: they work without the access token."""
+TOKENLESS = frozenset({"audit", "healthcheck", "page", "advise"})
+"""Subcommands that post nothing and only read (the state directory, Redis): they work
+without the access token."""
+
+ADVISE_WAIT = 30.0
+"""Seconds ``advise`` waits between its two snapshots, to measure backlog growth (the
+job metrics need at least ``jobmetrics.MIN_SPAN_S``)."""
 
 AUDIT_MAX = 1_000_000
 """The most audit entries ``audit -n`` shows (SQLite takes no bigger LIMIT than 2**63-1)."""
@@ -54,6 +60,17 @@ def _audit_limit(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return min(value, AUDIT_MAX)
+
+
+def _wait_seconds(text: str) -> float:
+    """Read ``advise --wait``: 0 or 30 up to 600 seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text[:40]!r}") from None
+    if not (value == 0 or 30 <= value <= 600):
+        raise argparse.ArgumentTypeError(f"must be 0 or from 30 to 600 seconds, got {text[:40]}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -74,6 +91,22 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
     check.add_argument("--json", action="store_true",
                        help="print the snapshot as JSON (schema: docs/snapshot.md)")
+
+    advise = commands.add_parser(
+        "advise", help="say which queue is behind, what would help and what sits idle "
+                       "(read-only, nothing is posted)",
+        description="Read Sidekiq twice, --wait seconds apart (backlog growth), its job "
+        "metrics (Sidekiq 7/8; a coarse estimate on 6), the host's memory and, when the "
+        "state file exists, 30 days of history; print capacity advice. Exit status: 0 when "
+        "Redis was read, 1 when it could not be, 2 for a configuration error.",
+    )
+    advise.add_argument("--config", metavar="PATH",
+                        help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    advise.add_argument("--json", action="store_true",
+                        help="print the advice as JSON (schema: docs/advise.md)")
+    advise.add_argument("--wait", type=_wait_seconds, default=ADVISE_WAIT, metavar="SECONDS",
+                        help=f"seconds between the two readings (default {ADVISE_WAIT:g}; "
+                             "0: one reading, backlog growth not measured)")
 
     run = commands.add_parser(
         "run", help="watch the instance and post about it (the bot's main job)",
@@ -193,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "page":
         return _page(config, args.out)
     try:
+        if args.command == "advise":
+            return advise_command(config, as_json=args.json, wait=args.wait)
         return _check(config, as_json=args.json)
     except BrokenPipeError:  # e.g. `statusbot check --json | head`
         # As the Python docs advise: point stdout at devnull so the exit flush is quiet.
@@ -592,6 +627,72 @@ def _check(config: Config, *, as_json: bool) -> int:
               file=sys.stderr)
         return EXIT_UNREACHABLE
     return EXIT_OK if fallbacks_good else EXIT_CONFIG
+
+
+def advise_command(config: Config, *, as_json: bool, wait: float,
+                   clock: Callable[[], float] = time.time,
+                   sleep: Callable[[float], None] = time.sleep,
+                   out: TextIO | None = None) -> int:
+    """``statusbot advise``: two readings ``wait`` seconds apart, job metrics, history → advice.
+
+    Read-only: the snapshot's reads, one pipelined read of the job metrics, and
+    the state file when it exists. Exit 1 when Redis cannot be read.
+    """
+    from bot import advising
+    from bot.app import state_path
+    from bot.collect import Collector, redis_client
+    from bot.collect.jobmetrics import JobMetricsReader
+    from bot.history import History
+    from bot.store import Store, StoreError
+
+    out = out or sys.stdout
+    client = redis_client(config.redis)
+    collector = Collector(config, client=client, clock=clock)
+    try:
+        first = collector.collect()
+        if not first.redis.reachable:
+            print(f"statusbot: cannot read Redis at {first.redis.url}: {first.redis.error}",
+                  file=sys.stderr)
+            return EXIT_UNREACHABLE
+        snapshots = [first]
+        if wait > 0:
+            sleep(wait)
+            second = collector.collect()
+            if second.redis.reachable:
+                snapshots.append(second)
+        last = snapshots[-1]
+        reader = JobMetricsReader(client, namespace=config.redis.namespace, clock=clock)
+        metrics = reader.read(snapshots, advising.oldest_classes(last))
+        path = state_path(config)
+        store = None
+        try:
+            store = Store(path) if path.exists() else None
+        except StoreError as exc:
+            print(f"statusbot: cannot read {path} (no history used): {exc}", file=sys.stderr)
+        try:
+            history = None if store is None else History(store, interval=config.bot.interval)
+            gathered = advising.gather(last, metrics, history)
+        finally:
+            if store is not None:
+                store.close()
+    finally:
+        collector.close()
+    result = advising.advise(gathered)
+    if as_json:
+        document = result.to_json()
+        document["reading"] = {
+            "snapshots": len(snapshots), "span_s": round(last.collected_at - first.collected_at,
+                                                        1),
+            "metrics": metrics.source, "growth_measured": gathered.growth_known,
+            "history": gathered.history}
+        json.dump(document, out, indent=2, sort_keys=True, allow_nan=False)
+        out.write("\n")
+        return EXIT_OK
+    when = datetime.fromtimestamp(last.collected_at, tz=timezone.utc)
+    out.write(f"statusbot advise, {when:%Y-%m-%d %H:%M:%S} UTC\n\n")
+    for line in advising.advice_lines(gathered, result, config.wording):
+        out.write(_clean(line) + "\n")
+    return EXIT_OK
 
 
 def size(n: float | None) -> str:

@@ -556,6 +556,14 @@ class Wording:
     """The server could be smaller. Placeholders: {peak}, {total}, {size}, {left}."""
     admin_advice_more: str = "{count} more queues are behind."
     """Stands for the queues behind not shown. Placeholders: {count}."""
+    admin_advice_growth_unknown: str = (
+        "Backlog growth was not measured (one reading): arrivals count only the jobs done.")
+    """Said when the advice rests on one snapshot (no backlog growth)."""
+    admin_advice_metrics_error: str = "Job metrics could not be read: {error}."
+    """Said when Redis refused the job metrics read. Placeholders: {error}."""
+    admin_advice_no_history: str = (
+        "No history to look at: idle threads and server size are not judged.")
+    """Said when no history was available for the 30-day peaks."""
     admin_advice_unit_mb: str = "{amount} MB"
     """Memory below 1 GB (MB of 2**20 bytes, as servers are sold). Placeholders: {amount}."""
     admin_advice_unit_gb: str = "{amount} GB"
@@ -708,6 +716,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_advice_idle_threads": ("peak", "concurrency", "queues"),
     "admin_advice_idle_memory": ("peak", "total", "size", "left"),
     "admin_advice_more": ("count",),
+    "admin_advice_metrics_error": ("error",),
     "admin_advice_unit_mb": ("amount",),
     "admin_advice_unit_gb": ("amount",),
     "time_today": ("clock", "zone"),
