@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
-from bot import compose, defaults, incidents, report, reporting
+from bot import advising, compose, defaults, incidents, report, reporting
 from bot.adopt import Adopter
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
+from bot.collect.jobmetrics import JobMetricsReader
 from bot.commands import Admin
 from bot.config import Config
 from bot.console import ConsoleGateway
@@ -255,6 +256,35 @@ def latest_report(bot: Bot, now: float) -> str:
     return report.digest_text(figures, bot.settings)
 
 
+def _metrics_reader(config: Config, bot: Bot,
+                    clock: Callable[[], float]) -> JobMetricsReader | None:
+    client = getattr(bot.collector, "client", None)
+    if client is None:
+        return None
+    return JobMetricsReader(client, namespace=config.redis.namespace, clock=clock)
+
+
+def advice_text(bot: Bot, reader: JobMetricsReader | None, now: float) -> str:
+    """Return the capacity advice for the admin command ``advise`` (admins only, never members).
+
+    From the latest snapshot, the snapshots kept for growth, the job metrics (one
+    Redis read at most a minute) and the history; ``now`` is unused (the
+    snapshot's time counts).
+    """
+    del now
+    snapshot = bot.last_snapshot
+    words = bot.settings.wording
+    if snapshot is None or snapshot.sidekiq is None:
+        return words.admin_advice_no_reading
+    snapshots = list(bot.recent_snapshots)
+    if not snapshots or snapshots[-1] is not snapshot:
+        snapshots.append(snapshot)
+    metrics = None if reader is None else reader.read(snapshots,
+                                                      advising.oldest_classes(snapshot))
+    gathered = advising.gather(snapshot, metrics, bot.history)
+    return "\n".join(advising.advice_lines(gathered, advising.advise(gathered), words))
+
+
 def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
                    clock: Callable[[], float]) -> Intake | None:
     """Resolve the bot's and the admins' accounts and start the mention intake.
@@ -286,7 +316,9 @@ def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
         admin_visibilities=commands_config.admin_visibilities,
         confirm_enabled=commands_config.incident_mode == "confirm",
         local_domain=urlsplit(config.mastodon.api_base_url).hostname,
-        latest_report=functools.partial(latest_report, bot), clock=clock)
+        latest_report=functools.partial(latest_report, bot),
+        advice=functools.partial(advice_text, bot, _metrics_reader(config, bot, clock)),
+        clock=clock)
     limiter = ReplyLimiter(per_account=commands_config.replies_per_account,
                            total=commands_config.replies_per_hour)
     intake = Intake(bot.store, gateway, handler, clock=clock, stream=commands_config.stream,

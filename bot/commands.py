@@ -66,7 +66,7 @@ PUBLIC_COMMANDS: frozenset[str] = frozenset({"help", "status"})
 """Commands members may send (configurable as a subset; admins may send them too)."""
 
 ADMIN_COMMANDS: frozenset[str] = frozenset({
-    "status", "queues", "memory", "processes", "report",
+    "status", "queues", "memory", "processes", "report", "advise",
     "incident", "update", "resolve", "ack", "silence", "unsilence", "maintenance",
     "confirm", "discard",
 })
@@ -104,7 +104,7 @@ USAGE: Mapping[str, str] = {
 ADMIN_HELP = (
     "Admin commands (send them as a direct message): help, status, queues, memory, "
     "processes, "
-    "report; incident <text>, update <text>, resolve [text], ack; "
+    "report, advise; incident <text>, update <text>, resolve [text], ack; "
     "silence <duration> [component], unsilence; maintenance <start> <duration> <text> "
     "(start: 22:00, 2026-12-01T02:00Z, now or +30m). Durations: 30m, 2h, 1d."
 )

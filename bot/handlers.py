@@ -110,6 +110,7 @@ class CommandHandler:
                  admin_visibilities: Sequence[str] = ("direct",),
                  confirm_enabled: bool = False, local_domain: str | None = None,
                  latest_report: Callable[[float], str] | None = None,
+                 advice: Callable[[float], str] | None = None,
                  clock: Callable[[], float]) -> None:
         self.store = store
         self.settings = settings
@@ -122,6 +123,7 @@ class CommandHandler:
         self.confirm_enabled = confirm_enabled
         self.local_domain = local_domain
         self.latest_report = latest_report
+        self.advice = advice
         self.clock = clock
 
     def __call__(self, mention: Mention) -> Outcome:
@@ -280,6 +282,11 @@ class CommandHandler:
                 raise CommandError("No history is kept here (a dry run?), so there is no "
                                    "report to give.")
             return self._answer(mention, self.latest_report(now), now, "report")
+        if name == "advise":
+            if self.advice is None:
+                raise CommandError("Capacity advice is not available here (no Redis reading "
+                                   "yet, or a dry run).")
+            return self._answer(mention, self.advice(now), now, "advise")
         raise CommandError(f"\u201c{name}\u201d is not handled yet.")
 
     def _mutes(self, command: Command, mention: Mention, now: float) -> Outcome:

@@ -26,6 +26,7 @@ import os
 import signal
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -68,6 +69,12 @@ _SETUP_RETRY = 300.0
 
 GC_EVERY = 60.0
 """Seconds between full garbage collections while running (see ``GcPacer``)."""
+
+RECENT_EVERY = 60.0
+"""Seconds between the snapshots kept for the capacity advice's backlog growth."""
+
+RECENT_SNAPSHOTS = 17
+"""Snapshots kept for the advice: a quarter hour (the job metrics' window) and one more."""
 
 
 class GcPacer:
@@ -193,6 +200,9 @@ class Bot:
         self.heartbeat = heartbeat
         self.confirm_delay = confirm_delay
         self.last_snapshot: Snapshot | None = None
+        self.recent_snapshots: deque[Snapshot] = deque(maxlen=RECENT_SNAPSHOTS)
+        """Snapshots at least ``RECENT_EVERY`` apart, the newest last (backlog growth for
+        the capacity advice)."""
         self.intake: Intake | None = None
         self.setup_commands: Callable[[], Intake | None] | None = None
         self.history: History | None = None
@@ -252,6 +262,9 @@ class Bot:
         self._check_state_file()
         snapshot = self.collector.collect()
         self.last_snapshot = snapshot
+        recent = self.recent_snapshots
+        if not recent or not 0 <= snapshot.collected_at - recent[-1].collected_at < RECENT_EVERY:
+            recent.append(snapshot)
         instance = self.prober.read() if self.prober is not None else None
         now = snapshot.collected_at
         windows = [m for m in runtime_mutes(self.store) if m.end + _KEEP_ENDED > now]

@@ -498,7 +498,7 @@ class Wording:
         "{pool} for it.")
     """A change that fits but does not catch up. Placeholders: {command}, {cost},
     {available}, {pool}."""
-    admin_advice_memory_unknown: str = "memory available not known"
+    admin_advice_memory_unknown: str = "an unknown amount"
     """Stands for {available} when the host's memory was not read."""
     admin_advice_nothing_fits: str = "Nothing fits: {reason}."
     """No change fits. Placeholders: {reason} (one of the ``admin_advice_no_*`` below)."""
@@ -564,6 +564,9 @@ class Wording:
     admin_advice_no_history: str = (
         "No history to look at: idle threads and server size are not judged.")
     """Said when no history was available for the 30-day peaks."""
+    admin_advice_no_reading: str = (
+        "No Sidekiq reading yet (Redis could not be read), so no advice.")
+    """The ``advise`` reply before a good reading of Sidekiq."""
     admin_advice_unit_mb: str = "{amount} MB"
     """Memory below 1 GB (MB of 2**20 bytes, as servers are sold). Placeholders: {amount}."""
     admin_advice_unit_gb: str = "{amount} GB"

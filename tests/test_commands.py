@@ -243,6 +243,7 @@ PARSE_CASES = [
     pytest.param("memory", Command("memory", "", "memory"), id="memory"),
     pytest.param("processes", Command("processes", "", "processes"), id="processes"),
     pytest.param("report", Command("report", "", "report"), id="report"),
+    pytest.param("advise", Command("advise", "", "advise"), id="advise"),
     pytest.param("incident Push is  slow", Command("incident", "Push is  slow",
                                                    "incident Push is  slow"), id="incident"),
     pytest.param("update: Fix deployed", Command("update", "Fix deployed",

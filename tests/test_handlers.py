@@ -221,6 +221,23 @@ def test_report_answers_with_the_latest_figures() -> None:
     assert reply_of(without).startswith("@alice No history is kept here")
 
 
+
+def test_advise_answers_admins_only_in_private() -> None:
+    """`advise` gives an admin the advice directly; a member gets a refusal, never the advice."""
+    store = Store(":memory:")
+    advice = "push: 4,200 waiting, +120 a minute.\nOne more process `bundle exec sidekiq -c 8`"
+    run = handler(store, advice=lambda now: advice)
+    admin = run(mention("advise"))
+    (answer,) = [p for p in admin.posts if p.kind is PostKind.REPLY]
+    assert (answer.text, answer.visibility) == (f"@alice {advice}", "direct")
+    assert [entry.command for entry in admin.audit] == ["advise"]
+    member = run(mention("advise", acct="bob", account_id="20", visibility="public"))
+    assert "4,200" not in reply_of(member)
+    assert reply_of(member).startswith("@bob Sorry, only the admins")
+    without = handler(store)(mention("advise"))
+    assert reply_of(without).startswith("@alice Capacity advice is not available here")
+
+
 # --- with the intake: the reply limits never stop an admin, every drop is audited ---------
 
 

@@ -68,6 +68,11 @@ class Collector:
             host_error=host_error,
         )
 
+    @property
+    def client(self) -> redis.Redis:
+        """The Redis client the readers share (read-only use only)."""
+        return self._client
+
     def close(self) -> None:
         """Close the Redis connections."""
         self._client.close()
