@@ -778,6 +778,23 @@ def render(advice: Advice, words: Wording = DEFAULT_WORDING) -> list[str]:
     return lines
 
 
+def summary(advice: Advice, words: Wording = DEFAULT_WORDING) -> str | None:
+    """Return the most urgent queue's advice in short: its state and the change (or why none).
+
+    Leaves out the arithmetic (``admin_advice_needs``); None when no queue is behind.
+    For the admin message of a queue incident, never for member posts.
+    """
+    if not advice.behind:
+        return None
+    item = advice.behind[0]
+    available = (words.admin_advice_memory_unknown if advice.memory_available_bytes is None
+                 else memory_text(advice.memory_available_bytes, words))
+    lines = _queue_lines(item, advice, available, words)
+    if item.threads_needed is not None and item.mean_job_s is not None:
+        del lines[1]
+    return " ".join(lines)
+
+
 def _queue_lines(item: QueueAdvice, advice: Advice, available: str, words: Wording) -> list[str]:
     rate = count_text(abs(item.growth_per_min), words)
     trend = (fill(words.admin_advice_growing, rate=rate) if item.growth_per_min >= 0.5 else

@@ -168,3 +168,15 @@ def advice_lines(gathered: Gathered, result: advice.Advice,
     if not gathered.history:
         lines.append(words.admin_advice_no_history)
     return lines
+
+
+def queue_waiting(snapshot: Snapshot, min_jobs: int = advice.Policy().behind_min_jobs) -> bool:
+    """Whether some queue holds at least ``min_jobs`` jobs (the job metrics are worth reading)."""
+    return snapshot.sidekiq is not None and any(
+        q.size >= min_jobs for q in snapshot.sidekiq.queues)
+
+
+def help_text(snapshot: Snapshot, metrics: JobMetrics | None,
+              history: History | None = None, words: Wording = DEFAULT_WORDING) -> str | None:
+    """Return the short advice for a queue incident's admin message, None when none is behind."""
+    return advice.summary(advise(gather(snapshot, metrics, history)), words)

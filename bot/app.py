@@ -130,6 +130,7 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
                        if config.commands.incident_mode == "confirm" else None),
         clock=clock,
     )
+    bot.metrics_reader = _metrics_reader(config, bot, clock)
     if not dry_run and mastodon.api_base_url and store.get_state(ADOPT_STATE) is not None:
         bot.adopter = Adopter(store, gateway, settings)  # a new state file
     if not dry_run:
@@ -317,7 +318,7 @@ def start_commands(config: Config, gateway: MastodonGateway, bot: Bot,
         confirm_enabled=commands_config.incident_mode == "confirm",
         local_domain=urlsplit(config.mastodon.api_base_url).hostname,
         latest_report=functools.partial(latest_report, bot),
-        advice=functools.partial(advice_text, bot, _metrics_reader(config, bot, clock)),
+        advice=functools.partial(advice_text, bot, bot.metrics_reader),
         clock=clock)
     limiter = ReplyLimiter(per_account=commands_config.replies_per_account,
                            total=commands_config.replies_per_hour)

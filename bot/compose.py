@@ -70,6 +70,9 @@ MEMBER_KINDS = frozenset({PostKind.NOTICE, PostKind.UPDATE, PostKind.RESOLUTION,
 ADMIN_LIST_MAX = 10
 """Most components, queues or processes an admin message lists one by one (worst first)."""
 
+ADMIN_HELP_MAX = 360
+"""Most characters of the "What would help" paragraph in an admin message (cut with "…")."""
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -94,14 +97,18 @@ class Settings:
     characters_per_url: int = defaults.INSTANCE_CHARACTERS_PER_URL
 
 
-def compose_event(event: Event, snapshot: Snapshot | None, settings: Settings) -> tuple[Post, ...]:
+def compose_event(event: Event, snapshot: Snapshot | None, settings: Settings,
+                  advice: str | None = None) -> tuple[Post, ...]:
     """Return the posts for one incident event: the member post, then the admin message.
 
     ``snapshot`` is the reading of the tick that raised the event (None when it
-    is not at hand); its numbers go into the admin message only.
+    is not at hand); its numbers go into the admin message only. ``advice``
+    (``advice.summary``) becomes the admin message's "What would help"
+    paragraph, at most ``ADMIN_HELP_MAX`` characters, when the event opens an
+    incident with a queue in it; it never reaches a member post.
     """
     member = _member_post(event, settings)
-    admin = _admin_post(event, snapshot, settings)
+    admin = _admin_post(event, snapshot, settings, advice)
     return (member,) if admin is None else (member, admin)
 
 
@@ -502,7 +509,14 @@ def _mentions(settings: Settings) -> str:
     return " ".join("@" + acct.lstrip("@") for acct in settings.admin_accts) + " "
 
 
-def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings) -> Post | None:
+def wants_advice(event: Event) -> bool:
+    """Whether the admin message of ``event`` has room for "What would help" (a queue opens)."""
+    return event.kind is EventKind.OPENED and any(
+        a.component.startswith("queue:") for a in event.incident.affected)
+
+
+def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings,
+                advice: str | None = None) -> Post | None:
     if not settings.admin_accts:
         return None
     words = settings.wording
@@ -527,9 +541,12 @@ def _admin_post(event: Event, snapshot: Snapshot | None, settings: Settings) -> 
         lines.append(fill(words.admin_components_more, total=_count(len(affected), words),
                           count=_count(len(affected) - ADMIN_LIST_MAX, words)))
     lines += [_admin_component(a, event.at, settings) for a in affected[:ADMIN_LIST_MAX]]
+    measure = _measure(settings)
+    if advice and wants_advice(event):
+        lines.append(truncate(fill(words.admin_what_would_help, advice=advice),
+                              min(ADMIN_HELP_MAX, settings.max_characters // 2), measure))
     if snapshot is not None:
         lines += _admin_snapshot(snapshot, incident, words)
-    measure = _measure(settings)
     text = mentions + _fit(lines, settings.max_characters - measure(mentions), measure)
     return Post(key=f"{incident.id}:{incident.sequence}:admin", kind=PostKind.ADMIN,
                 text=text, visibility="direct", created_at=event.at,

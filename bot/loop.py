@@ -34,11 +34,12 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from bot import compose, health, incidents, report, reporting
+from bot import advising, compose, health, incidents, report, reporting
 from bot.adopt import Adopter, state_lost_notice
 from bot.chart import ChartError, render_chart
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
+from bot.collect.jobmetrics import JobMetricsReader
 from bot.compose import MEMBER_KINDS
 from bot.config import ReportsConfig
 from bot.fallback import FALLBACK_STATE, Fallbacks
@@ -200,6 +201,9 @@ class Bot:
         self.heartbeat = heartbeat
         self.confirm_delay = confirm_delay
         self.last_snapshot: Snapshot | None = None
+        self.metrics_reader: JobMetricsReader | None = None
+        """Sidekiq's job metrics (at most one Redis read a minute), for the capacity advice;
+        read in the collecting part of a tick only while some queue is waiting."""
         self.recent_snapshots: deque[Snapshot] = deque(maxlen=RECENT_SNAPSHOTS)
         """Snapshots at least ``RECENT_EVERY`` apart, the newest last (backlog growth for
         the capacity advice)."""
@@ -265,6 +269,11 @@ class Bot:
         recent = self.recent_snapshots
         if not recent or not 0 <= snapshot.collected_at - recent[-1].collected_at < RECENT_EVERY:
             recent.append(snapshot)
+        metrics = None
+        if self.metrics_reader is not None and advising.queue_waiting(snapshot):
+            metrics = self.metrics_reader.read(
+                [*(s for s in recent if s is not snapshot), snapshot],
+                advising.oldest_classes(snapshot))
         instance = self.prober.read() if self.prober is not None else None
         now = snapshot.collected_at
         windows = [m for m in runtime_mutes(self.store) if m.end + _KEEP_ENDED > now]
@@ -275,7 +284,11 @@ class Bot:
         posts: list[Post] = []
         for event in events:
             log.info("incident %s %s: %s", event.incident.id, event.kind.value, event.reason)
-            posts.extend(compose.compose_event(event, snapshot, self.settings))
+            help_text = None
+            if compose.wants_advice(event) and self.settings.admin_accts:
+                help_text = advising.help_text(snapshot, metrics, self.history,
+                                               self.settings.wording)
+            posts.extend(compose.compose_event(event, snapshot, self.settings, help_text))
         states: dict[str, dict[str, Any]] = {HEALTH_STATE: health_state.to_json(),
                                              INCIDENT_STATE: incident_state.to_json(),
                                              MUTES_STATE: mutes_state(windows)}

@@ -567,6 +567,9 @@ class Wording:
     admin_advice_no_reading: str = (
         "No Sidekiq reading yet (Redis could not be read), so no advice.")
     """The ``advise`` reply before a good reading of Sidekiq."""
+    admin_what_would_help: str = "What would help: {advice}"
+    """The paragraph of capacity advice in the admin message when a queue incident opens
+    (never in member posts). Placeholders: {advice}."""
     admin_advice_unit_mb: str = "{amount} MB"
     """Memory below 1 GB (MB of 2**20 bytes, as servers are sold). Placeholders: {amount}."""
     admin_advice_unit_gb: str = "{amount} GB"
@@ -720,6 +723,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_advice_idle_memory": ("peak", "total", "size", "left"),
     "admin_advice_more": ("count",),
     "admin_advice_metrics_error": ("error",),
+    "admin_what_would_help": ("advice",),
     "admin_advice_unit_mb": ("amount",),
     "admin_advice_unit_gb": ("amount",),
     "time_today": ("clock", "zone"),

@@ -6,7 +6,7 @@ from collections.abc import Mapping, Sequence
 
 from bot.app import advice_text
 from bot.collect import jobmetrics
-from bot.model import Snapshot
+from bot.model import PostKind, Snapshot
 from tests.test_loop import START, make_bot, snapshot
 
 
@@ -65,3 +65,27 @@ def test_without_metrics_the_advice_says_it_cannot_size() -> None:
     assert text.splitlines()[0] == ("push: 500 waiting, not changing. Its job times are not "
                                     "known yet, so I cannot size a change for it.")
     assert "Its job times are not known yet" in text and "bundle exec" not in text
+
+
+def test_a_queue_incident_opens_with_what_would_help_for_admins_only() -> None:
+    """The tick reads the metrics while a queue waits; the opening admin message carries advice."""
+    bot, store, _ = make_bot([snapshot(START, 400.0)])
+    reader = StubReader((jobmetrics.QueueWork("push", 60.0, 2.0, 0.0, 120.0, 180.0, False, ()),))
+    bot.metrics_reader = reader  # type: ignore[assignment]
+    bot.tick()
+    assert len(reader.given) == 1
+    posts = [item.post for item in store.items()]
+    admin = [p.text for p in posts if p.kind is PostKind.ADMIN]
+    members = [p.text for p in posts if p.kind is not PostKind.ADMIN]
+    assert len(admin) == 1 and "What would help: push: 500 waiting" in admin[0]
+    assert "bundle exec sidekiq" in admin[0]
+    assert members and not any("would help" in t or "sidekiq" in t for t in members)
+
+
+def test_no_queue_waiting_no_metrics_read() -> None:
+    """With every queue empty the tick does not read the job metrics."""
+    bot, _, _ = make_bot([snapshot(START, 0.0)])
+    reader = StubReader(())
+    bot.metrics_reader = reader  # type: ignore[assignment]
+    bot.tick()
+    assert reader.given == []

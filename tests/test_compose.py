@@ -763,3 +763,39 @@ def test_member_and_admin_durations_agree(seconds: float, member: str, admin: st
     assert (posts[0].text.splitlines()[0], posts[1].text.splitlines()[0]) == (
         f"Resolved after {member}: this server works normally again.",
         f"@alice this server: incident inc-1 resolved after {admin} (peak critical).")
+
+
+HELP = ("push: 4,200 waiting, +120 a minute. One more process `bundle exec sidekiq -c 7 -q push` "
+        "would cost about 420 MB (21 GB available) and catch up in about 25 min.")
+
+
+@pytest.mark.parametrize(
+    ("kind", "component", "advice", "shown"),
+    [
+        pytest.param(EventKind.OPENED, "queue:push", HELP, True, id="queue-opens"),
+        pytest.param(EventKind.OPENED, "memory", HELP, False, id="not-a-queue"),
+        pytest.param(EventKind.WORSENED, "queue:push", HELP, False, id="not-an-opening"),
+        pytest.param(EventKind.OPENED, "queue:push", None, False, id="no-advice"),
+    ],
+)
+def test_what_would_help_only_for_admins_when_a_queue_incident_opens(
+        kind: EventKind, component: str, advice: str | None, shown: bool) -> None:
+    """The advice is a paragraph of the admin message of an opening, never of a member post."""
+    incident = Incident("inc-1", T, (Affected(component, W, T, W, "r"),))
+    settings = Settings(admin_accts=ADMINS, max_characters=2000)
+    member, admin = compose_event(Event(kind, incident, T, "why"), SNAPSHOT, settings, advice)
+    assert "bundle exec" not in member.text and "What would help" not in member.text
+    assert (f"What would help: {HELP}" in admin.text) is shown
+
+
+@pytest.mark.parametrize("max_characters", [500, 2000])
+def test_what_would_help_is_capped(max_characters: int) -> None:
+    """A long advice is cut to its cap (and half the instance's limit); the message still fits."""
+    incident = Incident("inc-1", T, (Affected("queue:push", W, T, W, "r"),))
+    settings = Settings(admin_accts=ADMINS, max_characters=max_characters)
+    _, admin = compose_event(Event(EventKind.OPENED, incident, T, "why"), SNAPSHOT, settings,
+                             HELP * 20)
+    (line,) = [x for x in admin.text.splitlines() if x.startswith("What would help")]
+    assert len(line) <= min(compose.ADMIN_HELP_MAX, max_characters // 2)
+    assert line.endswith("…")
+    assert mastodon_length(admin.text) <= max_characters
