@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import threading
 import time
@@ -40,7 +41,13 @@ from bot.model import Snapshot
 from tests.integration.conftest import need
 from tests.integration.servers import RedisServer, Sidekiq, sidekiq_root, wait_for
 
-pytestmark = pytest.mark.integration
+# About 7 minutes for Sidekiq 7 and 5 for Sidekiq 6 (two whole minutes of job metrics,
+# then the catch-up): too long for every CI run, so opt-in with STATUSBOT_SLOW=1.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not os.environ.get("STATUSBOT_SLOW"),
+                       reason="12 minutes against real Sidekiq; STATUSBOT_SLOW=1 runs it"),
+]
 
 QUEUE = "push"
 SECONDS = 0.25
