@@ -104,11 +104,56 @@ class HostConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HostEntry:
+    """One ``[[hosts]]`` entry: another host of the instance.
+
+    With ``node_exporter`` (a ``http(s)://…/metrics`` URL) the bot reads the
+    host from Prometheus' node_exporter each tick, waiting at most
+    ``timeout`` seconds. Without it, the entry describes a host whose
+    ``statusbot agent`` reports through Redis under the same ``name``.
+    ``role`` is the admins' word for what runs there ("web", "sidekiq",
+    "db", ...); ``member_visible`` says whether members hear about this host
+    (short on memory, not reporting). ``health`` holds this host's memory,
+    swap and disk rules where the entry overrides them (``[hosts.health]``,
+    starting from ``[health]``); None to use ``[health]``'s.
+    """
+
+    name: str
+    node_exporter: str = ""
+    timeout: float = defaults.HOST_TIMEOUT
+    role: str = ""
+    member_visible: bool = False
+    health: Rules | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """``[agent]``: ``statusbot agent`` and the standby lease's Redis writer.
+
+    ``name`` is the host's name in ``statusbot:host:<name>`` (default: the
+    hostname). The writer logs in to Redis as ``username`` (an ACL user that
+    may only write ``statusbot:*`` keys); the bot's own ``[redis]`` user stays
+    read-only.
+    """
+
+    name: str = ""
+    interval: float = defaults.INTERVAL
+    username: str = defaults.AGENT_REDIS_USER
+    password: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class BotConfig:
-    """The tick loop and where state lives."""
+    """The tick loop and where state lives.
+
+    ``standby``: several ``statusbot run`` share one account; a lease in Redis
+    (``statusbot:leader``, written with ``[agent]``'s user) picks the one that
+    posts.
+    """
 
     interval: float = defaults.INTERVAL
     state_dir: str = defaults.STATE_DIR
+    standby: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +288,8 @@ class Config:
     reports: ReportsConfig = field(default_factory=ReportsConfig)
     page: PageConfig = field(default_factory=PageConfig)
     fallbacks: tuple[FallbackConfig, ...] = ()
+    hosts: tuple[HostEntry, ...] = ()
+    agent: AgentConfig = field(default_factory=AgentConfig)
     path: str | None = None
     warnings: tuple[str, ...] = ()
 
@@ -823,6 +870,7 @@ def _bot(table: _Table) -> BotConfig:
         interval=table.duration("interval", defaults.INTERVAL, minimum=defaults.INTERVAL_MIN,
                                 maximum=defaults.INTERVAL_MAX),
         state_dir=table.path("state_dir", defaults.STATE_DIR) or defaults.STATE_DIR,
+        standby=table.get("standby", bool, False, "true or false"),
     )
 
 

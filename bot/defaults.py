@@ -106,6 +106,24 @@ HEALTH_TIMEOUT = 10.0
 INTERVAL = 30.0
 """Seconds between ticks of ``statusbot run`` (collect, evaluate, post)."""
 
+HOST_TIMEOUT = 5.0
+"""Seconds to wait for one ``[[hosts]]`` node_exporter; hosts are read concurrently."""
+
+AGENT_REDIS_USER = "statusbot-agent"
+"""Redis ACL user of ``statusbot agent`` and the standby lease (may write ``statusbot:*`` only)."""
+
+HOST_KEY_PREFIX = "statusbot:host:"
+"""Redis key of an agent's reading: this prefix plus the host's name."""
+
+HOSTS_KEY = "statusbot:hosts"
+"""Redis set of the host names agents have announced."""
+
+HOST_EXPIRY_INTERVALS = 3
+"""An agent's reading expires after this many of its intervals: the host is then not reporting."""
+
+LEADER_KEY = "statusbot:leader"
+"""Redis key of the standby lease (``SET NX PX``); holds the leader's id."""
+
 HEARTBEAT_FILE = "last-tick"
 """File in the state directory holding the time of the last completed tick."""
 

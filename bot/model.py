@@ -180,12 +180,50 @@ class HostStats:
     unreadable_processes: int = 0
 
 
+HOST_SCHEMA_VERSION = 1
+"""Version of a host reading as an agent writes it to Redis (``statusbot:host:<name>``)."""
+
+
+class HostSource(str, enum.Enum):
+    """Where a host reading came from."""
+
+    LOCAL = "local"
+    """psutil on the host the bot runs on."""
+    AGENT = "agent"
+    """``statusbot agent`` on another host, through Redis."""
+    NODE_EXPORTER = "node_exporter"
+    """Prometheus' node_exporter, read over HTTP."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostReading:
+    """One other host's reading, as the bot saw it this tick.
+
+    ``stats`` is None when the host is not reporting (an agent's reading
+    expired or was unusable, an exporter failed): ``error`` then says why in
+    one line, for admins. ``age_s`` is how old an agent's reading is (None for
+    exporters, read now). ``role`` and ``member_visible`` come from the host's
+    ``[[hosts]]`` entry when there is one (defaults otherwise).
+    """
+
+    name: str
+    source: HostSource
+    stats: HostStats | None
+    error: str | None = None
+    age_s: float | None = None
+    role: str = ""
+    member_visible: bool = False
+
+
 @dataclass(frozen=True, slots=True)
 class Snapshot:
     """Everything one tick collected.
 
     ``sidekiq`` is None when Redis could not be read; ``host`` is None when
-    the host reading failed (``host_error`` says why).
+    the host reading failed (``host_error`` says why). ``hosts`` are the
+    other hosts (agents through Redis, node_exporters), sorted by name;
+    ``host_anomalies`` the agent readings that could not be used (another
+    schema, garbage), each counted, never raised.
     """
 
     collected_at: float
@@ -193,6 +231,8 @@ class Snapshot:
     sidekiq: SidekiqStats | None
     host: HostStats | None
     host_error: str | None = None
+    hosts: tuple[HostReading, ...] = ()
+    host_anomalies: tuple[Anomaly, ...] = ()
     schema: int = field(default=SCHEMA_VERSION)
 
     def to_dict(self) -> dict[str, Any]:
