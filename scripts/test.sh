@@ -23,8 +23,7 @@ command -v chromium >/dev/null || missing+=(chromium)
 # Chromium without its recommended packages has no font at all: text would not render.
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || missing+=(fonts-dejavu-core)
 command -v prometheus-node-exporter >/dev/null || missing+=(prometheus-node-exporter)
-[ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 \
-  || missing+=(postgresql)
+ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
 command -v node >/dev/null || missing+=(nodejs)
 command -v npm >/dev/null || missing+=(npm)
 
