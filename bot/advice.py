@@ -452,21 +452,21 @@ def fit_memory(processes: Iterable[LiveProcess], policy: Policy = Policy()) -> M
         return MemoryFit(FitKind.NO_DATA, float(policy.process_base_bytes), per_thread, 0,
                          guess_margin=margin)
     n = len(points)
-    mean_c = sum(c for c, _ in points) / n
-    mean_r = sum(r for _, r in points) / n
-    sxx = sum((c - mean_c) ** 2 for c, _ in points)
+    mean_c = math.fsum(c for c, _ in points) / n
+    mean_r = math.fsum(r for _, r in points) / n
+    sxx = math.fsum((c - mean_c) ** 2 for c, _ in points)
     if n == 1 or sxx == 0:
         kind = FitKind.ONE_PROCESS if n == 1 else FitKind.SAME_CONCURRENCY
         base = max(float(policy.process_base_bytes) / 2, mean_r - per_thread * mean_c)
         return MemoryFit(kind, base, per_thread, n, concurrency=int(mean_c), guess_margin=margin)
-    sxy = sum((c - mean_c) * (r - mean_r) for c, r in points)
+    sxy = math.fsum((c - mean_c) * (r - mean_r) for c, r in points)
     slope = sxy / sxx
     base = mean_r - slope * mean_c
     if slope < 0 or base < 0:
         return MemoryFit(FitKind.IMPLAUSIBLE, float(policy.process_base_bytes), per_thread, n,
                          guess_margin=margin)
-    residual = sum((r - base - slope * c) ** 2 for c, r in points)
-    syy = sum((r - mean_r) ** 2 for _, r in points)
+    residual = math.fsum((r - base - slope * c) ** 2 for c, r in points)
+    syy = math.fsum((r - mean_r) ** 2 for _, r in points)
     r2 = 1.0 if syy == 0 else max(0.0, 1 - residual / syy)
     rmse = math.sqrt(residual / n)
     return MemoryFit(FitKind.FITTED, base, slope, n, r2=r2, rmse_bytes=rmse, guess_margin=margin)
@@ -625,7 +625,7 @@ def _advise_queue(queue: QueueWork, serving: tuple[Serving, ...], behind: Sequen
 
         def fits(count: int) -> bool:
             cost = fit.cost(count)
-            return cost + fit.uncertainty(cost) <= room + 1.0  # a byte: sums differ by version
+            return cost + fit.uncertainty(cost) <= room
 
         if not fits(threads):
             while threads > 1 and not fits(threads):
