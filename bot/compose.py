@@ -290,6 +290,55 @@ def reply(key: str, acct: str, text: str, *, status_id: str, visibility: str, no
                 created_at=now, language=settings.language, parent_key=f"status:{status_id}")
 
 
+REPLY_THREAD_MAX = 4
+"""Most posts a long answer to a mention is split into (``reply_thread``)."""
+
+
+def reply_thread(key: str, acct: str, text: str, *, status_id: str, visibility: str,
+                 now: float, settings: Settings,
+                 max_posts: int = REPLY_THREAD_MAX) -> tuple[Post, ...]:
+    """Return a long answer to a mention as a thread of replies, each within the limit.
+
+    The text is split at line ends into at most ``max_posts`` posts; each
+    mentions the sender (a direct message reaches only who it mentions) and,
+    when there are several, ends with its place ("1/3"). The first replies to
+    the mention (key ``key``), each next one to the one before it
+    (``key:2``, ``key:3``, …). A line too long for a post is cut with "…";
+    what does not fit in ``max_posts`` posts is cut from the last one.
+    One post is exactly what ``reply`` gives.
+    """
+    mention = f"@{acct.lstrip('@')} "
+    measure = _measure(settings)
+    lines = [line for line in text.splitlines() if line] or [""]
+    marker = " 9/9"
+    room = settings.max_characters - measure(mention) - measure(marker)
+    if measure("\n".join(lines)) <= settings.max_characters - measure(mention):
+        return (reply(key, acct, text, status_id=status_id, visibility=visibility, now=now,
+                      settings=settings),)
+    parts: list[list[str]] = [[]]
+    for line in lines:
+        line = truncate(line, room, measure)
+        if parts[-1] and measure("\n".join([*parts[-1], line])) > room:
+            parts.append([])
+        parts[-1].append(line)
+    if len(parts) == 1:  # one line too long for a post: cut as ``reply`` cuts it
+        return (reply(key, acct, text, status_id=status_id, visibility=visibility, now=now,
+                      settings=settings),)
+    if len(parts) > max_posts:
+        kept, rest = parts[:max_posts - 1], parts[max_posts - 1:]
+        parts = [*kept, [truncate("\n".join(line for part in rest for line in part), room,
+                                  measure)]]
+    posts: list[Post] = []
+    for index, part in enumerate(parts, start=1):
+        part_key = key if index == 1 else f"{key}:{index}"
+        parent = f"status:{status_id}" if index == 1 else posts[-1].key
+        body = "\n".join(part) + f" {index}/{len(parts)}"
+        posts.append(Post(key=part_key, kind=PostKind.REPLY, text=mention + body,
+                          visibility=visibility, created_at=now, language=settings.language,
+                          parent_key=parent))
+    return tuple(posts)
+
+
 def catchup(posts: Sequence[Post], start: float, end: float, settings: Settings) -> Post:
     """Fold member notices that went stale while the instance was unreachable into one post.
 

@@ -206,12 +206,19 @@ class CommandHandler:
 
     def _answer(self, mention: Mention, text: str, now: float, detail: str,
                 posts: Sequence[Post] = (),
-                states: Mapping[str, dict[str, Any]] | None = None) -> Outcome:
+                states: Mapping[str, dict[str, Any]] | None = None,
+                thread: bool = False) -> Outcome:
+        """Reply to ``mention``: one post, or with ``thread`` a short thread for a long answer."""
         visibility = reply_visibility(mention.visibility)
-        answer = compose.reply(reply_key(mention), mention.acct, text,
-                               status_id=mention.status_id, visibility=visibility, now=now,
-                               settings=self.settings)
-        return Outcome(posts=(*posts, answer), detail=detail, states=dict(states or {}))
+        if thread:
+            answers = compose.reply_thread(reply_key(mention), mention.acct, text,
+                                           status_id=mention.status_id, visibility=visibility,
+                                           now=now, settings=self.settings)
+        else:
+            answers = (compose.reply(reply_key(mention), mention.acct, text,
+                                     status_id=mention.status_id, visibility=visibility,
+                                     now=now, settings=self.settings),)
+        return Outcome(posts=(*posts, *answers), detail=detail, states=dict(states or {}))
 
     def _audited(self, outcome: Outcome, mention: Mention, command: Command, result: str,
                  now: float, audit: bool) -> Outcome:
@@ -286,7 +293,7 @@ class CommandHandler:
             if self.advice is None:
                 raise CommandError("Capacity advice is not available here (no Redis reading "
                                    "yet, or a dry run).")
-            return self._answer(mention, self.advice(now), now, "advise")
+            return self._answer(mention, self.advice(now), now, "advise", thread=True)
         raise CommandError(f"\u201c{name}\u201d is not handled yet.")
 
     def _mutes(self, command: Command, mention: Mention, now: float) -> Outcome:

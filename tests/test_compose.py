@@ -799,3 +799,49 @@ def test_what_would_help_is_capped(max_characters: int) -> None:
     assert len(line) <= min(compose.ADMIN_HELP_MAX, max_characters // 2)
     assert line.endswith("…")
     assert mastodon_length(admin.text) <= max_characters
+
+
+# --- a long answer to a mention as a short thread ------------------------------------------
+
+
+THREAD_NOW = 1_796_090_400.0
+
+
+def _lines(count: int, width: int) -> str:
+    return "\n".join(f"line {i}: " + "x" * width for i in range(count))
+
+
+@pytest.mark.parametrize(
+    ("text", "max_characters", "posts"),
+    [
+        pytest.param("one short line", 500, 1, id="short-one-post"),
+        pytest.param(_lines(3, 100), 500, 1, id="fits-one-post"),
+        pytest.param(_lines(6, 100), 500, 2, id="two-posts"),
+        pytest.param(_lines(40, 100), 500, compose.REPLY_THREAD_MAX, id="cut-at-max"),
+        pytest.param("y" * 5000, 500, 1, id="one-huge-line"),
+        pytest.param("\n".join(["word " * 400] * 3), 500, 3, id="huge-lines-each-cut"),
+        pytest.param("", 500, 1, id="empty"),
+    ],
+)
+def test_reply_thread_splits_at_lines_within_the_limit(text: str, max_characters: int,
+                                                       posts: int) -> None:
+    """Each part mentions the sender, fits, threads under the one before, and says its place."""
+    settings = Settings(max_characters=max_characters)
+    thread = compose.reply_thread("reply:9", "alice", text, status_id="77",
+                                  visibility="direct", now=THREAD_NOW, settings=settings)
+    assert len(thread) == posts
+    assert [p.key for p in thread] == ["reply:9"] + [f"reply:9:{i}" for i in range(2, posts + 1)]
+    assert [p.parent_key for p in thread] == ["status:77"] + [p.key for p in thread[:-1]]
+    for index, post in enumerate(thread, start=1):
+        assert post.text.startswith("@alice ")
+        assert compose.mastodon_length(post.text) <= max_characters
+        assert (post.visibility, post.kind) == ("direct", PostKind.REPLY)
+        if posts > 1:
+            assert post.text.endswith(f" {index}/{posts}")
+    if posts == 1:
+        assert thread[0] == compose.reply("reply:9", "alice", text, status_id="77",
+                                          visibility="direct", now=THREAD_NOW, settings=settings)
+    said = "\n".join(p.text for p in thread)
+    if "cut" not in text and posts < compose.REPLY_THREAD_MAX and len(text) < 1000:
+        for line in text.splitlines():
+            assert line in said

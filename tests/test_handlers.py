@@ -238,6 +238,24 @@ def test_advise_answers_admins_only_in_private() -> None:
     assert reply_of(without).startswith("@alice Capacity advice is not available here")
 
 
+def test_long_advice_is_a_short_private_thread() -> None:
+    """Advice longer than a post comes as a thread of direct replies, none of it lost."""
+    store = Store(":memory:")
+    lines = [f"queue{i}: {1000 + i} waiting, +{i} a minute. One more process "
+             f"`bundle exec sidekiq -c 10 -q queue{i}` would cost about 450 MB." for i in range(6)]
+    run = handler(store, advice=lambda now: "\n".join(lines))
+    outcome = run(mention("advise"))
+    replies = [p for p in outcome.posts if p.kind is PostKind.REPLY]
+    assert len(replies) > 1
+    assert {p.visibility for p in replies} == {"direct"}
+    assert all(p.text.startswith("@alice ") and len(p.text) <= 500 for p in replies)
+    assert [p.parent_key for p in replies[1:]] == [p.key for p in replies[:-1]]
+    said = "\n".join(p.text for p in replies)
+    assert all(line in said for line in lines)
+    apply(store, outcome)  # the outbox takes the thread as it is
+    assert [item.post.key for item in store.pending()] == [p.key for p in replies]
+
+
 # --- with the intake: the reply limits never stop an admin, every drop is audited ---------
 
 
