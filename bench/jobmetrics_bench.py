@@ -13,12 +13,19 @@ per-read cost: one HGETALL of each minute's 7.x and 8.x key, sent as one
 pipeline) over 15 and 60 minutes, on a warm connection, and records the
 Redis commands and socket sends per read, the reply size, and the Python
 peak memory of one read (tracemalloc).
+
+Beside the tick: in a third database, a Mastodon-like Sidekiq 7 layout
+(``snapshot_bench.fill_scale_db``: 5,000 jobs, 300 processes) with 15 minutes
+of metrics for 150 classes; a whole ``Collector.collect()`` (the snapshot
+and the host reading, as a tick takes it) is timed alone and followed by
+the job-metrics read, alternating, so both columns share the machine's load.
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import random
 import statistics
 import subprocess
 import tempfile
@@ -26,8 +33,11 @@ import time
 import tracemalloc
 
 import redis
+import snapshot_bench
 
+from bot.collect import Collector
 from bot.collect.jobmetrics import minute_keys, read_totals, summarise
+from bot.config import Config
 from bot.demo import free_port
 
 NOW_MINUTE = (1_767_225_600 // 60) + 3 * 60 + 7  # 2026-01-01 03:07 UTC
@@ -76,6 +86,30 @@ def measure(client: redis.Redis, minutes: int, repeats: int) -> dict[str, float]
             "classes": len(totals.classes), "hashes": totals.hashes_found}
 
 
+def beside_the_tick(port: int, repeats: int) -> dict[str, float]:
+    """Median ms of a tick's collect() alone and with the job-metrics read after it."""
+    client = redis.Redis(host="127.0.0.1", port=port, db=2, decode_responses=True)
+    snapshot_bench.fill_scale_db(client, 2, 300, 5000, random.Random(7))
+    fill(client, 150, 15)
+    collector = Collector(Config(), client=client)
+    collector.collect()
+    read_totals(client, NOW_MINUTE, 15)
+    alone, with_read, read_only = [], [], []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        collector.collect()
+        alone.append((time.perf_counter() - started) * 1000.0)
+        started = time.perf_counter()
+        collector.collect()
+        middle = time.perf_counter()
+        summarise(read_totals(client, NOW_MINUTE, 15), [])
+        ended = time.perf_counter()
+        with_read.append((ended - started) * 1000.0)
+        read_only.append((ended - middle) * 1000.0)
+    return {"alone": statistics.median(alone), "with": statistics.median(with_read),
+            "read": statistics.median(read_only)}
+
+
 def main() -> None:
     """Run the benchmark and print a Markdown report."""
     parser = argparse.ArgumentParser()
@@ -115,6 +149,15 @@ def main() -> None:
             print(f"| {classes:,} | {minutes} | {r['hashes']:.0f} | {r['hgetall']:.0f} "
                   f"| {r['sends']:.0f} | {r['median']:.1f} | {r['p95']:.1f} "
                   f"| {r['peak_kb']:,.0f} | {size / 1024:,.0f} KB |")
+        tick = beside_the_tick(port, repeats)
+        print()
+        print("Beside the tick (300 processes, 5,000 jobs, 150 classes by 15 minutes; "
+              "medians, alternating):")
+        print()
+        print("| tick's collect() alone | collect() + metrics read | the read | ratio |")
+        print("|---:|---:|---:|---:|")
+        print(f"| {tick['alone']:.1f} ms | {tick['with']:.1f} ms | {tick['read']:.1f} ms "
+              f"| {tick['with'] / tick['alone']:.2f}x |")
     finally:
         server.terminate()
         server.wait(10)
