@@ -15,8 +15,8 @@ import pytest
 import redis
 
 from bot import defaults
-from bot.collect import Collector
-from bot.collect.node_exporter import ExporterError, ExporterReader, parse_metrics
+from bot.collect import Collector, node_exporter
+from bot.collect.node_exporter import ExporterError, ExporterReader, parse_metrics, used_lines
 from bot.config import Config, HostEntry, RedisConfig
 from bot.demo import free_port
 from bot.model import DiskStats, HostReading, HostSource
@@ -72,6 +72,14 @@ def test_real_node_exporter_output() -> None:
     assert stats.disks == (DiskStats("/", 270553174016, 270553174016 - 242295607296,
                                      80686727168, 25.9),)
     assert stats.roles == ()
+
+
+def test_the_parser_sees_every_line_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Giving the parser only the used lines changes nothing in the reading."""
+    filtered = parse_metrics(REAL + FILESYSTEMS, "h")
+    monkeypatch.setattr(node_exporter, "used_lines", lambda text: text)
+    assert parse_metrics(REAL + FILESYSTEMS, "h") == filtered
+    assert len(used_lines(REAL)) < len(REAL) / 5
 
 
 def test_minimal_and_filesystems() -> None:

@@ -67,6 +67,13 @@ ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 _CHUNK = 65536
 
+USED_PREFIXES = ("node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes",
+                 "node_memory_Swap", "node_load", "node_filesystem_", "node_cpu_seconds_total")
+"""Metric names (beginnings) the reading uses; the parser is given only their lines."""
+
+CHECKED_LINES = 50
+"""Lines of other metrics also given to the parser, so that text in another format is told."""
+
 
 class ExporterError(Exception):
     """Why an exporter's reply is not a usable reading (one line, for admins)."""
@@ -99,6 +106,33 @@ def _checked(name: str, value: float) -> float:
     return value
 
 
+def used_lines(text: str) -> str:
+    """Return the lines of ``text`` about the metrics used, plus the first other ones.
+
+    A node_exporter answers hundreds of metrics (network, disks, the Go
+    runtime) and the bot uses a few: the parser, which is what costs, then
+    sees a fraction of the text. The first ``CHECKED_LINES`` other samples go
+    with them, so that an answer that is not in Prometheus' format at all
+    (HTML, JSON, anything) is still told as such by the parser. The format is
+    line-based (a label value cannot hold a raw line break), so no sample is cut.
+    """
+    kept: list[str] = []
+    others = 0
+    for line in text.split("\n"):
+        bare = line.lstrip()
+        if bare.startswith("#"):
+            words = bare.split(None, 3)
+            if len(words) >= 3 and words[1] in ("HELP", "TYPE") \
+                    and words[2].startswith(USED_PREFIXES):
+                kept.append(line)
+        elif bare.startswith(USED_PREFIXES):
+            kept.append(line)
+        elif bare and others < CHECKED_LINES:
+            others += 1
+            kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 def parse_metrics(text: str, name: str) -> HostStats:
     """Return the ``HostStats`` in node_exporter's ``text`` (host ``name``).
 
@@ -114,7 +148,7 @@ def parse_metrics(text: str, name: str) -> HostStats:
     filesystems: dict[str, _Filesystem] = {}
     cpus: set[str] = set()
     try:
-        for family in text_string_to_metric_families(text):
+        for family in text_string_to_metric_families(used_lines(text)):
             for sample in family.samples:
                 metric = sample.name
                 if metric in wanted:
