@@ -67,6 +67,10 @@ ACCEPT = "text/plain;version=0.0.4;q=1,*/*;q=0.1"
 
 _CHUNK = 65536
 
+PREVIOUS_GRACE = 0.1
+"""Seconds a tick's start waits, for all hosts together, for fetches cut at the last join
+to end (they do at once, unless stuck in a name lookup); only when ticks follow closely."""
+
 USED_PREFIXES = ("node_memory_MemTotal_bytes", "node_memory_MemAvailable_bytes",
                  "node_memory_Swap", "node_load", "node_filesystem_", "node_cpu_seconds_total")
 """Metric names (beginnings) the reading uses; the parser is given only their lines."""
@@ -461,6 +465,9 @@ class ExporterReader:
         fetches: list[_Fetch] = []
         for entry in self.entries:
             previous = self._running.get(entry.name)
+            if previous is not None and previous.running and previous.thread is not None:
+                # cut at the last join, it ends at once unless stuck where no cut reaches
+                previous.thread.join(max(0.0, started + PREVIOUS_GRACE - self._timer()))
             fetch = _Fetch(entry, started, self._timer)
             if previous is not None and previous.running:
                 fetch.result = fetch.timed_out()  # no second thread for this host
