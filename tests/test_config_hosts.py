@@ -212,3 +212,15 @@ def test_sixty_four_hosts_are_fine(tmp_path: Path) -> None:
     """The bound itself is allowed."""
     hosts, _ = load_hosts(tmp_path, "".join(f"[[hosts]]\nname = 'h{i}'\n" for i in range(64)))
     assert len(hosts) == defaults.HOSTS_MAX == 64
+
+
+def test_the_example_entry_parses(tmp_path: Path) -> None:
+    """The commented [[hosts]] example in config.toml.example is a valid entry."""
+    example = (Path(__file__).resolve().parent.parent / "config.toml.example").read_text()
+    block = example[example.index("#   [[hosts]]"):].splitlines()
+    text = "\n".join(line.removeprefix("#   ") for line in block if line.startswith("#   "))
+    hosts, _ = load_hosts(tmp_path, text)
+    assert [(h.name, h.node_exporter, h.timeout, h.role) for h in hosts] == [
+        ("db1", "http://10.0.0.5:9100/metrics", 5.0, "PostgreSQL")]
+    assert hosts[0].health is not None
+    assert hosts[0].health.memory_available_percent.warning == 15.0
