@@ -48,7 +48,8 @@ SKIPPED_FSTYPES = frozenset({
 """File system types that hold no data worth watching (memory, pseudo, read-only images)."""
 
 DISKS_MAX = 32
-"""Most filesystems kept of one host (the first by mount point)."""
+"""Most filesystems kept of one host: the first by mount point among the first
+``4 * DISKS_MAX + 64`` mount points the reply names (the work stays bounded)."""
 
 MOUNTPOINT_MAX = 256
 """Longest mount point kept, in characters (a longer one is cut)."""
