@@ -479,7 +479,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "reports": _reports,
         "page": _page,
     }
-    lists = ("maintenance", "silence", "fallback")
+    lists = ("maintenance", "silence", "fallback", "hosts")
     built: dict[str, Any] = {}
     for name, value in data.items():
         if name not in sections and name not in lists:
@@ -507,7 +507,129 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
                     mutes.append(mute)
     fallbacks = _fallbacks(data.get("fallback", []), built["mastodon"], base, env, problems,
                            warnings, need_token)
-    return Config(**built, mutes=tuple(mutes), fallbacks=fallbacks)
+    hosts = _hosts(data.get("hosts", []), built["health"], problems, warnings)
+    return Config(**built, mutes=tuple(mutes), fallbacks=fallbacks, hosts=hosts)
+
+
+# --- [[hosts]]: the instance's other hosts (issue 11) ---
+
+HOST_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{defaults.HOST_NAME_MAX}}}")
+"""A ``[[hosts]] name``: also the ``<name>`` of an agent's ``statusbot:host:<name>`` key."""
+
+HOST_HEALTH_KEYS = ("memory_available_percent", "swap_used_percent", "disk_used_percent")
+"""The rules a ``[hosts.health]`` table may override; the others are the instance's."""
+
+
+def _hosts(entries: object, health: Rules, problems: list[str],
+           warnings: list[str]) -> tuple[HostEntry, ...]:
+    """Read the ``[[hosts]]`` entries (a list of tables was checked by the caller)."""
+    if not isinstance(entries, list) or not entries:
+        return ()
+    if len(entries) > defaults.HOSTS_MAX:
+        problems.append(f"hosts: at most {defaults.HOSTS_MAX} [[hosts]] entries, "
+                        f"got {len(entries)}")
+        return ()
+    found: list[HostEntry] = []
+    seen: dict[str, int] = {}
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            continue
+        table = _Table(f"hosts[{index}]", entry, problems)
+        host = _host_entry(table, health, warnings)
+        table.finish()
+        if host is None:
+            continue
+        if host.name.lower() in seen:
+            table.problem("name", f"{host.name!r} is already the name of "
+                                  f"hosts[{seen[host.name.lower()]}]")
+            continue
+        seen[host.name.lower()] = index
+        found.append(host)
+    return tuple(found)
+
+
+def _host_entry(table: _Table, health: Rules, warnings: list[str]) -> HostEntry | None:
+    """Read one ``[[hosts]]``: name, node_exporter, timeout, role, member_visible, health."""
+    before = len(table.problems)
+    name = table.get("name", str, "", "a host name")
+    if "name" not in table.data:
+        table.problem("name", "is required (the host's name, like \"db1\")")
+    elif not HOST_NAME.fullmatch(name):
+        table.problem("name", f"must be 1 to {defaults.HOST_NAME_MAX} letters, digits, "
+                              f"'.', '_' or '-', got {name!r:.80}")
+    url = table.get("node_exporter", str, "", "an http:// or https:// URL")
+    if url:
+        problem = _exporter_url_problem(url)
+        if problem:
+            table.problem("node_exporter", problem)
+        else:
+            host = urlsplit(url).hostname or ""
+            if urlsplit(url).scheme == "http" and _public_address(host):
+                warnings.append(f"{table.name}.node_exporter: plain http:// to the public "
+                                f"address {host} (no TLS); anyone on the way can read or "
+                                f"change the readings")
+    timeout = table.duration("timeout", defaults.HOST_TIMEOUT, minimum=defaults.HOST_TIMEOUT_MIN,
+                             maximum=defaults.HOST_TIMEOUT_MAX)
+    role = table.get("role", str, "", "a short text")
+    if len(role) > defaults.HOST_ROLE_MAX or not role.isprintable():
+        table.problem("role", f"must be at most {defaults.HOST_ROLE_MAX} printable characters, "
+                              f"got {role!r:.60}")
+    member_visible = table.get("member_visible", bool, False, "true or false")
+    rules = _host_health(table, health)
+    if len(table.problems) != before:
+        return None
+    return HostEntry(name=name, node_exporter=url, timeout=timeout, role=role,
+                     member_visible=member_visible, health=rules)
+
+
+def _exporter_url_problem(url: str) -> str:
+    """Say why ``url`` cannot be a node_exporter's address (empty when it can)."""
+    example = "like http://10.0.0.5:9100/metrics"
+    if re.search(r"[\s\x00-\x1f\x7f]", url):
+        return f"must be a URL without blanks or control characters ({example})"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port out of range
+    except ValueError as exc:
+        return f"not a URL ({example}): {exc}"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"must be an http:// or https:// URL with a host ({example}), " \
+               f"got {redact_url(url)!r:.80}"
+    if "@" in parts.netloc:
+        return "must not contain a user name or password"
+    if parts.fragment or url.endswith("#"):
+        return f"must not have a #fragment, got {url!r:.80}"
+    return ""
+
+
+def _public_address(host: str) -> bool:
+    """Whether ``host`` is an IP address reachable across the internet (names: unknown, no)."""
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        return False
+
+
+def _host_health(table: _Table, health: Rules) -> Rules | None:
+    """Read ``[hosts.health]``: this host's memory, swap and disk rules over ``[health]``'s."""
+    table.used.add("health")
+    if "health" not in table.data:
+        return None
+    data = table.data["health"]
+    if not isinstance(data, dict):
+        table.problem("health", "must be a table ([hosts.health])")
+        return None
+    problems = [f"{key}: only {', '.join(HOST_HEALTH_KEYS)} can be set per host"
+                for key in sorted(set(data) - set(HOST_HEALTH_KEYS))]
+    wanted = {k: v for k, v in data.items() if k in HOST_HEALTH_KEYS}
+    problems += _huge_numbers(wanted, "")  # they overflow float arithmetic
+    rules: Rules | None = None
+    if not problems:
+        rules, problems = rules_from_config(wanted, base=health, duration=parse_duration)
+    for problem in problems:
+        key, colon, text = problem.partition(": ")
+        table.problem(f"health.{key}" if colon else "health", text if colon else problem)
+    return None if problems else rules
 
 
 def _fallbacks(entries: object, mastodon: MastodonConfig, base: Path, env: Mapping[str, str],

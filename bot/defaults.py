@@ -109,6 +109,24 @@ INTERVAL = 30.0
 HOST_TIMEOUT = 5.0
 """Seconds to wait for one ``[[hosts]]`` node_exporter; hosts are read concurrently."""
 
+HOST_TIMEOUT_MIN = 0.1
+"""Seconds: the shortest ``[[hosts]] timeout`` accepted."""
+
+HOST_TIMEOUT_MAX = 60.0
+"""Seconds: the longest ``[[hosts]] timeout`` accepted (the tick waits that long at most)."""
+
+HOSTS_MAX = 64
+"""Most ``[[hosts]]`` entries a configuration may have."""
+
+HOST_NAME_MAX = 64
+"""Longest ``[[hosts]] name`` (letters, digits, ``.``, ``_`` and ``-``)."""
+
+HOST_ROLE_MAX = 32
+"""Longest ``[[hosts]] role`` text, in characters."""
+
+EXPORTER_BODY_MAX = 8 * 1024 * 1024
+"""Bytes: the most of a node_exporter's ``/metrics`` reply read; a longer one is an error."""
+
 AGENT_REDIS_USER = "statusbot-agent"
 """Redis ACL user of ``statusbot agent`` and the standby lease (may write ``statusbot:*`` only)."""
 

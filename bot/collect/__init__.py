@@ -8,9 +8,10 @@ from collections.abc import Callable
 import redis
 
 from bot.collect.host import HostReader
+from bot.collect.node_exporter import ExporterReader
 from bot.collect.sidekiq import SidekiqReader
 from bot.config import Config, RedisConfig
-from bot.model import Snapshot
+from bot.model import HostReading, Snapshot
 
 
 def redis_client(config: RedisConfig) -> redis.Redis:
@@ -25,6 +26,11 @@ def redis_client(config: RedisConfig) -> redis.Redis:
         socket_connect_timeout=config.socket_timeout,
         health_check_interval=0,
     )
+
+
+def merge_hosts(*readings: list[HostReading]) -> tuple[HostReading, ...]:
+    """Return the other hosts' readings (exporters, agents) as one tuple, sorted by name."""
+    return tuple(sorted((r for part in readings for r in part), key=lambda r: r.name))
 
 
 class Collector:
@@ -47,12 +53,18 @@ class Collector:
             clock=clock,
         )
         self.host = HostReader(config.host.disk_paths)
+        self.exporters = ExporterReader(config.hosts)
 
     def collect(self) -> Snapshot:
         """Take one snapshot; never raises.
 
-        Redis trouble shows in ``snapshot.redis``, host trouble in ``snapshot.host_error``.
+        Redis trouble shows in ``snapshot.redis``, host trouble in ``snapshot.host_error``,
+        an exporter's in its ``HostReading.error``. The exporters are read while Redis
+        and this host are: the snapshot waits at most the largest ``[[hosts]] timeout``.
         """
+        # The exporters first: they are read while Redis and this host are, and the join
+        # waits for none beyond its own timeout.
+        exporters = self.exporters.start()
         host_error = None
         try:
             host = self.host.read()
@@ -60,12 +72,15 @@ class Collector:
             host, host_error = None, f"{type(exc).__name__}: {exc}"
         # Sidekiq last, so that collected_at is the moment its latencies refer to.
         redis_stats, sidekiq_stats = self.sidekiq.read()
+        collected_at = self._clock()
+        exporter_hosts = exporters.join()
         return Snapshot(
-            collected_at=self._clock(),
+            collected_at=collected_at,
             redis=redis_stats,
             sidekiq=sidekiq_stats,
             host=host,
             host_error=host_error,
+            hosts=merge_hosts(exporter_hosts),
         )
 
     @property

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mastodon_mock import MastodonMock, missing
-from tests.integration.servers import RedisServer
+from tests.integration.servers import NODE_EXPORTER, NodeExporter, RedisServer
 
 REQUIRE = os.environ.get("STATUSBOT_REQUIRE_INTEGRATION") == "1"
 """Set by CI: a missing prerequisite fails the run instead of skipping."""
@@ -30,6 +30,16 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server on a free loopback port."""
     need(None if shutil.which("redis-server") else "redis-server is not installed")
     server = RedisServer(tmp_path)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def node_exporter(tmp_path: Path) -> Iterator[NodeExporter]:
+    """Debian's real prometheus-node-exporter on a free loopback port."""
+    need(None if os.access(NODE_EXPORTER, os.X_OK)
+         else f"{NODE_EXPORTER} is not installed (apt install prometheus-node-exporter)")
+    server = NodeExporter(tmp_path)
     yield server
     server.stop()
 

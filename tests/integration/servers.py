@@ -1,4 +1,4 @@
-"""Real servers for the integration tests: redis-server and Sidekiq on loopback.
+"""Real servers for the integration tests: redis-server, Sidekiq and node_exporter on loopback.
 
 Sidekiq 6.4 is Debian 12's ``ruby-sidekiq`` on this machine; Sidekiq 7.3 is
 Debian 13's, run inside the chroot that ``scripts/sidekiq7-chroot.sh`` builds
@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -74,6 +75,52 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server and wait for it."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
+"""Debian's Prometheus node_exporter (package prometheus-node-exporter)."""
+
+
+class NodeExporter:
+    """Debian's real node_exporter on a free loopback port (its default collectors)."""
+
+    def __init__(self, workdir: Path, start_timeout: float = 10.0) -> None:
+        self.port = free_port()
+        self.log = workdir / f"node-exporter-{self.port}.log"
+        with open(self.log, "wb") as log:
+            self.process = subprocess.Popen(
+                [NODE_EXPORTER, f"--web.listen-address=127.0.0.1:{self.port}"],
+                stdout=log, stderr=subprocess.STDOUT,
+            )
+        try:
+            wait_for(self._answers, start_timeout, f"node_exporter on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+
+    @property
+    def url(self) -> str:
+        """The URL of its metrics."""
+        return f"http://127.0.0.1:{self.port}/metrics"
+
+    def _answers(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"node_exporter exited: {self.log.read_text()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                return True
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the exporter and wait for it."""
         if self.process.poll() is None:
             self.process.terminate()
             try:
