@@ -214,12 +214,12 @@ def admin_details(what: str, snapshot: Snapshot | None, open_incident: Incident 
         lines = [fill(words.admin_queues, queues=_queue_list(queues, words) or "none")]
     elif what == "memory":
         lines = [line for line in lines if line.startswith(words.admin_memory.split("{")[0])]
-        if snapshot.hosts:
-            lines.append(_hosts_line(snapshot.hosts, words))
         if snapshot.host is not None:
             lines.append("By role: " + ", ".join(
                 f"{neutral(m.role)} {_bytes(m.rss_bytes)}"
                 for m in snapshot.host.roles[:4 * ADMIN_LIST_MAX] if m.processes))
+        if snapshot.hosts:
+            lines.append(_hosts_line(snapshot.hosts, words))
     elif what == "processes" and snapshot.sidekiq is not None:
         processes = snapshot.sidekiq.processes
         lines = [f"{neutral(p.identity)}: {'live' if p.alive else 'STALE'}"
