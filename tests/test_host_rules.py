@@ -29,6 +29,7 @@ from bot.model import (
     HostReading,
     HostSource,
     HostStats,
+    Post,
     PostKind,
     QueueStats,
     RedisStats,
@@ -94,7 +95,7 @@ def judge(snapshot: Snapshot, host_rules: Mapping[str, Rules] | None = None,
           rules: Rules | None = None, times: Sequence[float] = (0.0, 600.0),
           ) -> tuple[Finding, ...]:
     """Evaluate the same snapshot at each of ``times``; return the last findings."""
-    state, findings = HealthState.initial(), ()
+    state, findings = HealthState.initial(), tuple[Finding, ...]()
     for now in times:
         state, findings = evaluate(snapshot, state, rules or default_rules(), now,
                                    host_rules=host_rules)
@@ -254,7 +255,7 @@ def test_the_worst_memory_of_a_host_is_its_lowest() -> None:
 SETTINGS = compose.Settings(instance="example.social", admin_accts=("alice",))
 
 
-def posts_for(snapshot: Snapshot) -> tuple[compose.Post, ...]:
+def posts_for(snapshot: Snapshot) -> tuple[Post, ...]:
     """The posts of the incident that ``snapshot`` opens (judged 10 minutes long)."""
     findings = judge(dataclasses.replace(snapshot, collected_at=START),
                      times=(START - 600.0, START))
@@ -346,7 +347,7 @@ HOSTILE = [
 MENTIONS = "@alice "
 
 
-def visible_text(post: compose.Post) -> str:
+def visible_text(post: Post) -> str:
     return post.text.removeprefix(MENTIONS) if post.kind is PostKind.ADMIN else post.text
 
 
