@@ -38,6 +38,7 @@ from bot.model import (
     Snapshot,
 )
 from bot.outbox import Outbox
+from bot.page import parts_of
 from bot.store import Store
 from bot.testing import RecordingGateway
 from bot.wording import Impact, neutral
@@ -223,6 +224,7 @@ def test_component_names_rank_with_their_kind_and_never_read_as_queues() -> None
                                  "host@a:b", "disk@db-1:/var")] == [
         None, None, None, "db-1", "a:b", "db-1"]
     assert host_of("disk@[::1]:9100:/var", {"[::1]:9100"}) == "[::1]:9100"
+    assert parts_of("memory@db-1") == parts_of("swap@db-1") == parts_of("memory") == ("web",)
 
 
 def test_disk_and_host_rules_read_from_the_health_table() -> None:
