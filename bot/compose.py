@@ -674,7 +674,10 @@ def admin_only_event(event: Event, snapshot: Snapshot | None, settings: Settings
     words = settings.wording
     incident = event.incident
     errors = {h.name: h.error for h in snapshot.hosts if h.stats is None} if snapshot else {}
-    if event.kind is EventKind.RESOLVED:
+    fine = set(cleared_in(event))
+    if event.kind is EventKind.RESOLVED and _only_muted(event):
+        lines = [fill(words.admin_only_closed, instance=settings.instance)]
+    elif event.kind is EventKind.RESOLVED:
         resolved_at = event.at if incident.resolved_at is None else incident.resolved_at
         lines = [fill(words.admin_only_resolved, instance=settings.instance,
                       duration=describe_duration(resolved_at - incident.opened_at))]
@@ -686,8 +689,10 @@ def admin_only_event(event: Event, snapshot: Snapshot | None, settings: Settings
     for item in affected[:ADMIN_LIST_MAX]:
         host = host_of(item.component)
         if item.component.startswith("host@") and host is not None:
-            if item.severity is Severity.OK:
+            if item.severity is Severity.OK and item.component in fine:
                 lines.append(fill(words.admin_host_back, host=neutral(host)))
+            elif item.severity is Severity.OK:
+                lines.append(_admin_component(item, event.at, settings))
             else:
                 error = errors.get(host) or item.reason
                 lines.append(fill(words.admin_host_down, host=neutral(host),

@@ -578,8 +578,6 @@ class Bot:
         one when it is over; never one per tick. Its state is committed with
         the tick's, so a restart repeats nothing.
         """
-        quiet = [dataclasses.replace(f, muted=None) for f in findings
-                 if f.muted == health.ADMIN_ONLY_MUTE]
         data = self.store.get_state(ADMIN_ONLY_STATE)
         state = incidents.IncidentState()
         if data is not None:
@@ -588,6 +586,11 @@ class Bot:
             except ValueError as exc:
                 log.error("stored admin-only incident state unreadable, starting afresh: %s",
                           exc)
+        told = {a.component for a in state.open.affected} if state.open is not None else set()
+        # Muted for another reason now (maintenance, Redis down): still muted, not "fine again".
+        quiet = [dataclasses.replace(f, muted=None) if f.muted == health.ADMIN_ONLY_MUTE else f
+                 for f in findings
+                 if f.muted == health.ADMIN_ONLY_MUTE or (f.muted and f.component in told)]
         if not quiet and state.open is None:
             return []
         state, events = incidents.step(state, quiet, now,

@@ -312,6 +312,11 @@ class Wording:
     admin_only_resolved: str = (
         "{instance}: hosts members do not hear about are fine again after {duration}.")
     """First line when all of it is over. Placeholders: {instance}, {duration}."""
+    admin_only_closed: str = (
+        "{instance}: no more messages about hosts members do not hear about for now: what is "
+        "left is silenced, under maintenance or muted by another problem.")
+    """First line when what is left of that trouble is muted for another reason.
+    Placeholders: {instance}."""
     admin_host_down: str = "host {host} is not reporting: {error}"
     """A host whose reading is missing (its agent's reading expired, its node_exporter
     failed). Placeholders: {host}, {error}."""
@@ -734,6 +739,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_only_opened": ("instance",),
     "admin_only_changed": ("instance",),
     "admin_only_resolved": ("instance", "duration"),
+    "admin_only_closed": ("instance",),
     "admin_host_down": ("host", "error"),
     "admin_host_back": ("host",),
     "admin_component_fine": ("component",),

@@ -457,3 +457,20 @@ def test_a_per_host_override_fires_in_the_loop_and_names_the_host() -> None:
     assert f"{neutral('memory@db-1')} warning since" in texts[0]  # a look-alike @
     assert "memory on db-1: 30% available (warning at 40%)" in texts[0]
     assert "worker-2" not in texts[0].split("Other hosts:")[0]
+
+
+def test_admins_only_trouble_muted_by_redis_is_closed_not_called_fine() -> None:
+    """An agent's host unread because Redis is down is not "reporting again"."""
+    items = []
+    for n in range(40):
+        silent, redis_down = n >= 10, n >= 30
+        worker = host("worker-2", None if silent else stats(),
+                      error="Redis unreachable" if redis_down else "reading expired")
+        items.append(snap(worker, reachable=not redis_down, at=START + 30 * n))
+    _, _, gateway = run(items)
+    direct = [s.post.text for s in gateway.statuses.values() if s.post.kind is PostKind.ADMIN
+              and s.post.key.startswith(compose.ADMIN_ONLY_PREFIX)]
+    assert len(direct) == 2
+    assert direct[0].endswith("host worker-2 is not reporting: reading expired")
+    assert "no more messages about hosts members do not hear about" in direct[1]
+    assert "reporting again" not in direct[1]
