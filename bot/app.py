@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 from urllib.parse import urlsplit
 
-from bot import advising, compose, defaults, incidents, report, reporting
+from bot import advising, compose, defaults, health, incidents, report, reporting
 from bot.adopt import Adopter
 from bot.collect import Collector
 from bot.collect.instance import InstanceProber
@@ -59,6 +59,11 @@ def instance_limits(gateway: Gateway) -> InstanceLimits:
     except (RetryableError, PermanentError) as exc:
         log.warning("could not read the instance's limits, assuming the defaults: %s", exc)
         return InstanceLimits()
+
+
+def host_rules(config: Config) -> Mapping[str, health.Rules]:
+    """Return each ``[[hosts]]`` entry's own rules by host name (hosts without any left out)."""
+    return {entry.name: entry.health for entry in config.hosts if entry.health is not None}
 
 
 def settings_for(config: Config, limits: InstanceLimits) -> compose.Settings:
@@ -119,6 +124,7 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         gateway=gateway,
         settings=settings,
         rules=config.health,
+        host_rules=host_rules(config),
         policy=incidents.Policy(reminder_every_s=config.posts.reminder_every,
                                 max_reminders=config.posts.max_reminders),
         mutes=config.mutes,

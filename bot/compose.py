@@ -39,11 +39,13 @@ from datetime import datetime, timezone, tzinfo
 from zoneinfo import ZoneInfo
 
 from bot import defaults
+from bot.health import host_of
 from bot.incidents import cleared_in, component_order, describe_duration
 from bot.model import (
     Affected,
     Event,
     EventKind,
+    HostReading,
     Incident,
     Post,
     PostKind,
@@ -107,7 +109,7 @@ def compose_event(event: Event, snapshot: Snapshot | None, settings: Settings,
     paragraph, at most ``ADMIN_HELP_MAX`` characters, when the event opens an
     incident with a queue in it; it never reaches a member post.
     """
-    member = _member_post(event, settings)
+    member = _member_post(event, settings, several_hosts(snapshot))
     admin = _admin_post(event, snapshot, settings, advice)
     return (member,) if admin is None else (member, admin)
 
@@ -174,7 +176,8 @@ def member_status(open_incident: Incident | None, snapshot: Snapshot | None, now
     critical = open_incident.severity >= Severity.CRITICAL
     lead = words.notice_lead_critical if critical else words.notice_lead_warning
     lines = [fill(lead, time=_when(open_incident.opened_at, now, settings),
-                  instance=settings.instance), *_impact_lines(open_incident.affected, words)]
+                  instance=settings.instance),
+             *_impact_lines(open_incident.affected, words, several_hosts(snapshot))]
     return _fit(lines, settings.max_characters, _measure(settings))
 
 
@@ -215,6 +218,8 @@ def admin_details(what: str, snapshot: Snapshot | None, open_incident: Incident 
             lines.append("By role: " + ", ".join(
                 f"{neutral(m.role)} {_bytes(m.rss_bytes)}"
                 for m in snapshot.host.roles[:4 * ADMIN_LIST_MAX] if m.processes))
+        if snapshot.hosts:
+            lines.append(_hosts_line(snapshot.hosts, words))
     elif what == "processes" and snapshot.sidekiq is not None:
         processes = snapshot.sidekiq.processes
         lines = [f"{neutral(p.identity)}: {'live' if p.alive else 'STALE'}"
@@ -408,7 +413,12 @@ def _extends(char: str) -> bool:
 # --- member posts -------------------------------------------------------------------------
 
 
-def _member_post(event: Event, settings: Settings) -> Post:
+def several_hosts(snapshot: Snapshot | None) -> bool:
+    """Whether members should read "one of our servers": the instance has other hosts."""
+    return snapshot is not None and bool(snapshot.hosts)
+
+
+def _member_post(event: Event, settings: Settings, several: bool = False) -> Post:
     words = settings.wording
     incident = event.incident
     notice_key = f"{incident.id}:0"
@@ -425,12 +435,13 @@ def _member_post(event: Event, settings: Settings) -> Post:
         cw = words.cw_notice_critical if critical else words.cw_notice_warning
         lead = words.notice_lead_critical if critical else words.notice_lead_warning
         lines = [fill(lead, time=_when(incident.opened_at, event.at, settings),
-                      instance=settings.instance), *_impact_lines(incident.affected, words)]
+                      instance=settings.instance),
+                 *_impact_lines(incident.affected, words, several)]
         optional = [words.notice_footer]
     elif kind is EventKind.RESOLVED:
         post_kind = PostKind.RESOLUTION
         cw = words.cw_resolution_muted if _only_muted(event) else words.cw_resolution
-        lines, optional = _resolution_lines(event, settings)
+        lines, optional = _resolution_lines(event, settings, several)
         if event.note:
             lines = [lines[0], event.note, *lines[1:]]
     elif kind is EventKind.NOTE:
@@ -440,7 +451,7 @@ def _member_post(event: Event, settings: Settings) -> Post:
     else:
         post_kind = PostKind.UPDATE
         cw = words.cw_reminder if kind is EventKind.REMINDER else words.cw_update
-        lines = _update_lines(event, settings)
+        lines = _update_lines(event, settings, several)
     measure = _measure(settings)
     cw = truncate(cw, _cw_limit(settings), measure)
     text = _fit(lines, settings.max_characters - measure(cw), measure, optional)
@@ -454,7 +465,7 @@ def _member_post(event: Event, settings: Settings) -> Post:
     )
 
 
-def _update_lines(event: Event, settings: Settings) -> list[str]:
+def _update_lines(event: Event, settings: Settings, several: bool) -> list[str]:
     words = settings.wording
     incident = event.incident
     headlines = {
@@ -468,12 +479,13 @@ def _update_lines(event: Event, settings: Settings) -> list[str]:
     else:
         headline = headlines.get(event.kind, words.update_worsened)
     lines = [headline]
-    still = {words.impact(a.component).noun for a in incident.affected}
-    recovered = [noun for noun in _unique(words.impact(c).noun for c in cleared_in(event))
+    still = {words.impact(a.component, several).noun for a in incident.affected}
+    recovered = [noun for noun in _unique(words.impact(c, several).noun
+                                          for c in cleared_in(event))
                  if noun not in still]  # swap fine, memory still low: not "back to normal"
     if recovered:
         lines.append(fill(words.back_to_normal, nouns=words.noun_separator.join(recovered)))
-    return lines + _impact_lines(incident.affected, words)
+    return lines + _impact_lines(incident.affected, words, several)
 
 
 def _only_muted(event: Event) -> bool:
@@ -481,7 +493,8 @@ def _only_muted(event: Event) -> bool:
     return bool(event.changes) and not cleared_in(event)
 
 
-def _resolution_lines(event: Event, settings: Settings) -> tuple[list[str], list[str]]:
+def _resolution_lines(event: Event, settings: Settings,
+                      several: bool) -> tuple[list[str], list[str]]:
     words = settings.wording
     incident = event.incident
     resolved_at = event.at if incident.resolved_at is None else incident.resolved_at
@@ -489,7 +502,7 @@ def _resolution_lines(event: Event, settings: Settings) -> tuple[list[str], list
     lines = [fill(first, duration=_duration(resolved_at - incident.opened_at, words),
                   instance=settings.instance)]
     names = {*incident.cleared, *(a.component for a in incident.affected)}
-    nouns = _unique(words.impact(c).noun for c in sorted(names, key=component_order))
+    nouns = _unique(words.impact(c, several).noun for c in sorted(names, key=component_order))
     if nouns:
         lines.append(fill(words.resolution_affected, nouns=words.noun_separator.join(nouns)))
     delays = [a.peak_value for a in incident.affected
@@ -499,12 +512,13 @@ def _resolution_lines(event: Event, settings: Settings) -> tuple[list[str], list
     return lines, [words.resolution_footer]
 
 
-def _impact_lines(affected: Iterable[Affected], words: Wording) -> list[str]:
+def _impact_lines(affected: Iterable[Affected], words: Wording,
+                  several: bool = False) -> list[str]:
     """Return one sentence per distinct impact, worst first, with an estimate where known."""
     lines: list[str] = []
     seen: set[str] = set()
     for item in _by_importance(affected):
-        sentence = words.impact(item.component).sentence
+        sentence = words.impact(item.component, several).sentence
         if sentence in seen:
             continue
         seen.add(sentence)
@@ -641,6 +655,8 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                           swap=swap))
     elif snapshot.host_error:
         lines.append(fill(words.admin_host_error, error=neutral(snapshot.host_error, TEXT_LIMIT)))
+    if snapshot.hosts:
+        lines.append(_hosts_line(snapshot.hosts, words))
     sidekiq = snapshot.sidekiq
     if sidekiq is not None:
         lines.append(fill(words.admin_processes, live=str(sidekiq.live_processes),
@@ -656,6 +672,94 @@ def _admin_snapshot(snapshot: Snapshot, incident: Incident, words: Wording) -> l
                        key=lambda q: (-(q.latency_s or 0.0), -q.size, q.name))
         lines.append(fill(words.admin_queues, queues=_queue_list(shown, words) or "all empty"))
     return lines
+
+
+def _hosts_line(hosts: Sequence[HostReading], words: Wording) -> str:
+    """Every other host's memory (those not reporting and the shortest first), names neutral."""
+    def order(host: HostReading) -> tuple[float, str]:
+        stats = host.stats
+        if stats is None:
+            return -1.0, host.name
+        total = stats.memory_total_bytes
+        return (100.0 * stats.memory_available_bytes / total if total else 0.0), host.name
+
+    entries = []
+    ordered = sorted(hosts, key=order)
+    for host in ordered[:ADMIN_LIST_MAX]:
+        name = neutral(host.name)
+        stats = host.stats
+        if stats is None:
+            entries.append(fill(words.admin_hosts_silent, host=name))
+            continue
+        total = stats.memory_total_bytes
+        available = 100.0 * stats.memory_available_bytes / total if total else 0.0
+        entries.append(fill(words.admin_hosts_entry, host=name, available=str(round(available)),
+                            free=_bytes(stats.memory_available_bytes), total=_bytes(total)))
+    if len(ordered) > ADMIN_LIST_MAX:
+        entries.append(fill(words.admin_hosts_more,
+                            count=_count(len(ordered) - ADMIN_LIST_MAX, words)))
+    return fill(words.admin_hosts, hosts=", ".join(entries))
+
+
+# --- what only the admins hear of ---------------------------------------------------------
+
+ADMIN_ONLY_PREFIX = "admins-only"
+"""Key prefix of the admin messages about hosts members do not hear about."""
+
+
+def admin_only_event(event: Event, snapshot: Snapshot | None, settings: Settings) -> Post | None:
+    """Return the admin message of an event about hosts members do not hear about (None: no admins).
+
+    The loop steps an incident of its own (``incidents.step``, no reminders)
+    over the findings ``health`` muted with ``ADMIN_ONLY_MUTE`` (a host whose
+    ``member_visible`` is false), so that admins are told once when such a
+    host gets into trouble or stops reporting, on each change, and once when
+    it is over; members are never told. Keyed
+    ``f"admins-only:{incident.id}:{incident.sequence}"``. Host names and
+    errors pass through ``neutral``.
+    """
+    if not settings.admin_accts:
+        return None
+    words = settings.wording
+    incident = event.incident
+    errors = {h.name: h.error for h in snapshot.hosts if h.stats is None} if snapshot else {}
+    fine = set(cleared_in(event))
+    if event.kind is EventKind.RESOLVED and _only_muted(event):
+        lines = [fill(words.admin_only_closed, instance=settings.instance)]
+    elif event.kind is EventKind.RESOLVED:
+        resolved_at = event.at if incident.resolved_at is None else incident.resolved_at
+        lines = [fill(words.admin_only_resolved, instance=settings.instance,
+                      duration=describe_duration(resolved_at - incident.opened_at))]
+    elif event.kind is EventKind.OPENED:
+        lines = [fill(words.admin_only_opened, instance=settings.instance)]
+    else:
+        lines = [fill(words.admin_only_changed, instance=settings.instance)]
+    affected = _by_importance(incident.affected)
+    for item in affected[:ADMIN_LIST_MAX]:
+        host = host_of(item.component)
+        if item.component.startswith("host@") and host is not None:
+            if item.severity is Severity.OK and item.component in fine:
+                lines.append(fill(words.admin_host_back, host=neutral(host)))
+            elif item.severity is Severity.OK:
+                lines.append(_admin_component(item, event.at, settings))
+            else:
+                error = errors.get(host) or item.reason
+                lines.append(fill(words.admin_host_down, host=neutral(host),
+                                  error=neutral(error, TEXT_LIMIT)))
+        else:
+            lines.append(_admin_component(item, event.at, settings))
+    if len(affected) > ADMIN_LIST_MAX:
+        lines.append(fill(words.admin_components_more, total=_count(len(affected), words),
+                          count=_count(len(affected) - ADMIN_LIST_MAX, words)))
+    if event.kind is not EventKind.RESOLVED:
+        for component in cleared_in(event):
+            host = host_of(component)
+            if component.startswith("host@") and host is not None:
+                lines.append(fill(words.admin_host_back, host=neutral(host)))
+            else:
+                lines.append(fill(words.admin_component_fine, component=neutral(component)))
+    return admin_message(f"{ADMIN_ONLY_PREFIX}:{incident.id}:{incident.sequence}",
+                         "\n".join(lines), event.at, settings)
 
 
 # --- times, durations, numbers ------------------------------------------------------------

@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, unquote, urlsplit, urlunsplit
 
 from bot import defaults
-from bot.health import Mute, Rules, default_rules, rules_from_config
+from bot.health import HOST_RULES, Mute, Rules, default_rules, rules_from_config
 from bot.wording import DEFAULT_WORDING, Impact, Wording
 
 if sys.version_info >= (3, 11):
@@ -516,7 +516,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
 HOST_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{defaults.HOST_NAME_MAX}}}")
 """A ``[[hosts]] name``: also the ``<name>`` of an agent's ``statusbot:host:<name>`` key."""
 
-HOST_HEALTH_KEYS = ("memory_available_percent", "swap_used_percent", "disk_used_percent")
+HOST_HEALTH_KEYS = HOST_RULES
 """The rules a ``[hosts.health]`` table may override; the others are the instance's."""
 
 

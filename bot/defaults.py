@@ -300,6 +300,34 @@ SWAP_USED_FOR = 300.0
 SWAP_USED_CLEAR_FOR = 600.0
 """Seconds swap use must stay below its clear level before the finding clears."""
 
+DISK_USED_WARNING = 90.0
+"""Percent of a filesystem used at or above which its disk finding is a warning (every host's
+disks: the configured paths here, the filesystems an agent or node_exporter reports there)."""
+
+DISK_USED_CRITICAL = 95.0
+"""Percent of a filesystem used at or above which it is critical (uploads and PostgreSQL's
+writes fail soon)."""
+
+DISK_USED_FOR = 300.0
+"""Seconds a disk must stay full before its finding fires (a backup or a dump fills it briefly)."""
+
+DISK_USED_CLEAR = 85.0
+"""Percent of a filesystem used below which a disk finding clears."""
+
+DISK_USED_CLEAR_FOR = 600.0
+"""Seconds a disk must stay below its clear level before the finding clears."""
+
+HOST_NOT_REPORTING_WARNING = 60.0
+"""Seconds another host has not reported before a warning. An agent's reading is only missed
+once it expired (``HOST_EXPIRY_INTERVALS`` intervals), so this adds a minute on top; a
+node_exporter that misses one scrape is not news."""
+
+HOST_NOT_REPORTING_CRITICAL = 1800.0
+"""Seconds another host has not reported before it is critical (half an hour: not a restart)."""
+
+HOST_NOT_REPORTING_CLEAR_FOR = 60.0
+"""Seconds a host must report again before its not-reporting finding clears."""
+
 DEAD_GROWTH_WARNING = 50.0
 """Jobs added to Sidekiq's dead set within the last hour at which dead growth is a warning."""
 

@@ -62,7 +62,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from types import MappingProxyType
@@ -76,6 +76,8 @@ from bot.jsonread import text as _str
 from bot.jsonread import whole as _int
 from bot.model import (
     Finding,
+    HostReading,
+    HostSource,
     HostStats,
     InstanceHealth,
     QueueStats,
@@ -124,16 +126,33 @@ RULE_KEYS: Mapping[str, str] = MappingProxyType({
 """Configuration key of each overridable ``Rule`` field → the field's name."""
 
 SINGLE_RULES = ("unserved", "memory_available_percent", "swap_used_percent",
-                "dead_growth_per_hour", "redis_unreachable", "web_down", "streaming_down")
+                "dead_growth_per_hour", "redis_unreachable", "web_down", "streaming_down",
+                "disk_used_percent", "host_not_reporting")
 """The ``Rules`` fields that hold one ``Rule`` each (``queue_latency`` holds one per queue)."""
 
 SECONDS_RULES = frozenset({"queue_latency", "unserved", "redis_unreachable", "web_down",
-                           "streaming_down"})
+                           "streaming_down", "host_not_reporting"})
 """The rules whose thresholds are seconds (a configuration may write them as durations)."""
 
+HOST_RULES = ("memory_available_percent", "swap_used_percent", "disk_used_percent",
+              "host_not_reporting")
+"""The ``Rules`` fields a ``[[hosts]]`` entry's ``health`` may override for that host."""
+
+ADMIN_ONLY_MUTE = "admins only: members do not hear about this host"
+"""``Finding.muted`` of another host's components when its ``member_visible`` is false: the
+incident members follow leaves them out; the loop tells the admins (``admin_only``)."""
+
+HOST_SEPARATOR = "@"
+"""Joins a kind and another host's name in a component: ``memory@db-1``, ``host@worker-2``,
+``disk@db-1:/var/lib/postgresql``. Queue components start ``queue:``/``unserved:``, so a
+queue name with an ``@`` never reads as a host."""
+
+LOCAL_HOST_KINDS = ("memory", "swap", "disk")
+"""Kinds judged for the local host (``disk:<path>``) and, with ``@<host>``, for every other."""
+
 _HOUR = 3600.0
-_COMPONENT_RANKS = {"redis": 0, "web": 1, "memory": 2, "swap": 3, "unserved": 4, "queue": 5,
-                    "streaming": 6, "dead": 7}
+_COMPONENT_RANKS = {"redis": 0, "web": 1, "memory": 2, "swap": 3, "disk": 4, "host": 5,
+                    "unserved": 6, "queue": 7, "streaming": 8, "dead": 9}
 
 
 # --- Rules ---------------------------------------------------------------------------------
@@ -220,7 +239,9 @@ class Rules:
     queue (without it, such a queue has no latency finding). ``unserved``
     applies to ``unserved:*`` and to every ``unserved:<name>`` without an
     entry of its own in ``unserved_queue``.
-    ``flap_window_s`` 0 turns flap holding off.
+    ``flap_window_s`` 0 turns flap holding off. ``disk_used_percent``
+    applies to every disk of every host; ``host_not_reporting`` (seconds)
+    to another host whose reading is missing.
     """
 
     queue_latency: Mapping[str, Rule]
@@ -234,6 +255,8 @@ class Rules:
     flap_window_s: float
     flap_changes: int
     unserved_queue: Mapping[str, Rule] = field(default_factory=lambda: MappingProxyType({}))
+    disk_used_percent: Rule = field(default_factory=lambda: _default_disk_rule())
+    host_not_reporting: Rule = field(default_factory=lambda: _default_host_rule())
 
     def unserved_rule(self, queue: str) -> Rule:
         """Return the unserved rule of ``queue``: its own, else the common one."""
@@ -298,7 +321,20 @@ def default_rules() -> Rules:
                             clear_for_s=defaults.STREAMING_DOWN_CLEAR_FOR),
         flap_window_s=defaults.FLAP_WINDOW,
         flap_changes=defaults.FLAP_CHANGES,
+        disk_used_percent=_default_disk_rule(),
+        host_not_reporting=_default_host_rule(),
     )
+
+
+def _default_disk_rule() -> Rule:
+    return Rule(defaults.DISK_USED_WARNING, defaults.DISK_USED_CRITICAL,
+                for_s=defaults.DISK_USED_FOR, clear=defaults.DISK_USED_CLEAR,
+                clear_for_s=defaults.DISK_USED_CLEAR_FOR)
+
+
+def _default_host_rule() -> Rule:
+    return Rule(defaults.HOST_NOT_REPORTING_WARNING, defaults.HOST_NOT_REPORTING_CRITICAL,
+                clear_for_s=defaults.HOST_NOT_REPORTING_CLEAR_FOR)
 
 
 def override_rule(base: Rule, overrides: Mapping[str, float]) -> Rule:
@@ -631,13 +667,21 @@ class _Reading:
 
 def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
              mutes: Sequence[Mute] = (), *, instance: InstanceHealth | None = None,
+             host_rules: Mapping[str, Rules] | None = None,
              ) -> tuple[HealthState, tuple[Finding, ...]]:
     """Return the new state and one Finding per component that is not OK (firing), muted or not.
 
     ``instance`` is the probe of the instance's health endpoints, None when
     not probed (``web`` and ``streaming`` then keep their state). Findings are
-    sorted root causes first (``redis``, ``web``, ``memory``, ``swap``,
-    ``unserved``, ``queue``, ``streaming``, ``dead``), queues in Mastodon's order.
+    sorted root causes first (``redis``, ``web``, ``memory``, ``swap``, ``disk``,
+    ``host``, ``unserved``, ``queue``, ``streaming``, ``dead``; the local
+    host before the others), queues in Mastodon's order.
+
+    ``host_rules`` maps another host's name to its own rules (its
+    ``[[hosts]]`` entry's ``health``); its memory, swap, disk and
+    not-reporting rules then apply to that host instead of ``rules``'
+    (flap holding stays ``rules``'). See ``_other_host_readings`` for the
+    components of other hosts and when they are muted.
     """
     old = state.components
     readings: list[_Reading] = []
@@ -673,6 +717,10 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
             f", {sidekiq.dead:,} dead in all"))
     if snapshot.host is not None:
         readings += _host_readings(snapshot.host, rules)
+    host_mutes: dict[str, str] = {}
+    for other in snapshot.hosts:
+        own = rules if host_rules is None else host_rules.get(other.name, rules)
+        readings += _other_host_readings(other, own, old, now)
     if instance is not None:
         if instance.web_ok is not None:
             readings.append(_down_reading("web", old, not instance.web_ok, now, rules.web_down,
@@ -688,6 +736,7 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
     for reading in readings:
         components[reading.component] = _step(components.get(reading.component, _IDLE),
                                                reading, now, rules)
+    _mute_other_hosts(snapshot, components, host_mutes)
     if sidekiq is not None:
         listed = {q.name for q in tracked} | {ANY_QUEUE, OTHER_QUEUES}
         for name in list(components):
@@ -707,7 +756,7 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
     no_sidekiq = unserved and (state.no_sidekiq or (sidekiq is not None and _no_trace(sidekiq)))
     findings = tuple(
         _finding(name, components[name], now, mutes, sidekiq, components, rules, etas,
-                 no_sidekiq)
+                 no_sidekiq, host_mutes)
         for name in sorted(components, key=component_order)
         if components[name].shown > Severity.OK
     )
@@ -719,9 +768,47 @@ def evaluate(snapshot: Snapshot, state: HealthState, rules: Rules, now: float,
     return new_state, findings
 
 
+def component_kind(component: str) -> str:
+    """Return a component's kind (the key of its rank and of its member wording).
+
+    ``queue`` of ``queue:push``, ``memory`` of ``memory@db-1``, ``disk`` of
+    ``disk:/var`` and of ``disk@db-1:/var``, ``host`` of ``host@worker-2``.
+    """
+    return component.partition(":")[0].partition(HOST_SEPARATOR)[0]
+
+
+def host_of(component: str, known: Container[str] = ()) -> str | None:
+    """Return the other host a component is about (``db-1`` of ``memory@db-1``), else None.
+
+    The local host's components (``memory``, ``disk:/var``) and queues give None.
+    In ``disk@<host>:<path>`` a host name may hold a ``:`` too: the host is the
+    longest part before a ``:`` that is in ``known``, else the part before the
+    first ``:``. Use it to look a host up, not to show it (show it through ``neutral``).
+    """
+    kind, separator, rest = component.partition(HOST_SEPARATOR)
+    if not separator or kind not in (*LOCAL_HOST_KINDS, "host"):
+        return None
+    if kind != "disk":
+        return rest
+    cuts = [i for i, char in enumerate(rest) if char == ":"]
+    for cut in reversed(cuts):
+        if rest[:cut] in known:
+            return rest[:cut]
+    return rest[:cuts[0]] if cuts else rest
+
+
+def host_component(kind: str, host: str, detail: str = "") -> str:
+    """Return the component of ``kind`` on another host: ``memory@db-1``, ``disk@db-1:/var``."""
+    return f"{kind}{HOST_SEPARATOR}{host}" + (f":{detail}" if detail else "")
+
+
 def component_order(component: str) -> tuple[int, int, str]:
-    """Sort key of components: root causes first, then queues in Mastodon's order."""
+    """Sort key of components: root causes first, then queues in Mastodon's order.
+
+    Another host's components rank with their kind, after the local host's.
+    """
     kind, _, name = component.partition(":")
+    kind = kind.partition(HOST_SEPARATOR)[0]
     queues = defaults.MASTODON_QUEUES
     within = queues.index(name) if name in queues else len(queues)
     return _COMPONENT_RANKS.get(kind, len(_COMPONENT_RANKS)), within, component
@@ -796,6 +883,7 @@ def _other_readings(others: Sequence[QueueStats], old: Mapping[str, ComponentSta
 
 
 def _host_readings(host: HostStats, rules: Rules) -> list[_Reading]:
+    """Return the local host's readings: ``memory``, ``swap``, ``disk:<path>``."""
     readings = []
     if host.memory_total_bytes > 0:
         available = host.memory_available_bytes * 100 / host.memory_total_bytes
@@ -808,7 +896,89 @@ def _host_readings(host: HostStats, rules: Rules) -> list[_Reading]:
         "swap", rules.swap_used_percent, swap, f"swap used {_percent(swap)}", _percent,
         f", {_gib(host.swap_used_bytes)} of {_gib(host.swap_total_bytes)}"
         if host.swap_total_bytes > 0 else ", no swap"))
+    readings += _disk_readings(host, rules, "disk:", "")
     return readings
+
+
+MAX_DISKS = 32
+"""Most disks judged per host (the first ones listed); more would only grow the state."""
+
+
+def _disk_readings(host: HostStats, rules: Rules, prefix: str, where: str) -> list[_Reading]:
+    """One ``disk_used_percent`` reading per disk with a known use (an unread disk is unknown)."""
+    readings = []
+    for disk in host.disks[:MAX_DISKS]:
+        if disk.percent is None or not math.isfinite(disk.percent):
+            continue
+        extra = (f", {_size(disk.free_bytes)} free of {_size(disk.total_bytes)}"
+                 if disk.free_bytes is not None and disk.total_bytes else "")
+        readings.append(_Reading(
+            prefix + disk.path, rules.disk_used_percent, disk.percent,
+            f"disk {neutral(disk.path)}{where} {_percent(disk.percent)} used", _percent, extra))
+    return readings
+
+
+def _other_host_readings(other: HostReading, rules: Rules, old: Mapping[str, ComponentState],
+                         now: float) -> list[_Reading]:
+    """Return another host's readings: ``host@<name>``, ``memory@``, ``swap@``, ``disk@``.
+
+    ``host@<name>`` is the seconds it has not reported; disks are
+    ``disk@<name>:<path>``.
+
+    A host that does not report has no memory, swap or disk values: those
+    components keep their state (like any unknown value) while ``host@<name>``
+    counts the seconds. Names enter reasons through ``neutral``.
+    """
+    name, shown = other.name, neutral(other.name)
+    readings = [_down_reading(
+        host_component("host", name), old, other.stats is None, now, rules.host_not_reporting,
+        f"host {shown} not reporting for", f"host {shown} reporting again",
+        _error(other.error or "no reason given") if other.stats is None else "")]
+    stats = other.stats
+    if stats is None:
+        return readings
+    if stats.memory_total_bytes > 0:
+        available = stats.memory_available_bytes * 100 / stats.memory_total_bytes
+        readings.append(_Reading(
+            host_component("memory", name), rules.memory_available_percent, available,
+            f"memory on {shown}: {_percent(available)} available", _percent,
+            f", {_size(stats.memory_available_bytes)} of {_size(stats.memory_total_bytes)}"))
+    swap = stats.swap_percent if stats.swap_total_bytes > 0 else 0.0
+    readings.append(_Reading(
+        host_component("swap", name), rules.swap_used_percent, swap,
+        f"swap on {shown}: {_percent(swap)} used", _percent,
+        f", {_size(stats.swap_used_bytes)} of {_size(stats.swap_total_bytes)}"
+        if stats.swap_total_bytes > 0 else ", no swap"))
+    readings += _disk_readings(stats, rules, host_component("disk", name) + ":", f" on {shown}:")
+    return readings
+
+
+def _mute_other_hosts(snapshot: Snapshot, components: dict[str, ComponentState],
+                      host_mutes: dict[str, str]) -> None:
+    """Fill ``host_mutes`` for other hosts' components; forget hosts no longer listed.
+
+    While Redis is unreachable, agents cannot be read: their hosts' components
+    are muted ``REDIS_MUTE`` (the root cause is announced), and a host missing
+    from the list is kept as it was. Otherwise a host that is not member-visible
+    is muted ``ADMIN_ONLY_MUTE``, and the components of a host no longer
+    listed (removed from ``[[hosts]]`` or from the agents' set) are dropped.
+    """
+    hosts = {h.name: h for h in snapshot.hosts}
+    redis_down = not snapshot.redis.reachable
+    for name in list(components):
+        host = host_of(name, hosts)
+        if host is None:
+            continue
+        reading = hosts.get(host)
+        if reading is None:
+            if redis_down:
+                host_mutes[name] = REDIS_MUTE
+            else:
+                del components[name]
+        elif redis_down and reading.source is HostSource.AGENT:
+            host_mutes[name] = REDIS_MUTE
+        elif not reading.member_visible:
+            host_mutes[name] = ADMIN_ONLY_MUTE
 
 
 def _down_reading(component: str, old: Mapping[str, ComponentState], down: bool, now: float,
@@ -906,14 +1076,15 @@ def _reason(reading: _Reading, shown: Severity, level: Severity) -> str:
 
 def _finding(name: str, component: ComponentState, now: float, mutes: Sequence[Mute],
              sidekiq: SidekiqStats | None, components: Mapping[str, ComponentState],
-             rules: Rules, etas: Mapping[str, float], no_sidekiq: bool) -> Finding:
+             rules: Rules, etas: Mapping[str, float], no_sidekiq: bool,
+             host_mutes: Mapping[str, str]) -> Finding:
     reason = component.reason
     if component.flapping:
         reason += (f"; {FLAPPING}: held at {component.shown.name.lower()} until stable "
                    f"for {_seconds(rules.flap_window_s)}")
     return Finding(component=name, severity=component.shown, reason=reason,
                    value=component.value, since=component.since,
-                   muted=_muted(name, now, mutes, sidekiq, components, no_sidekiq),
+                   muted=_muted(name, now, mutes, sidekiq, components, no_sidekiq, host_mutes),
                    eta_s=etas.get(name))
 
 
@@ -923,11 +1094,14 @@ def _no_trace(sidekiq: SidekiqStats) -> bool:
 
 
 def _muted(name: str, now: float, mutes: Sequence[Mute], sidekiq: SidekiqStats | None,
-           components: Mapping[str, ComponentState], no_sidekiq: bool) -> str | None:
+           components: Mapping[str, ComponentState], no_sidekiq: bool,
+           host_mutes: Mapping[str, str]) -> str | None:
     """Why ``name`` is not to be announced: a mute, then a root cause; None if it is."""
     for mute in mutes:
         if mute.active(now) and mute.covers(name):
             return mute.reason
+    if name in host_mutes:
+        return host_mutes[name]
     kind, _, queue = name.partition(":")
     if kind not in {"queue", "unserved", "dead"}:
         return None
@@ -982,3 +1156,8 @@ def _count(value: float) -> str:
 
 def _gib(size: int) -> str:
     return f"{size / 2**30:.1f} GiB"
+
+
+def _size(size: int) -> str:
+    """``410 MiB`` below a GiB, ``16.0 GiB`` from there on."""
+    return f"{size / 2**20:.0f} MiB" if size < 2**30 else _gib(size)

@@ -59,7 +59,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot import defaults
+from bot import defaults, health
 from bot.jsonread import flag as _bool
 from bot.jsonread import number as _float
 from bot.jsonread import optional_number as _optional_float
@@ -82,8 +82,9 @@ SIGNIFICANCE: tuple[EventKind, ...] = (
 """Event kinds, most significant first: several changes in one step fold into the first."""
 
 LESS_IS_WORSE = frozenset({"memory"})
-"""Components whose ``Finding.value`` is worse when smaller (memory: percent available);
-for every other component a larger value is worse (latency, percent of swap used, …)."""
+"""Kinds of components (``health.component_kind``: ``memory`` and every host's
+``memory@<host>``) whose ``Finding.value`` is worse when smaller (percent available); for
+every other component a larger value is worse (latency, percent of swap used, …)."""
 
 FLAPPING = "flapping"
 """A finding whose reason contains this word (any case) has its severity changes held."""
@@ -247,13 +248,12 @@ def cleared_in(event: Event) -> tuple[str, ...]:
 
 
 def component_order(component: str) -> tuple[int, int, str]:
-    """Sort key of components: root causes first, then queues in Mastodon's order."""
-    kind, _, name = component.partition(":")
-    ranks = {"redis": 0, "web": 1, "memory": 2, "swap": 3, "unserved": 4, "queue": 5,
-             "streaming": 6, "dead": 7}
-    queues = defaults.MASTODON_QUEUES
-    within = queues.index(name) if name in queues else len(queues)
-    return ranks.get(kind, len(ranks)), within, component
+    """Sort key of components: root causes first, then queues in Mastodon's order.
+
+    The same order as ``health.component_order`` (another host's ``memory@db-1``
+    ranks with ``memory``, after the local host's).
+    """
+    return health.component_order(component)
 
 
 def describe_duration(seconds: float) -> str:
@@ -307,7 +307,7 @@ def _worse_value(old: float | None, new: float | None, component: str) -> float 
         return new
     if new is None:
         return old
-    return min(old, new) if component in LESS_IS_WORSE else max(old, new)
+    return min(old, new) if health.component_kind(component) in LESS_IS_WORSE else max(old, new)
 
 
 def _new_affected(finding: Finding, now: float, earlier: Affected | None = None) -> Affected:

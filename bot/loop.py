@@ -138,6 +138,8 @@ HEALTH_STATE = "health"
 INCIDENT_STATE = "incidents"
 PROFILE_STATE = "profile"
 NO_SIDEKIQ_STATE = "no-sidekiq"
+ADMIN_ONLY_STATE = "admin-only"
+"""Named state of the incident only admins hear about (hosts that are not member-visible)."""
 REPORTS_STATE = "reports"
 """Named state of the report schedule: ``first_start`` (epoch seconds of the first tick that
 kept reports) and ``skipped`` (keys of reports decided not to be posted, with why)."""
@@ -179,6 +181,7 @@ class Bot:
         settings: compose.Settings,
         rules: health.Rules,
         policy: incidents.Policy,
+        host_rules: Mapping[str, health.Rules] | None = None,
         mutes: Sequence[health.Mute] = (),
         prober: InstanceProber | None = None,
         status_every: float = 0.0,
@@ -194,6 +197,8 @@ class Bot:
         self.settings = settings
         self.rules = rules
         self.policy = policy
+        self.host_rules: Mapping[str, health.Rules] = dict(host_rules or {})
+        """Other hosts' own rules by host name (``[[hosts]]`` entries' ``health``)."""
         self.mutes = tuple(mutes)
         self.prober = prober
         self.status_every = status_every
@@ -279,7 +284,8 @@ class Bot:
         windows = [m for m in runtime_mutes(self.store) if m.end + _KEEP_ENDED > now]
         mutes = (*self.mutes, *(m.mute() for m in windows))
         health_state, findings = health.evaluate(
-            snapshot, self.health_state(), self.rules, now, mutes, instance=instance)
+            snapshot, self.health_state(), self.rules, now, mutes, instance=instance,
+            host_rules=self.host_rules)
         incident_state, events = incidents.step(self.incident_state(), findings, now, self.policy)
         posts: list[Post] = []
         for event in events:
@@ -304,6 +310,7 @@ class Bot:
                                                    window.text, now, self.settings)
                           for phase, at in (("start", window.start), ("end", window.end))
                           if at <= now]
+        posts += self._admin_only_posts(findings, snapshot, now, states, notes)
         told = self._no_sidekiq_notice(findings, snapshot, now, states)
         if told is not None:
             posts.append(told)
@@ -556,6 +563,47 @@ class Bot:
         extra = (f"\nMembers are not told yet: reply confirm to publish, discard to keep it "
                  f"quiet. Published at {deadline} otherwise.")
         return dataclasses.replace(post, text=post.text + extra)
+
+    # --- hosts members do not hear about (issue 11) ---------------------------------------
+
+    def _admin_only_posts(self, findings: Sequence[Finding], snapshot: Snapshot, now: float,
+                          states: dict[str, dict[str, Any]], notes: list[str]) -> list[Post]:
+        """Tell the admins about hosts that are not member-visible, through an incident of its own.
+
+        Health mutes those hosts' findings (``health.ADMIN_ONLY_MUTE``), so the
+        incident members follow never holds them. Here the same state machine
+        (``incidents.step``, reminders off) runs over them unmuted, stored under
+        ``ADMIN_ONLY_STATE``: one admin message when such a host stops
+        reporting or gets into trouble, one per change (spaced like updates),
+        one when it is over; never one per tick. Its state is committed with
+        the tick's, so a restart repeats nothing.
+        """
+        data = self.store.get_state(ADMIN_ONLY_STATE)
+        state = incidents.IncidentState()
+        if data is not None:
+            try:
+                state = incidents.IncidentState.from_json(data)
+            except ValueError as exc:
+                log.error("stored admin-only incident state unreadable, starting afresh: %s",
+                          exc)
+        told = {a.component for a in state.open.affected} if state.open is not None else set()
+        # Muted for another reason now (maintenance, Redis down): still muted, not "fine again".
+        quiet = [dataclasses.replace(f, muted=None) if f.muted == health.ADMIN_ONLY_MUTE else f
+                 for f in findings
+                 if f.muted == health.ADMIN_ONLY_MUTE or (f.muted and f.component in told)]
+        if not quiet and state.open is None:
+            return []
+        state, events = incidents.step(state, quiet, now,
+                                       dataclasses.replace(self.policy, max_reminders=0))
+        states[ADMIN_ONLY_STATE] = state.to_json()
+        posts: list[Post] = []
+        for event in events:
+            log.info("admins only: %s %s: %s", event.incident.id, event.kind.value, event.reason)
+            notes.append(f"admins only: {event.reason}")
+            post = compose.admin_only_event(event, snapshot, self.settings)
+            if post is not None:
+                posts.append(post)
+        return posts
 
     def _no_sidekiq_notice(self, findings: Sequence[Finding], snapshot: Snapshot, now: float,
                            states: dict[str, dict[str, Any]]) -> Post | None:

@@ -268,10 +268,12 @@ class Finding:
 
     ``component`` is one of: ``queue:<name>`` (latency of a queue),
     ``unserved:<name>`` (no live process serves a queue), ``memory``, ``swap``,
-    ``redis`` (unreachable), ``dead`` (dead-set growth), ``web`` (the
-    instance's /health), ``streaming``. ``reason`` is the technical one-liner
-    for admins and logs; ``muted`` says why it is not announced (a root cause,
-    a maintenance window, a silence), None when it is.
+    ``disk:<path>``, ``redis`` (unreachable), ``dead`` (dead-set growth), ``web`` (the
+    instance's /health), ``streaming``; for another host ``memory@<host>``,
+    ``swap@<host>``, ``disk@<host>:<path>`` and ``host@<host>`` (not reporting).
+    ``reason`` is the technical one-liner for admins and logs; ``muted`` says why
+    it is not announced (a root cause, a maintenance window, a silence, a host
+    members do not hear about), None when it is.
     """
 
     component: str

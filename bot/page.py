@@ -104,6 +104,7 @@ INDICATORS = ("none", "minor", "major", "critical")
 def parts_of(component: str) -> tuple[str, ...]:
     """Return the parts of ``PARTS`` a component's trouble reaches (none for some)."""
     kind, _, name = component.partition(":")
+    kind = kind.partition("@")[0]  # another host's memory@db-1 reaches what memory does
     if kind in ("queue", "unserved"):
         if kind == "unserved" and name == "*":
             return _BACKGROUND

@@ -97,6 +97,26 @@ def _impacts() -> dict[str, Impact]:
             "The server is short on memory; pages may be slow or fail.",
             "the server's memory",
             "Server short on memory"),
+        "memory@*": Impact(
+            "One of our servers is short on memory; pages may be slow or fail.",
+            "memory on one of our servers",
+            "A server short on memory"),
+        "swap@*": Impact(
+            "One of our servers is short on memory; pages may be slow or fail.",
+            "memory on one of our servers",
+            "A server short on memory"),
+        "disk": Impact(
+            "The server is running out of disk space; uploads and new posts may fail.",
+            "the server's disk space",
+            "Server low on disk space"),
+        "disk@*": Impact(
+            "One of our servers is running out of disk space; uploads and new posts may fail.",
+            "disk space on one of our servers",
+            "A server low on disk space"),
+        "host@*": Impact(
+            "One of our servers is not responding; parts of the service may not work.",
+            "one of our servers",
+            "A server not responding"),
         "redis": Impact(
             "Background work has stopped; posting and notifications are affected.",
             "background work",
@@ -120,6 +140,11 @@ def _impacts() -> dict[str, Impact]:
     }
 
 
+HOST_KINDS = ("memory", "swap", "disk", "host")
+"""Kinds of component judged per host, whose member wording has an ``@*`` form for another host
+(``memory@db-1`` → ``memory@*``): impact only, the host is never named to members."""
+
+
 def _months() -> tuple[str, ...]:
     return ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
             "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -131,9 +156,13 @@ class Wording:
 
     impacts: Mapping[str, Impact] = field(default_factory=_impacts)
     """Member wording per component: ``queue:<name>``, ``unserved:*`` (no live process at
-    all), ``memory``, ``swap``, ``redis``, ``dead``, ``web``, ``streaming``; ``queue:*`` for a
-    queue not listed, ``*`` for a component not listed. ``unserved:<name>`` is built from
-    the queue's ``noun`` unless listed itself."""
+    all), ``memory``, ``swap``, ``disk`` (any disk of this host), ``redis``, ``dead``, ``web``,
+    ``streaming``; ``queue:*`` for a queue not listed, ``*`` for a component not listed.
+    ``unserved:<name>`` is built from the queue's ``noun`` unless listed itself. Other
+    hosts: ``memory@*``, ``swap@*``, ``disk@*``, ``host@*`` (not reporting), one wording for
+    every host, never its name; ``memory@db-1`` may be listed for one host. The ``@*``
+    wording also stands for this host's ``memory``, ``swap`` and ``disk`` when the instance
+    has several hosts."""
 
     unserved_sentence: str = "Nothing is processing {noun} right now."
     """No process serves a queue. Placeholders: {noun} (the queue's impact noun)."""
@@ -262,6 +291,39 @@ class Wording:
     """Placeholders: {available}, {free}, {total}, {swap}."""
     admin_host_error: str = "Host: not read ({error})"
     """Placeholders: {error}."""
+    admin_hosts: str = "Other hosts: {hosts}"
+    """One line of every other host's memory in admin messages. Placeholders: {hosts}."""
+    admin_hosts_entry: str = "{host} {available}% memory available ({free} of {total})"
+    """One reporting host in ``admin_hosts``. Placeholders: {host}, {available}, {free},
+    {total}."""
+    admin_hosts_silent: str = "{host} not reporting"
+    """One host that is not reporting in ``admin_hosts``. Placeholders: {host}."""
+    admin_hosts_more: str = "and {count} more hosts"
+    """Ends a host list cut to the first ones. Placeholders: {count}."""
+
+    # --- other hosts members do not hear about (admins only) ---
+    admin_only_opened: str = (
+        "{instance}: trouble on a host members do not hear about (admins only).")
+    """First line of the admin message when a host that is not ``member_visible`` (its
+    ``[[hosts]]`` entry) gets into trouble. Placeholders: {instance}."""
+    admin_only_changed: str = "{instance}: update on hosts members do not hear about."
+    """First line when that trouble changes (another host, worse, better, part of it
+    fine). Placeholders: {instance}."""
+    admin_only_resolved: str = (
+        "{instance}: hosts members do not hear about are fine again after {duration}.")
+    """First line when all of it is over. Placeholders: {instance}, {duration}."""
+    admin_only_closed: str = (
+        "{instance}: no more messages about hosts members do not hear about for now: what is "
+        "left is silenced, under maintenance or muted by another problem.")
+    """First line when what is left of that trouble is muted for another reason.
+    Placeholders: {instance}."""
+    admin_host_down: str = "host {host} is not reporting: {error}"
+    """A host whose reading is missing (its agent's reading expired, its node_exporter
+    failed). Placeholders: {host}, {error}."""
+    admin_host_back: str = "host {host} is reporting again"
+    """A host that reports again. Placeholders: {host}."""
+    admin_component_fine: str = "{component} is fine again"
+    """A component members do not hear about that is fine again. Placeholders: {component}."""
     admin_redis_up: str = "Redis: reachable{rtt}"
     """Placeholders: {rtt} (", 2.1 ms" or empty)."""
     admin_redis_down: str = "Redis: unreachable ({error})"
@@ -595,10 +657,23 @@ class Wording:
     thousands_separator: str = ","
     """Groups digits in counts: 12,345."""
 
-    def impact(self, component: str) -> Impact:
-        """Return the member wording of ``component`` (a Finding's component name)."""
+    def impact(self, component: str, several_hosts: bool = False) -> Impact:
+        """Return the member wording of ``component`` (a Finding's component name).
+
+        ``several_hosts``: the instance runs on several hosts, so this host's
+        memory, swap and disk take the ``@*`` wording ("one of our servers").
+        """
+        head = component.partition(":")[0]
+        kind, at, _ = head.partition("@")  # kind as health.component_kind
+        several = kind in HOST_KINDS and (bool(at) or several_hosts)
+        if several and not at and f"{kind}@*" in self.impacts:
+            return self.impacts[f"{kind}@*"]
         if component in self.impacts:
             return self.impacts[component]
+        if several and f"{kind}@*" in self.impacts:
+            return self.impacts[f"{kind}@*"]
+        if kind in HOST_KINDS and kind in self.impacts:
+            return self.impacts[kind]
         if component.startswith("unserved:"):
             queue = self.impact("queue:" + component.removeprefix("unserved:"))
             return Impact(fill(self.unserved_sentence, noun=queue.noun),
@@ -657,6 +732,17 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_processes": ("live", "stale", "busy", "concurrency", "enqueued", "retries", "dead"),
     "admin_memory": ("available", "free", "total", "swap"),
     "admin_host_error": ("error",),
+    "admin_hosts": ("hosts",),
+    "admin_hosts_entry": ("host", "available", "free", "total"),
+    "admin_hosts_silent": ("host",),
+    "admin_hosts_more": ("count",),
+    "admin_only_opened": ("instance",),
+    "admin_only_changed": ("instance",),
+    "admin_only_resolved": ("instance", "duration"),
+    "admin_only_closed": ("instance",),
+    "admin_host_down": ("host", "error"),
+    "admin_host_back": ("host",),
+    "admin_component_fine": ("component",),
     "admin_redis_up": ("rtt",),
     "admin_redis_down": ("error",),
     "admin_delivery_failed": ("instance", "error", "key", "text"),

@@ -279,7 +279,7 @@ def test_unserved_noun_reads_as_a_noun() -> None:
                      id="queue-without-own-words"),
         pytest.param("unserved:*", "Background work has stopped; new posts, notifications and "
                      "emails wait until it runs again.", id="no-process-at-all"),
-        pytest.param("disk", "Part of the service is not working normally.",
+        pytest.param("gpu", "Part of the service is not working normally.",
                      id="unknown-component"),
     ],
 )

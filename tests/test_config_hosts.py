@@ -76,9 +76,6 @@ for = "10m"
     assert rules.swap_used_percent.warning == base.swap_used_percent.warning
 
 
-@pytest.mark.xfail(reason="disk_used_percent is added to health.Rules on another branch; "
-                          "rules_from_config rejects it here until the lead merges",
-                   raises=ConfigError, strict=True)
 def test_host_health_disk_rule(tmp_path: Path) -> None:
     """disk_used_percent may be set per host."""
     hosts, _ = load_hosts(tmp_path, """
@@ -185,7 +182,7 @@ HOST = '[[hosts]]\nname = "db1"\n'
                  id="health-not-table"),
     pytest.param(HOST + "[hosts.health.queue_latency.push]\nwarning = 60\n",
                  ["hosts[0].health.queue_latency: only memory_available_percent, "
-                  "swap_used_percent, disk_used_percent can be set per host"],
+                  "swap_used_percent, disk_used_percent, host_not_reporting can be set per host"],
                  id="health-other-rule"),
     pytest.param(HOST + "[hosts.health.memory_available_percent]\nwarning = 2\ncritical = 5\n",
                  ["hosts[0].health.memory_available_percent: warning (2) must be above "
