@@ -75,13 +75,18 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
+
+
+def stop_process(process: subprocess.Popen[bytes]) -> None:
+    """Terminate ``process`` (kill it after 10 s) and wait for it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 NODE_EXPORTER = "/usr/bin/prometheus-node-exporter"
@@ -121,13 +126,7 @@ class NodeExporter:
 
     def stop(self) -> None:
         """Stop the exporter and wait for it."""
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 class Sidekiq:
