@@ -35,6 +35,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psutil
+import snapshot_bench
 
 from bot.collect import Collector
 from bot.config import Config, HostEntry, RedisConfig
@@ -201,15 +202,7 @@ def main() -> None:
         f"take the timeout plus 19 reads.", ""])
     print(section)
     if args.write:
-        text = RESULTS.read_text(encoding="utf-8")
-        if HEADING in text:
-            head, rest = text.split(HEADING, 1)
-            cut = rest.find("\n## ")
-            tail = "" if cut < 0 else rest[cut + 1:]
-            text = head + section + ("\n" + tail if tail else "")
-        else:
-            text = text.rstrip("\n") + "\n\n" + section
-        RESULTS.write_text(text, encoding="utf-8")
+        snapshot_bench.write_section(section, HEADING, RESULTS)
 
 
 if __name__ == "__main__":
