@@ -478,6 +478,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "commands": _commands,
         "reports": _reports,
         "page": _page,
+        "agent": lambda t: _agent(t, base, env),
     }
     lists = ("maintenance", "silence", "fallback", "hosts")
     built: dict[str, Any] = {}
@@ -1206,7 +1207,15 @@ def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
     else:
         resolved = _redis_from_environment(env, table.problems)
 
-    password = resolved.password
+    password = _password(table, base, env, password_file, password_env, resolved.password)
+    return RedisConfig(url=resolved.url, namespace=namespace, password=password,
+                       socket_timeout=timeout, source=resolved.source)
+
+
+def _password(table: _Table, base: Path, env: Mapping[str, str], password_file: str,
+              password_env: str, default: Secret | None) -> Secret | None:
+    """Read a password from ``password_file`` or ``password_env`` (not both), else ``default``."""
+    password = default
     if password_file:
         try:
             text = _resolve(base, password_file).read_text(encoding="utf-8")
@@ -1224,8 +1233,34 @@ def _redis(table: _Table, base: Path, env: Mapping[str, str]) -> RedisConfig:
             table.problem("password_env", f"the environment variable {password_env} is not set")
         else:
             password = Secret(env[password_env])
-    return RedisConfig(url=resolved.url, namespace=namespace, password=password,
-                       socket_timeout=timeout, source=resolved.source)
+    return password
+
+
+AGENT_USER = re.compile(r"[A-Za-z0-9._-]{1,64}")
+"""An ``[agent] username``: a Redis ACL user name (no spaces, no control characters)."""
+
+
+def _agent(table: _Table, base: Path, env: Mapping[str, str]) -> AgentConfig:
+    """Read ``[agent]``: this host's name, the interval and the writer's Redis login."""
+    name = table.get("name", str, "", "a host name like \"sidekiq-2\"")
+    if name and not HOST_NAME.fullmatch(name):
+        table.problem("name", f"must be 1 to {defaults.HOST_NAME_MAX} letters, digits, '.', "
+                              f"'_' or '-', got {name!r:.80}")
+        name = ""
+    username = table.get("username", str, defaults.AGENT_REDIS_USER, "a Redis user name")
+    if not AGENT_USER.fullmatch(username):
+        table.problem("username", f"must be 1 to 64 letters, digits, '.', '_' or '-', "
+                                  f"got {username!r:.80}")
+        username = defaults.AGENT_REDIS_USER
+    password_file = table.path("password_file", "")
+    password_env = table.get("password_env", str, "", "an environment variable name")
+    return AgentConfig(
+        name=name,
+        interval=table.duration("interval", defaults.INTERVAL, minimum=defaults.INTERVAL_MIN,
+                                maximum=defaults.INTERVAL_MAX),
+        username=username,
+        password=_password(table, base, env, password_file, password_env, None),
+    )
 
 
 def _resolve(base: Path, path: str) -> Path:

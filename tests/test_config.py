@@ -37,8 +37,8 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
                      ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
-                      "health, wording, commands, reports, page, [[maintenance]], [[silence]], "
-                      "[[fallback]], [[hosts]])"],
+                      "health, wording, commands, reports, page, agent, [[maintenance]], "
+                      "[[silence]], [[fallback]], [[hosts]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),
         pytest.param("[redis]\nurl = 5\n", ["redis.url: must be a redis:// URL, got int 5"],
