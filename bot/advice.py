@@ -120,7 +120,9 @@ class Peaks:
 class AdviceInputs:
     """Everything ``advise`` looks at.
 
-    ``database`` None: not checked; ``peaks`` None: no history.
+    ``database`` None: not checked; ``peaks`` None: no history. ``memory_host``
+    names the host whose available memory this is when the instance has several
+    (empty with one).
     """
 
     queues: tuple[QueueWork, ...]
@@ -128,6 +130,7 @@ class AdviceInputs:
     memory_available_bytes: int | None
     database: Database | None = None
     peaks: Peaks | None = None
+    memory_host: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,13 +303,15 @@ class Advice:
     db_free: int | None
     coarse: bool
     margin: float
+    memory_host: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``statusbot advise --json`` document (schema version 1).
 
         Top level: ``schema`` (1), ``behind`` (list, most urgent first),
         ``behind_omitted`` (int), ``idle`` (``processes`` list, ``smaller_server``
-        or null), ``memory`` (``available_bytes`` or null, ``fit``: ``kind``,
+        or null), ``memory`` (``available_bytes`` or null, ``host``: the host
+        whose memory that is, or null with one host; ``fit``: ``kind``,
         ``base_bytes``, ``per_thread_bytes``, ``n``, ``r2``, ``rmse_bytes``),
         ``database`` (null when not checked, else ``max_connections``,
         ``in_use``, ``free``, ``pgbouncer``), ``coarse`` (bool), ``margin``.
@@ -334,6 +339,7 @@ class Advice:
             },
             "memory": {
                 "available_bytes": self.memory_available_bytes,
+                "host": self.memory_host or None,
                 "fit": {"kind": self.fit.kind.value, "base_bytes": int(self.fit.base_bytes),
                         "per_thread_bytes": int(self.fit.per_thread_bytes), "n": self.fit.n,
                         "r2": _opt(self.fit.r2),
@@ -582,7 +588,8 @@ def advise(inputs: AdviceInputs, policy: Policy = Policy()) -> Advice:
         idle_processes=tuple(idle[:max(0, policy.max_idle)]),
         smaller_server=_smaller_server(peaks, policy), fit=fit,
         memory_available_bytes=available, database=database, db_free=db_free,
-        coarse=any(q.coarse for q in shown), margin=max(1.0, _num(policy.margin, 1.0, 1.0, 10.0)))
+        coarse=any(q.coarse for q in shown), margin=max(1.0, _num(policy.margin, 1.0, 1.0, 10.0)),
+        memory_host=inputs.memory_host)
 
 
 def _label(process: LiveProcess, limit: int = 3) -> tuple[str, ...]:
@@ -748,11 +755,21 @@ def _queues_text(names: Iterable[str]) -> str:
     return ", ".join(neutral(name) for name in names)
 
 
+def _available_text(advice: Advice, words: Wording) -> str:
+    """Return the ``{available}`` of the advice: the amount, with its host if several."""
+    if advice.memory_available_bytes is None:
+        return words.admin_advice_memory_unknown
+    amount = memory_text(advice.memory_available_bytes, words)
+    if not advice.memory_host:
+        return amount
+    return fill(words.admin_advice_memory_on_host, host=neutral(advice.memory_host),
+                amount=amount)
+
+
 def render(advice: Advice, words: Wording = DEFAULT_WORDING) -> list[str]:
     """Return the advice as admin lines, queue names neutralised. Never for member posts."""
     lines: list[str] = []
-    available = (words.admin_advice_memory_unknown if advice.memory_available_bytes is None
-                 else memory_text(advice.memory_available_bytes, words))
+    available = _available_text(advice, words)
     if not advice.behind:
         lines.append(words.admin_advice_none_behind)
     for item in advice.behind:
@@ -787,8 +804,7 @@ def summary(advice: Advice, words: Wording = DEFAULT_WORDING) -> str | None:
     if not advice.behind:
         return None
     item = advice.behind[0]
-    available = (words.admin_advice_memory_unknown if advice.memory_available_bytes is None
-                 else memory_text(advice.memory_available_bytes, words))
+    available = _available_text(advice, words)
     lines = _queue_lines(item, advice, available, words)
     if item.threads_needed is not None and item.mean_job_s is not None:
         del lines[1]

@@ -133,17 +133,47 @@ def peaks_from(history: History, now: float, processes: Sequence[LiveProcess],
                  busy_by_process=by_process)
 
 
+def memory_room(snapshot: Snapshot) -> tuple[int | None, str]:
+    """Return the available memory a new Sidekiq process would use, and whose host it is.
+
+    With one host (no ``[[hosts]]``, no agents) it is that host's, and the name is
+    empty. With several, it is the most available on a host where a live Sidekiq
+    process runs (its heartbeat's hostname matched to a host reading's name, or
+    the bot's own host), named so that admins know where to start the process;
+    when none of the read hosts runs Sidekiq, the bot's own host, named too.
+    """
+    local = snapshot.host
+    room: dict[str, int] = {}
+    if local is not None:
+        room[local.hostname] = local.memory_available_bytes
+    for reading in snapshot.hosts:
+        if reading.stats is not None:
+            room.setdefault(reading.name, reading.stats.memory_available_bytes)
+    if len(room) <= 1:
+        return (None if local is None else local.memory_available_bytes), ""
+    sidekiq_hosts = set()
+    if snapshot.sidekiq is not None:
+        sidekiq_hosts = {p.hostname for p in snapshot.sidekiq.processes
+                         if p.alive and p.hostname}
+    candidates = {name: free for name, free in room.items() if name in sidekiq_hosts}
+    if candidates:
+        name = max(sorted(candidates), key=lambda n: candidates[n])
+        return candidates[name], name
+    if local is not None:
+        return local.memory_available_bytes, local.hostname
+    return None, ""
+
+
 def gather(snapshot: Snapshot, metrics: JobMetrics | None,
            history: History | None = None) -> Gathered:
     """Return the advisor's inputs from the newest snapshot, its job metrics and the history."""
     processes = live_processes(snapshot)
-    host = snapshot.host
     peaks = (peaks_from(history, snapshot.collected_at, processes)
              if history is not None else None)
+    available, memory_host = memory_room(snapshot)
     inputs = AdviceInputs(
         queues=queue_work(snapshot, metrics), processes=processes,
-        memory_available_bytes=None if host is None else host.memory_available_bytes,
-        database=None, peaks=peaks)
+        memory_available_bytes=available, database=None, peaks=peaks, memory_host=memory_host)
     growth_known = metrics is not None and any(
         w.backlog_growth_per_min is not None for w in metrics.queues)
     return Gathered(inputs, growth_known,

@@ -562,6 +562,10 @@ class Wording:
     {available}, {pool}."""
     admin_advice_memory_unknown: str = "an unknown amount"
     """Stands for {available} when the host's memory was not read."""
+    admin_advice_memory_on_host: str = "{host}: {amount}"
+    """Stands for {available} on an instance with several hosts: the host where a new
+    process would run (the Sidekiq host with the most available). Placeholders: {host},
+    {amount}."""
     admin_advice_nothing_fits: str = "Nothing fits: {reason}."
     """No change fits. Placeholders: {reason} (one of the ``admin_advice_no_*`` below)."""
     admin_advice_no_memory: str = (
@@ -807,6 +811,7 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_advice_guess_same": ("concurrency",),
     "admin_advice_idle_threads": ("peak", "concurrency", "queues"),
     "admin_advice_idle_memory": ("peak", "total", "size", "left"),
+    "admin_advice_memory_on_host": ("host", "amount"),
     "admin_advice_more": ("count",),
     "admin_advice_metrics_error": ("error",),
     "admin_what_would_help": ("advice",),

@@ -4,17 +4,34 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from bot import advice
 from bot.advice import LiveProcess, Peaks, QueueWork
-from bot.advising import gather, live_processes, oldest_classes, peaks_from, queue_work
+from bot.advising import (
+    gather,
+    live_processes,
+    memory_room,
+    oldest_classes,
+    peaks_from,
+    queue_work,
+)
 from bot.collect import jobmetrics
 from bot.collect.sidekiq import parse_info
 from bot.history import DAY, History, Sample
-from bot.model import HostStats, ProcessStats, QueueStats, RedisStats, SidekiqStats, Snapshot
+from bot.model import (
+    HostReading,
+    HostSource,
+    HostStats,
+    ProcessStats,
+    QueueStats,
+    RedisStats,
+    SidekiqStats,
+    Snapshot,
+)
 from bot.store import Store
 
 T = 1_800_000_000.0
@@ -181,3 +198,55 @@ def test_idle_findings_through_gather(history: History) -> None:
     result = advice.advise(gather(shot, metrics(), history).inputs)
     assert [(p.peak, p.concurrency) for p in result.idle_processes] == [(3, 25)]
     assert result.smaller_server is not None and result.smaller_server.size_gb == 8
+
+
+def _reading(name: str, available: int | None) -> HostReading:
+    stats = None if available is None else HostStats(
+        hostname=name, memory_total_bytes=16 * GB, memory_available_bytes=available,
+        memory_percent=50.0, swap_total_bytes=0, swap_used_bytes=0, swap_percent=0.0,
+        load_1m=0.0, load_5m=0.0, load_15m=0.0, cpu_count=2, cpu_percent=1.0, disks=(),
+        roles=())
+    return HostReading(name, HostSource.AGENT, stats, None if stats else "not reporting")
+
+
+def _on(shot: Snapshot, *readings: HostReading, hostnames: dict[str, str] | None = None
+        ) -> Snapshot:
+    hostnames = hostnames or {}
+    assert shot.sidekiq is not None
+    processes = tuple(replace(p, hostname=hostnames.get(p.identity, p.hostname))
+                      for p in shot.sidekiq.processes)
+    return replace(shot, hosts=readings, sidekiq=replace(shot.sidekiq, processes=processes))
+
+
+@pytest.mark.parametrize(("readings", "hostnames", "expected"), [
+    pytest.param((), {}, (4 * GB, ""), id="one-host-unnamed"),
+    pytest.param((_reading("sk1", 1 * GB), _reading("sk2", 6 * GB)),
+                 {"p1": "sk1", "p2": "sk2"}, (6 * GB, "sk2"), id="most-room-among-sidekiq-hosts"),
+    pytest.param((_reading("sk1", 1 * GB), _reading("db", 12 * GB)),
+                 {"p1": "sk1", "p2": "sk1"}, (1 * GB, "sk1"), id="db-host-not-a-candidate"),
+    pytest.param((_reading("sk1", None), _reading("db", 12 * GB)),
+                 {"p1": "sk1", "p2": "sk1"}, (4 * GB, "h"), id="sidekiq-host-silent-local"),
+    pytest.param((_reading("web", 9 * GB),), {"p1": "h", "p2": "h"}, (4 * GB, "h"),
+                 id="local-runs-sidekiq"),
+])
+def test_memory_room_on_several_hosts(readings: tuple[HostReading, ...],
+                                      hostnames: dict[str, str],
+                                      expected: tuple[int, str]) -> None:
+    """With several hosts the advice uses the Sidekiq host with the most room, and names it."""
+    shot = _on(snapshot({"push": 4200}, (process("p1", ("push",)), process("p2", ("push",)))),
+               *readings, hostnames=hostnames)
+    assert memory_room(shot) == expected
+
+
+def test_advice_names_the_host_of_its_memory() -> None:
+    """The suggested process's memory is that of the named host; hostile names neutralised."""
+    shot = _on(snapshot({"push": 4200, "default": 0},
+                        (process("p1", ("default", "push"), (0, 0), concurrency=5, busy=5),)),
+               _reading("@someone", 6 * GB), hostnames={"p1": "@someone"})
+    found = gather(shot, metrics(measured("push", 60.0, 2.0, 120.0)))
+    result = advice.advise(found.inputs)
+    assert result.to_json()["memory"] == {**result.to_json()["memory"], "host": "@someone",
+                                          "available_bytes": 6 * GB}
+    text = " ".join(advice.render(result))
+    assert "would cost about 430 MB (\uff20someone: 6 GB available)" in text
+    assert "@someone" not in text
