@@ -279,7 +279,7 @@ def test_example_config_is_valid_and_documents_the_defaults(tmp_path: Path) -> N
     config = load_config(write(tmp_path, uncommented), environ={})
     assert config == Config(path=str(tmp_path / "config.toml"), redis=RedisConfig(source="config"))
     keys = [f.name for section in (config.redis, config.sidekiq, config.host, config.bot,
-                                   config.mastodon, config.posts)
+                                   config.mastodon, config.posts, config.agent)
             for f in dataclasses.fields(section)]
     renamed = {"password": ("password_file", "password_env"), "source": (),
                "access_token": ("access_token_file", "access_token_env")}

@@ -80,12 +80,3 @@ def test_bad_agent(tmp_path: Path, text: str, messages: list[str]) -> None:
     """Every problem of [agent] is named with its key."""
     assert problems(tmp_path, text) == messages
 
-
-def test_the_example_section_parses(tmp_path: Path) -> None:
-    """The commented [agent] example in config.toml.example is valid (password from env)."""
-    example = (Path(__file__).resolve().parent.parent / "config.toml.example").read_text()
-    block = example[example.index("# [agent]"):].splitlines()
-    text = "\n".join(line.removeprefix("# ") for line in block
-                     if line.startswith("# ") and "password_file" not in line)
-    agent = load_agent(tmp_path, text, {"STATUSBOT_AGENT_PASSWORD": "x"})
-    assert (agent.name, agent.interval, agent.username) == ("sidekiq-2", 30.0, "statusbot-agent")
