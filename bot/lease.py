@@ -289,3 +289,19 @@ class Election:
                         self.lease.id, reason)
         self._told = (self.role, reason)
         return decision
+
+    def release(self) -> None:
+        """Let the lease go at a polite stop (a standby takes over at its next tick); never raises.
+
+        The renew script with a 1 ms lifetime: only our own lease is touched,
+        and no command beyond the agent's ACL is needed.
+        """
+        if self.role is not Role.LEADER:
+            return
+        try:
+            self.lease.renew(1)
+        except LeaseError as exc:
+            log.warning("standby lease not released (it expires by itself): %s", exc)
+            return
+        self.role = Role.STANDBY
+        log.info("standby lease released")
