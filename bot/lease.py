@@ -31,8 +31,6 @@ import logging
 import os
 import secrets
 import socket
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Protocol
@@ -235,12 +233,10 @@ class Election:
     must not start posting beside a leader it cannot see.
     """
 
-    def __init__(self, lease: Lease, interval: float, intervals: int = LEASE_INTERVALS,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, lease: Lease, interval: float, intervals: int = LEASE_INTERVALS) -> None:
         self.lease = lease
         self.ttl_ms = ttl_for(interval, intervals)
         self.role = Role.STANDBY
-        self.clock = clock
         self._error: str | None = None
         self._told: tuple[Role, str] | None = None
 
