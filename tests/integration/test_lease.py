@@ -30,8 +30,8 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     try:
         admin = server.client()
-        admin.execute_command(*readme_acl(PASSWORD))
-        admin.execute_command(*READER)
+        admin.execute_command(*readme_acl(PASSWORD))  # type: ignore[no-untyped-call]
+        admin.execute_command(*READER)  # type: ignore[no-untyped-call]
         yield server
     finally:
         server.stop()

@@ -153,7 +153,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
     sidekiq: Sidekiq | None = None
     scene: Scene | None = None
     try:
-        redis.client().execute_command(*readme_acl(AGENT_PASSWORD))
+        redis.client().execute_command(*readme_acl(AGENT_PASSWORD))  # type: ignore[no-untyped-call]
         mock = MastodonMock(tmp_path / "instance", database=tmp_path / "instance.db")
         sidekiq = Sidekiq(root, redis.url)
         scene = Scene(tmp_path, redis, sidekiq, mock)
