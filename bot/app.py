@@ -23,6 +23,7 @@ from bot.fallback import Account, Fallbacks, Lane, catchup_for, failure_notice_f
 from bot.gateway import Gateway, InstanceLimits, PermanentError, RetryableError
 from bot.handlers import CommandHandler
 from bot.history import History
+from bot.lease import Election, RedisLease, new_id
 from bot.loop import Bot
 from bot.mastodon_api import MastodonGateway
 from bot.mentions import Intake, ReplyLimiter
@@ -146,12 +147,21 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         bot.daily_counters = bot.collector.sidekiq.daily_counters
     if config.commands.enabled and isinstance(gateway, MastodonGateway):
         bot.setup_commands = functools.partial(start_commands, config, gateway, bot, clock)
+    if config.bot.standby and not dry_run:
+        bot.election = make_election(config)
+        bot.adopt_on_takeover = bool(mastodon.api_base_url)
     if config.fallbacks:
         bot.fallbacks = make_fallbacks(config, store, settings, dry_run=dry_run, out=out,
                                        clock=clock, gateways=fallback_gateways)
     if not dry_run and config.page.dir:
         bot.page_setup = functools.partial(start_page, config, bot)
     return bot
+
+
+def make_election(config: Config) -> Election:
+    """Return the standby election on ``[redis]``'s server, logged in as ``[agent]``'s user."""
+    lease = RedisLease.connect(config.redis, config.agent, new_id())
+    return Election(lease, config.bot.interval)
 
 
 @dataclass(frozen=True, slots=True)

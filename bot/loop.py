@@ -54,10 +54,11 @@ from bot.handlers import (
     runtime_mutes,
 )
 from bot.history import History, sample_from
+from bot.lease import Election, Role
 from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
 from bot.outbox import DeliveryReport, Outbox, backoff_delay
-from bot.store import Store, damage_of
+from bot.store import ADOPT_STATE, Store, damage_of
 
 if TYPE_CHECKING:  # the status page is imported only when configured (app.start_page)
     from bot.handlers import RuntimeMute
@@ -235,6 +236,21 @@ class Bot:
         """Keeps the status page written and published (``bot/pagetick.py``); None: no page."""
         self.page_setup: Callable[[float], PageTick] | None = None
         """Makes ``page`` on the first tick when ``[page] dir`` is set (``app.start_page``)."""
+        self.election: Election | None = None
+        """The standby lease (``[bot] standby``, ``bot/lease.py``); None: this bot always leads."""
+        self.adopt_on_takeover = False
+        """On becoming leader, pick up the account's pinned notice (``bot/adopt.py``)."""
+        self._lease_retry_in: float | None = None
+
+    @property
+    def role(self) -> str | None:
+        """``leader`` or ``standby`` with ``[bot] standby``; None without it."""
+        return None if self.election is None else self.election.role.value
+
+    @property
+    def leading(self) -> bool:
+        """True when this bot posts (always, without ``[bot] standby``)."""
+        return self.election is None or self.election.leading
 
     # --- state --------------------------------------------------------------------
 
@@ -267,7 +283,17 @@ class Bot:
     # --- one tick -----------------------------------------------------------------
 
     def tick(self) -> TickReport:
-        """Run one pass: collect, evaluate, step, compose, store, deliver."""
+        """Run one pass: collect, evaluate, step, compose, store, deliver.
+
+        With ``[bot] standby`` the lease is asked first (``_elect``). A standby
+        collects, evaluates and keeps its state and history like the leader
+        (so it can take over where the leader is), but posts nothing: the
+        tick's posts are left to the leader and only the state is committed,
+        which also marks what the leader told (admin-only hosts, "no
+        Sidekiq") as told. It does not deliver, update the profile, write the
+        status page or plan the fallback accounts.
+        """
+        standby_reason = self._elect()
         self._check_state_file()
         snapshot = self.collector.collect()
         self.last_snapshot = snapshot
@@ -315,6 +341,12 @@ class Bot:
         if told is not None:
             posts.append(told)
             notes.append("the Redis read holds no trace of Sidekiq: admins told")
+        if standby_reason is not None:
+            self.store.commit_tick([], states)
+            self._keep_history(snapshot, incident_state, events, now)
+            notes.append(f"standby ({standby_reason}): {len(posts)} post(s) left to the leader")
+            return TickReport(now, snapshot, instance, findings, events, (), 0, None, None,
+                              tuple(notes))
         status = self._status_post(snapshot, incident_state, now)
         if status is not None:
             posts.append(status)
@@ -338,6 +370,37 @@ class Bot:
         self._update_page(incident_state, windows, now)
         return TickReport(now, snapshot, instance, findings, events, tuple(posts), new, delivery,
                           profile, tuple(notes))
+
+    # --- the standby lease (bot/lease.py) -------------------------------------------
+
+    def _elect(self) -> str | None:
+        """Ask the lease; return None when this bot leads, else why it stands by.
+
+        On becoming leader (at the first tick, or taking over from a leader
+        that stopped) the account's pinned notice is picked up before this
+        tick's incident step (``Adopter``, as after a lost state file): the
+        incident this bot has been following as a standby continues in the
+        thread the old leader opened, so no second notice; one it did not
+        see open is closed there when all is well. It runs before the step
+        so that a resolution composed in this very tick already has its
+        parent. Stepping down closes the mention intake.
+        """
+        if self.election is None:
+            return None
+        decision = self.election.step()
+        self._lease_retry_in = decision.retry_in
+        if decision.changed and decision.role is Role.LEADER:
+            self._setup_due = 0.0
+            if self.adopt_on_takeover:
+                now = self.clock()
+                self.store.put_state(ADOPT_STATE, {"since": now})
+                self.adopter = Adopter(self.store, self.gateway, self.settings)
+                self.adopter.step(self.incident_state().open,
+                                  not self.health_state().components, now)
+        elif decision.changed and self.intake is not None:
+            self.intake.close()
+            self.intake = None
+        return None if decision.role is Role.LEADER else decision.reason
 
     # --- fallback accounts on other servers (bot/fallback.py) -----------------------
 
@@ -708,13 +771,21 @@ class Bot:
                 if max_ticks is not None and ticks >= max_ticks:
                     break
                 remaining = max(0.0, interval - (time.monotonic() - started))
+                if not self.leading:
+                    # A standby asks again as soon as the leader's lease can have expired.
+                    retry = self._lease_retry_in
+                    stop.wait(remaining if retry is None else min(remaining, retry + 0.01))
+                    continue
                 if self.intake is None and self.setup_commands is not None:
                     self._try_setup()
                 if self.intake is not None:
                     self._serve_mentions(remaining, stop)
                 else:
                     stop.wait(remaining)
-            self.flush()
+            if self.leading:
+                self.flush()
+            if self.election is not None:
+                self.election.release()
         except KeyboardInterrupt:  # a second signal (stop_on_signals): leave at once
             log.warning("interrupted: stopping without finishing the tick or the final "
                         "delivery (the next start repeats what was not committed)")
@@ -763,7 +834,7 @@ class Bot:
         if at is None:
             at = self._last_beat = self.clock()
         try:
-            write_heartbeat(self.heartbeat, at, self.state_problem)
+            write_heartbeat(self.heartbeat, at, self.state_problem, self.role)
         except OSError as exc:
             log.warning("cannot write the heartbeat file %s: %s", self.heartbeat, exc)
 
@@ -794,15 +865,20 @@ class Bot:
             return None
 
 
-def write_heartbeat(path: Path, at: float, problem: str | None = None) -> None:
+def write_heartbeat(path: Path, at: float, problem: str | None = None,
+                    role: str | None = None) -> None:
     """Write ``at`` (epoch seconds) to ``path`` atomically; ``problem`` on a second line.
 
     A problem makes ``statusbot healthcheck`` fail although ticks complete
-    (the state file was lost while running, for instance).
+    (the state file was lost while running, for instance). ``role``
+    (``leader`` or ``standby``, with ``[bot] standby``) is the third line; a
+    standby's completed ticks are as healthy as a leader's.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".tmp")
     extra = " ".join(problem.split()) + "\n" if problem else ""
+    if role:
+        extra = (extra or "\n") + " ".join(role.split()) + "\n"
     partial.write_text(f"{at:.3f}\n{extra}", encoding="utf-8")
     os.replace(partial, path)
 
@@ -822,6 +898,15 @@ def heartbeat_problem(path: Path) -> str | None:
     except (OSError, ValueError):
         return None
     return lines[1].strip() or None if len(lines) > 1 else None
+
+
+def heartbeat_role(path: Path) -> str | None:
+    """Return the role the running bot wrote with its heartbeat (leader, standby), or None."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return None
+    return lines[2].strip() or None if len(lines) > 2 else None
 
 
 @contextmanager

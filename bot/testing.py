@@ -382,3 +382,82 @@ class RecordingGateway:
         self._enter("set_notification_policy", dict(changes))
         self.policy.update(changes)
         return dict(self.policy)
+
+
+# --- the standby lease (bot/lease.py) -------------------------------------------------------
+
+
+class LeaseBoard:
+    """An in-memory ``statusbot:leader`` key with an injected clock (seconds).
+
+    Behaves as Redis does for the lease: ``SET NX PX`` takes a free key, the
+    key is gone once its time is up (at ``expires_at`` exactly), and
+    ``down`` makes every call fail like an unreachable Redis. ``value`` may be
+    set to anything (a foreign or garbage holder); ``wrong_type`` makes the
+    key answer like a key of another type (every call fails).
+    """
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self.clock = clock
+        self.value: str | None = None
+        self.expires_at: float | None = None
+        self.down = False
+        self.wrong_type = False
+        self.calls: list[tuple[str, str]] = []
+
+    def current(self) -> str | None:
+        """Return the holder now (clearing an expired key)."""
+        if self.expires_at is not None and self.clock() >= self.expires_at:
+            self.value = self.expires_at = None
+        return self.value
+
+    def hold(self, value: str, ttl_ms: int | None = None) -> None:
+        """Put ``value`` in the key as someone else would (no expiry without ``ttl_ms``)."""
+        self.value = value
+        self.expires_at = None if ttl_ms is None else self.clock() + ttl_ms / 1000
+
+    def lease(self, lease_id: str) -> MemoryLease:
+        """Return one bot's handle on this board."""
+        return MemoryLease(self, lease_id)
+
+
+class MemoryLease:
+    """A ``bot.lease.Lease`` on a ``LeaseBoard``: records each call as (what, id)."""
+
+    def __init__(self, board: LeaseBoard, lease_id: str) -> None:
+        self.board = board
+        self.id = lease_id
+
+    def _check(self, what: str) -> None:
+        from bot.lease import LeaseError
+
+        self.board.calls.append((what, self.id))
+        if self.board.down:
+            raise LeaseError("ConnectionError: Connection refused")
+        if self.board.wrong_type:
+            raise LeaseError("ResponseError: WRONGTYPE Operation against a key holding the "
+                             "wrong kind of value")
+
+    def acquire(self, ttl_ms: int) -> bool:
+        """``SET NX PX``."""
+        self._check("acquire")
+        if self.board.current() is not None:
+            return False
+        self.board.hold(self.id, ttl_ms)
+        return True
+
+    def renew(self, ttl_ms: int) -> bool:
+        """Extend the key's time while it holds this id."""
+        self._check("renew")
+        if self.board.current() != self.id:
+            return False
+        self.board.hold(self.id, ttl_ms)
+        return True
+
+    def holder(self) -> tuple[str | None, int | None]:
+        """Return the holder and its remaining milliseconds (None: no expiry)."""
+        self._check("holder")
+        value = self.board.current()
+        expires = self.board.expires_at
+        remaining = None if expires is None else round((expires - self.board.clock()) * 1000)
+        return value, remaining
