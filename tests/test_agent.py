@@ -102,8 +102,12 @@ def test_run_stops_when_told() -> None:
     """``run`` writes until the stop event is set (here after the third write)."""
     client = FakeRedis()
     stop = threading.Event()
-    agent = Agent(client, name="w", interval=0.01,  # type: ignore[arg-type]
-                  read=lambda: (stop.set() if len(client.sent) >= 2 else None) or STATS)
+    def read() -> Any:
+        if len(client.sent) >= 2:
+            stop.set()
+        return STATS
+
+    agent = Agent(client, name="w", interval=0.01, read=read)  # type: ignore[arg-type]
     agent.run(stop)
     assert len(client.sent) == 3 and stop.is_set()
 
