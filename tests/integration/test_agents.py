@@ -43,7 +43,7 @@ def readme_acl(password: str) -> list[str]:
 def setup_users(server: RedisServer) -> str:
     """Create the agent's user (README) and a read-only bot user; return the bot's URL."""
     admin = server.client()
-    admin.execute_command(*readme_acl(PASSWORD))
+    admin.execute_command(*readme_acl(PASSWORD))  # type: ignore[no-untyped-call]
     admin.acl_setuser("watcher", enabled=True, passwords=["+w"], keys=["*"],
                       categories=["-@all", "+@read"], commands=["+info", "+ping"])
     return f"redis://watcher:w@127.0.0.1:{server.port}/0"
@@ -68,7 +68,7 @@ def test_the_readme_user_writes_and_the_read_only_bot_reads(redis_server: RedisS
     with pytest.raises(redis.exceptions.NoPermissionError):
         agent_user.set("queues", "x")
     with pytest.raises(redis.exceptions.NoPermissionError):
-        agent_user.execute_command("DEL", "statusbot:hosts")
+        agent_user.delete("statusbot:hosts")
     bot_config = Config(redis=RedisConfig(url=bot_url), hosts=(HostEntry("db-1", role="db"),))
     collector = Collector(bot_config, client=redis_client(RedisConfig(url=bot_url)))
     try:
@@ -109,7 +109,7 @@ def test_the_agent_command_once_with_a_wrong_password_fails_without_printing_it(
 
 
 def test_twenty_agents_cost_no_extra_round_trip(redis_server: RedisServer) -> None:
-    """With 20 agents a snapshot is still 3 round trips: SMEMBERS in the 2nd, GET+PTTL in the 3rd."""
+    """20 agents: still 3 round trips (SMEMBERS in the 2nd, GET and PTTL in the 3rd)."""
     bot_url = setup_users(redis_server)
     for n in range(20):
         name = f"host-{n:02d}"
