@@ -1,6 +1,6 @@
 """The ``statusbot`` command line.
 
-Commands: ``run``, ``check``, ``advise``, ``config-check``, ``report``, ``audit``,
+Commands: ``run``, ``agent``, ``check``, ``advise``, ``config-check``, ``report``, ``audit``,
 ``outbox``, ``healthcheck`` and ``demo``.
 """
 
@@ -36,7 +36,7 @@ CONFIG_ENV = "STATUSBOT_CONFIG"
 """Environment variable naming the config file when ``--config`` is not given."""
 
 
-TOKENLESS = frozenset({"audit", "healthcheck", "page", "advise"})
+TOKENLESS = frozenset({"audit", "healthcheck", "page", "advise", "agent"})
 """Subcommands that post nothing and only read (the state directory, Redis): they work
 without the access token."""
 
@@ -122,6 +122,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--once", action="store_true", help="run one tick and exit")
     run.add_argument("-v", "--verbose", action="store_true", help="log every decision")
 
+    agent = commands.add_parser(
+        "agent", help="on another host of the instance: write its memory, swap, load and "
+                      "disks to Redis every [agent] interval, for the bot to read",
+        description="Every [agent] interval, write this host's reading to Redis as "
+        "statusbot:host:<name> (expiring after three intervals) and add the name to "
+        "statusbot:hosts, logged in as [agent] username. Redis trouble is logged and tried "
+        "again next interval. SIGTERM or Ctrl-C stop it; exit 0.",
+    )
+    agent.add_argument("--config", metavar="PATH",
+                       help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
+    agent.add_argument("--once", action="store_true", help="write one reading and exit "
+                       "(exit 1 when it could not be written)")
+    agent.add_argument("-v", "--verbose", action="store_true", help="log every write")
+
     audit = commands.add_parser(
         "audit", help="show the latest admin actions (who, what, when, result)",
     )
@@ -197,7 +211,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     args = _parser().parse_args(argv)
     level = logging.WARNING
-    if args.command == "run" or (args.command == "demo" and os.environ.get("STATUSBOT_DEBUG")):
+    if args.command in ("run", "agent") or (args.command == "demo"
+                                            and os.environ.get("STATUSBOT_DEBUG")):
         level = logging.DEBUG if args.verbose else logging.INFO
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "config-check":
@@ -215,6 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
     if args.command == "run":
         return _run(config, dry_run=args.dry_run, once=args.once)
+    if args.command == "agent":
+        return _agent(config, once=args.once)
     if args.command == "healthcheck":
         return _healthcheck(config)
     if args.command == "audit":
@@ -274,6 +291,44 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
             bot.run(config.bot.interval, stop, on_tick=show, max_ticks=1 if once else None)
     finally:
         bot.store.close()
+    return EXIT_OK
+
+
+def _agent(config: Config, *, once: bool) -> int:
+    import threading
+
+    from bot.agent import Agent, AgentError, agent_client, agent_name
+    from bot.collect.host import HostReader
+    from bot.loop import stop_on_signals
+
+    for warning in config.warnings:
+        log.warning("%s: %s", config.path, warning)
+    try:
+        name = agent_name(config)
+    except AgentError as exc:
+        print(f"statusbot: configuration error: {config.path or 'defaults'}: agent.name: {exc}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    where = redact_url(config.redis.url)
+    login = (f"as {config.agent.username}" if config.agent.password is not None
+             else "without a password (Redis' default user; set [agent] password_file)")
+    log.info("statusbot %s agent: %s to %s every %s, %s", __version__, name, where,
+             duration(config.agent.interval), login)
+    client = agent_client(config)
+    reader = HostReader(config.host.disk_paths)
+    agent = Agent(client, name=name, interval=config.agent.interval, read=reader.read,
+                  where=where)
+    stop = threading.Event()
+    try:
+        if once:
+            return EXIT_OK if agent.write_once() is None else EXIT_UNREACHABLE
+        with stop_on_signals(stop):
+            agent.run(stop)
+    except KeyboardInterrupt:  # a second signal while writing
+        pass
+    finally:
+        client.close()
+    log.info("agent stopped after %d reading(s)", agent.written)
     return EXIT_OK
 
 
@@ -746,6 +801,33 @@ def render(snapshot: Snapshot, out: TextIO) -> None:
         _render_host(snapshot.host, out)
     else:
         out.write(f"\nHost     unreadable ({neutral(snapshot.host_error, TEXT_LIMIT)})\n")
+    if snapshot.hosts or snapshot.host_anomalies:
+        _render_hosts(snapshot, out)
+
+
+def _render_hosts(snapshot: Snapshot, out: TextIO) -> None:
+    """One line per other host: name, source, memory, swap and disks, or why it is not read."""
+    out.write(f"\nOther hosts ({len(snapshot.hosts)})\n")
+    names = [neutral(h.name) for h in snapshot.hosts]
+    width = max([4, *(len(name) for name in names)])
+    for name, h in zip(names, snapshot.hosts, strict=True):
+        source = h.source.value + (f", {neutral(h.role)}" if h.role else "")
+        age = f", {duration(h.age_s)} old" if h.age_s is not None else ""
+        s = h.stats
+        if s is None:
+            out.write(f"{name:<{width}}  ({source}): NOT REPORTING "
+                      f"({neutral(h.error or 'no reason given', TEXT_LIMIT)}{age})\n")
+            continue
+        disks = ", ".join(f"{neutral(d.path)} {d.percent:.0f}%" if d.percent is not None
+                          else f"{neutral(d.path)} unreadable" for d in s.disks)
+        out.write(f"{name:<{width}}  ({source}{age}): memory {size(s.memory_available_bytes)} "
+                  f"available of {size(s.memory_total_bytes)} ({s.memory_percent:.0f}% used); "
+                  f"swap {size(s.swap_used_bytes)} of {size(s.swap_total_bytes)}; "
+                  f"disks {disks or 'none'}\n")
+    if snapshot.host_anomalies:
+        first = snapshot.host_anomalies[0]
+        out.write(f"{len(snapshot.host_anomalies)} agent reading(s) or name(s) unusable; "
+                  f"first: {neutral(first.key)}: {neutral(first.problem, TEXT_LIMIT)}\n")
 
 
 def _render_sidekiq(s: SidekiqStats, out: TextIO) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import redis
 
+from bot.collect.agents import AgentReader
 from bot.collect.host import HostReader
 from bot.collect.node_exporter import ExporterReader
 from bot.collect.sidekiq import SidekiqReader
@@ -45,12 +46,14 @@ class Collector:
     ) -> None:
         self._client = client if client is not None else redis_client(config.redis)
         self._clock = clock
+        self.agents = AgentReader(config.hosts, clock=clock)
         self.sidekiq = SidekiqReader(
             self._client,
             url=config.redis.url,
             namespace=config.redis.namespace,
             stale_after=config.sidekiq.stale_after,
             clock=clock,
+            agents=self.agents,
         )
         self.host = HostReader(config.host.disk_paths)
         self.exporters = ExporterReader(config.hosts)
@@ -59,7 +62,8 @@ class Collector:
         """Take one snapshot; never raises.
 
         Redis trouble shows in ``snapshot.redis``, host trouble in ``snapshot.host_error``,
-        an exporter's in its ``HostReading.error``. The exporters are read while Redis
+        an exporter's or an agent's in its ``HostReading.error`` (agents are read in the
+        Sidekiq reader's round trips; none while Redis is down). The exporters are read while Redis
         and this host are: the snapshot waits at most the largest ``[[hosts]] timeout``.
         """
         # The exporters first: they are read while Redis and this host are, and the join
@@ -80,7 +84,8 @@ class Collector:
             sidekiq=sidekiq_stats,
             host=host,
             host_error=host_error,
-            hosts=merge_hosts(exporter_hosts),
+            hosts=merge_hosts(exporter_hosts, list(self.agents.readings)),
+            host_anomalies=self.agents.anomalies,
         )
 
     @property

@@ -2,7 +2,7 @@
 
 The only module that knows Sidekiq's Redis layout (see
 ``reference/sidekiq-redis.md`` in the design notes). It is read-only: it sends
-PING, INFO, SMEMBERS, GET, ZCARD, LLEN, LINDEX and HMGET, nothing else (a
+PING, INFO, SMEMBERS, GET, ZCARD, LLEN, LINDEX, HMGET and PTTL, nothing else (a
 user with ``-@all +@read +info +ping`` is enough), and never ``KEYS`` or a
 scan of job bodies. One snapshot costs exactly three round trips on an open
 connection (the first snapshot adds the connection's own handshake and one
@@ -14,6 +14,11 @@ untimed PING), whatever the number of jobs, queues and processes:
 3. one pipeline: LLEN and the oldest job (LINDEX -1) of every queue, and the
    heartbeat fields of every registered process (``info`` only for an
    identity not seen before: Sidekiq writes it once per process life).
+
+With an ``AgentReader`` (``bot.collect.agents``), the same round trips also
+read the other hosts' agents: SMEMBERS of ``statusbot:hosts`` in the second,
+GET and PTTL of each ``statusbot:host:<name>`` in the third. These keys are
+the bot's own, never under redis-namespace's prefix.
 
 The pipelines are encoded once and sent as bytes on one connection of the
 client's pool. Data of the wrong shape (malformed or deeply nested JSON, a
@@ -37,6 +42,7 @@ from typing import Any
 import redis
 
 from bot import defaults
+from bot.collect.agents import AgentReader
 from bot.mastodon_workers import MAX_CLASS_CHARS
 from bot.model import Anomaly, ProcessStats, QueueStats, RedisStats, SidekiqStats
 
@@ -573,8 +579,12 @@ class SidekiqReader:
         max_anomaly_examples: int = defaults.MAX_ANOMALY_EXAMPLES,
         clock: Callable[[], float] = time.time,
         timer: Callable[[], float] = time.perf_counter,
+        agents: AgentReader | None = None,
     ) -> None:
         self._client = client
+        self.agents = agents
+        """Reads the other hosts' agents in the same round trips (None: not read)."""
+        self._host_commands: dict[str, bytes] = {}
         self._url = url
         self._namespace = namespace
         self._stale_after = stale_after
@@ -586,7 +596,7 @@ class SidekiqReader:
         # Only the INFO sections the snapshot reports (several at once needs Redis 7;
         # on an older server the first snapshot falls back to the whole INFO).
         self._info_sections: tuple[str, ...] = INFO_SECTIONS
-        self._first: tuple[tuple[int, tuple[str, ...]], bytes] = ((-1, ()), b"")
+        self._first: tuple[tuple[int, tuple[str, ...], bool], bytes] = ((-1, (), False), b"")
         self._known: dict[str, _Known] = {}
         self._queue_commands: dict[str, bytes] = {}
         self._oldest: dict[str, tuple[str, OldestJob]] = {}
@@ -616,10 +626,16 @@ class SidekiqReader:
                 started = self._timer()
                 _exchange(connection, PING, 1)
                 rtt_ms = (self._timer() - started) * 1000.0
-                first = _exchange(connection, self._first_command(), 11)
-                pending, info, counters, anomalies = self._parse_first(first)
+                agents = self.agents
+                first = _exchange(connection, self._first_command(), 12 if agents else 11)
+                pending, info, counters, anomalies = self._parse_first(first[:11])
                 command, count = self._second_command(pending)
-                second = _exchange(connection, command, count) if count else []
+                names: list[str] = []
+                if agents is not None:
+                    names = agents.select(first[11])
+                    command += self._hosts_command(names)
+                total = count + 2 * len(names)
+                second = _exchange(connection, command, total) if total else []
             except BaseException:
                 connection.disconnect()  # type: ignore[no-untyped-call]  # replies may be left unread
                 self._connection = None
@@ -627,9 +643,13 @@ class SidekiqReader:
                 raise
         except redis.RedisError as exc:
             self._connected = False
+            if self.agents is not None:
+                self.agents.unread()
             return self._unreachable(exc), None
+        if agents is not None:
+            agents.build(names, second[count:])
         now = self._clock()
-        stats = self._parse_second(pending, counters, second, anomalies, now)
+        stats = self._parse_second(pending, counters, second[:count], anomalies, now)
         return self._redis_stats(rtt_ms, info), stats
 
     def daily_counters(self, days: int, today: date) -> dict[str, tuple[int, int]]:
@@ -670,7 +690,7 @@ class SidekiqReader:
 
     def _first_command(self) -> bytes:
         day = int(self._clock() // 86_400)
-        cache_key = (day, self._info_sections)
+        cache_key = (day, self._info_sections, self.agents is not None)
         if self._first[0] != cache_key:
             today = datetime.fromtimestamp(day * 86_400, tz=timezone.utc).strftime("%Y-%m-%d")
             commands = [_command("INFO", *self._info_sections)]
@@ -681,8 +701,26 @@ class SidekiqReader:
                                       f"failed:{today}")]
             commands += [_command("ZCARD", self.key(name))
                          for name in ("schedule", "retry", "dead")]
+            if self.agents is not None:
+                commands.append(_command("SMEMBERS", defaults.HOSTS_KEY))  # never namespaced
             self._first = (cache_key, b"".join(commands))
         return self._first[1]
+
+    def _hosts_command(self, names: Sequence[str]) -> bytes:
+        """Return GET and PTTL of each agent's reading, pre-encoded (cached per name)."""
+        cache = self._host_commands
+        parts: list[bytes] = []
+        for name in names:
+            command = cache.get(name)
+            if command is None:
+                key = defaults.HOST_KEY_PREFIX + name
+                command = cache[name] = _command("GET", key) + _command("PTTL", key)
+            parts.append(command)
+        if len(cache) > len(names):
+            wanted = set(names)
+            for name in [n for n in cache if n not in wanted]:
+                del cache[name]
+        return b"".join(parts)
 
     def _parse_first(
         self, results: list[Any]
