@@ -91,16 +91,35 @@ class LiveProcess:
         return all(_num(weight) == 0 for _, weight in self.queues)
 
 
+HIDDEN_APPLICATION = "(hidden)"
+"""The ``by_application`` name of connections the reading role may not see the details of
+(it lacks ``pg_monitor``); they are counted as in use."""
+
+
 @dataclass(frozen=True, slots=True)
 class Database:
-    """PostgreSQL's connections (``max_connections``, in use from ``pg_stat_activity``).
+    """PostgreSQL's connections: ``max_connections``, reserved, in use (``pg_stat_activity``).
 
-    ``pgbouncer`` says the figures are PgBouncer's pool, which is then the limit.
+    ``reserved`` is ``superuser_reserved_connections`` (+ ``reserved_connections`` from
+    PostgreSQL 16), None when not read (``Policy.db_reserved`` is assumed);
+    ``by_application`` the client connections in use per ``application_name`` (most
+    first; Mastodon's web and Sidekiq leave it empty, ``""``). ``pgbouncer``: the bot
+    reaches PostgreSQL through PgBouncer, whose pool, not ``max_connections``, may be
+    the limit (its ``SHOW POOLS`` is not read). ``error`` is why the reading failed (one
+    line; the numbers are then meaningless and the connections count as not checked).
     """
 
-    max_connections: int
-    in_use: int
+    max_connections: int = 0
+    in_use: int = 0
     pgbouncer: bool = False
+    reserved: int | None = None
+    by_application: tuple[tuple[str, int], ...] = ()
+    error: str | None = None
+
+    @classmethod
+    def failed(cls, error: str, *, pgbouncer: bool = False) -> Database:
+        """Return the value of a reading that failed for ``error``."""
+        return cls(pgbouncer=pgbouncer, error=error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +166,7 @@ class Policy:
     guess_margin: float = defaults.ADVICE_GUESS_MARGIN
     memory_reserve_bytes: int = defaults.ADVICE_MEMORY_RESERVE
     db_reserved: int = defaults.ADVICE_DB_RESERVED
+    db_margin: int = defaults.ADVICE_DB_MARGIN
     idle_share: float = defaults.ADVICE_IDLE_SHARE
     server_sizes_gb: tuple[int, ...] = defaults.ADVICE_SERVER_SIZES_GB
     server_headroom: float = defaults.ADVICE_SERVER_HEADROOM
@@ -304,6 +324,7 @@ class Advice:
     coarse: bool
     margin: float
     memory_host: str = ""
+    db_margin: int = defaults.ADVICE_DB_MARGIN
 
     def to_json(self) -> dict[str, Any]:
         """Return the ``statusbot advise --json`` document (schema version 1).
@@ -313,8 +334,12 @@ class Advice:
         or null), ``memory`` (``available_bytes`` or null, ``host``: the host
         whose memory that is, or null with one host; ``fit``: ``kind``,
         ``base_bytes``, ``per_thread_bytes``, ``n``, ``r2``, ``rmse_bytes``),
-        ``database`` (null when not checked, else ``max_connections``,
-        ``in_use``, ``free``, ``pgbouncer``), ``coarse`` (bool), ``margin``.
+        ``database`` (null when no database is configured, else ``error`` (null, or
+        why the reading failed: then every number is null), ``max_connections``,
+        ``reserved``, ``in_use``, ``margin`` (connections left free), ``free`` (for
+        new threads: max_connections - reserved - in_use - margin, at least 0),
+        ``pgbouncer`` (bool), ``by_application`` (list of ``application``, raw name
+        as PostgreSQL reports it, and ``connections``)), ``coarse`` (bool), ``margin``.
         Each ``behind`` entry: ``queue`` (raw name as in Redis: neutralise before
         showing), ``backlog``, ``growth_per_min``, ``arrivals_per_min``,
         ``done_per_min``, ``mean_job_s``, ``failure_share``, ``coarse``,
@@ -346,13 +371,25 @@ class Advice:
                         "rmse_bytes": None if self.fit.rmse_bytes is None
                         else int(self.fit.rmse_bytes)},
             },
-            "database": None if self.database is None else {
-                "max_connections": self.database.max_connections,
-                "in_use": self.database.in_use, "free": self.db_free,
-                "pgbouncer": self.database.pgbouncer},
+            "database": _database_json(self.database, self.db_free, self.db_margin),
             "coarse": self.coarse,
             "margin": self.margin,
         }
+
+
+def _database_json(database: Database | None, free: int | None,
+                   margin: int) -> dict[str, Any] | None:
+    if database is None:
+        return None
+    if database.error is not None:
+        return {"error": database.error, "max_connections": None, "reserved": None,
+                "in_use": None, "margin": None, "free": None, "pgbouncer": database.pgbouncer,
+                "by_application": []}
+    return {"error": None, "max_connections": database.max_connections,
+            "reserved": database.reserved, "in_use": database.in_use, "margin": margin,
+            "free": free, "pgbouncer": database.pgbouncer,
+            "by_application": [{"application": name, "connections": count}
+                               for name, count in database.by_application]}
 
 
 def _opt(value: float | None, digits: int = 3) -> float | None:
@@ -551,13 +588,8 @@ def advise(inputs: AdviceInputs, policy: Policy = Policy()) -> Advice:
     processes = [_clean_process(p) for p in inputs.processes]
     available = (None if inputs.memory_available_bytes is None
                  else _int(inputs.memory_available_bytes, 0, 0, 2**50))
-    database = inputs.database
-    db_free: int | None = None
-    if database is not None:
-        database = Database(_int(database.max_connections, 0, 0, 10**7),
-                            _int(database.in_use, 0, 0, 10**7), bool(database.pgbouncer))
-        reserved = 0 if database.pgbouncer else max(0, policy.db_reserved)
-        db_free = max(0, database.max_connections - reserved - database.in_use)
+    database, db_free = _clean_database(inputs.database, policy)
+    db_margin = _int(policy.db_margin, 0, 0, 10**6)
     fit = fit_memory(processes, policy)
 
     sharers: dict[str, int] = {}
@@ -589,7 +621,30 @@ def advise(inputs: AdviceInputs, policy: Policy = Policy()) -> Advice:
         smaller_server=_smaller_server(peaks, policy), fit=fit,
         memory_available_bytes=available, database=database, db_free=db_free,
         coarse=any(q.coarse for q in shown), margin=max(1.0, _num(policy.margin, 1.0, 1.0, 10.0)),
-        memory_host=inputs.memory_host)
+        db_margin=db_margin, memory_host=inputs.memory_host)
+
+
+def _clean_database(database: Database | None,
+                    policy: Policy) -> tuple[Database | None, int | None]:
+    """Return the database reading with sane numbers, and the connections free for threads.
+
+    Free = max_connections - reserved - in use - ``policy.db_margin``, at least 0;
+    None when there is no reading or it failed.
+    """
+    if database is None:
+        return None, None
+    pgbouncer = bool(database.pgbouncer)
+    if database.error is not None:
+        return Database.failed(neutral(str(database.error), 300), pgbouncer=pgbouncer), None
+    maximum = _int(database.max_connections, 0, 0, 10**7)
+    in_use = _int(database.in_use, 0, 0, 10**7)
+    reserved = (max(0, _int(policy.db_reserved, 0, 0, 10**7)) if database.reserved is None
+                else _int(database.reserved, 0, 0, 10**7))
+    apps = tuple((str(name), _int(count, 0, 0, 10**7))
+                 for name, count in tuple(database.by_application)[:100])
+    clean = Database(maximum, in_use, pgbouncer, reserved, apps)
+    free = max(0, maximum - reserved - in_use - _int(policy.db_margin, 0, 0, 10**6))
+    return clean, free
 
 
 def _label(process: LiveProcess, limit: int = 3) -> tuple[str, ...]:
@@ -777,6 +832,7 @@ def render(advice: Advice, words: Wording = DEFAULT_WORDING) -> list[str]:
     if advice.behind_omitted:
         lines.append(fill(words.admin_advice_more, count=f"{advice.behind_omitted:,}".replace(
             ",", words.thousands_separator)))
+    lines.extend(database_lines(advice, words))
     if advice.behind and any(i.change is not None for i in advice.behind):
         lines.append(_fit_line(advice.fit, words))
     if advice.coarse:
@@ -849,8 +905,8 @@ def _queue_lines(item: QueueAdvice, advice: Advice, available: str, words: Wordi
         full = advice.database
         template = (words.admin_advice_no_pgbouncer if full.pgbouncer
                     else words.admin_advice_no_connections)
-        out.append(fill(words.admin_advice_nothing_fits, reason=fill(
-            template, used=str(full.in_use), max=str(full.max_connections))))
+        out.append(fill(words.admin_advice_nothing_fits,
+                        reason=fill(template, **_db_figures(advice))))
     elif change is not None:
         values = {"command": change.command(), "cost": memory_text(change.memory_bytes, words),
                   "available": available, "pool": str(change.db_pool)}
@@ -860,14 +916,44 @@ def _queue_lines(item: QueueAdvice, advice: Advice, available: str, words: Wordi
         else:
             out.append(fill(words.admin_advice_change_slow, **values))
         db = advice.database
-        if db is None:
-            out.append(fill(words.admin_advice_db_unchecked, pool=str(change.db_pool)))
+        if db is None or db.error is not None:
+            out.append(fill(words.admin_advice_db_unchecked, why=_db_unchecked(db, words),
+                            pool=str(change.db_pool)))
         elif Limit.DATABASE in change.limits:
             template = (words.admin_advice_pgbouncer_limit if db.pgbouncer
                         else words.admin_advice_db_limit)
-            out.append(fill(template, threads=str(change.threads), used=str(db.in_use),
-                            max=str(db.max_connections)))
+            out.append(fill(template, threads=str(change.threads), **_db_figures(advice)))
     return out
+
+
+def _db_figures(advice: Advice) -> dict[str, str]:
+    db = advice.database or Database()
+    return {"used": str(db.in_use), "max": str(db.max_connections),
+            "reserved": str(db.reserved or 0), "margin": str(advice.db_margin)}
+
+
+def _db_unchecked(db: Database | None, words: Wording) -> str:
+    """Why the connections were not checked: none configured, or the reading's error."""
+    if db is None or db.error is None:
+        return words.admin_advice_db_unconfigured
+    return neutral(db.error, 300)
+
+
+def database_lines(advice: Advice, words: Wording = DEFAULT_WORDING) -> list[str]:
+    """Return the admin lines on the database's connections (or why they were not checked)."""
+    db = advice.database
+    if db is None or db.error is not None:
+        return [fill(words.admin_advice_database_unchecked, why=_db_unchecked(db, words))]
+    names = {"": words.admin_advice_db_unnamed, HIDDEN_APPLICATION: words.admin_advice_db_hidden}
+    applications = ", ".join(f"{names.get(name) or neutral(name, 64)} {count}"
+                             for name, count in db.by_application[:6])
+    if len(db.by_application) > 6:
+        applications += ", \N{HORIZONTAL ELLIPSIS}"
+    lines = [fill(words.admin_advice_database, applications=applications or "none",
+                  free=str(advice.db_free or 0), **_db_figures(advice))]
+    if db.pgbouncer:
+        lines.append(words.admin_advice_database_pgbouncer)
+    return lines
 
 
 def _fit_line(fit: MemoryFit, words: Wording) -> str:

@@ -5,7 +5,8 @@ processes: concurrency, busy threads, queues with their weights, RSS; each
 queue's backlog; the host's available memory), the ``JobMetrics`` of
 ``collect/jobmetrics.py`` (jobs a minute, mean job time, failures, backlog
 growth per queue) and, when a ``History`` is given, the 30-day peaks.
-No database is read here: ``database`` stays None and the advice says the
+The database reading (``collect/database.py``, when ``[postgres]`` or
+Mastodon's ``DB_*`` give one) is passed in; without it the advice says the
 connections could not be checked.
 
 What the figures can and cannot say:
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from bot import advice
-from bot.advice import AdviceInputs, LiveProcess, Peaks, QueueWork
+from bot.advice import AdviceInputs, Database, LiveProcess, Peaks, QueueWork
 from bot.collect.jobmetrics import JobMetrics
 from bot.history import DAY, History
 from bot.model import ProcessStats, Snapshot
@@ -165,15 +166,19 @@ def memory_room(snapshot: Snapshot) -> tuple[int | None, str]:
 
 
 def gather(snapshot: Snapshot, metrics: JobMetrics | None,
-           history: History | None = None) -> Gathered:
-    """Return the advisor's inputs from the newest snapshot, its job metrics and the history."""
+           history: History | None = None, database: Database | None = None) -> Gathered:
+    """Return the advisor's inputs from the snapshot, job metrics, history and database.
+
+    ``database`` None: no database configured (the advice says it could not check).
+    """
     processes = live_processes(snapshot)
     peaks = (peaks_from(history, snapshot.collected_at, processes)
              if history is not None else None)
     available, memory_host = memory_room(snapshot)
     inputs = AdviceInputs(
         queues=queue_work(snapshot, metrics), processes=processes,
-        memory_available_bytes=available, database=None, peaks=peaks, memory_host=memory_host)
+        memory_available_bytes=available, database=database, peaks=peaks,
+        memory_host=memory_host)
     growth_known = metrics is not None and any(
         w.backlog_growth_per_min is not None for w in metrics.queues)
     return Gathered(inputs, growth_known,
@@ -207,6 +212,7 @@ def queue_waiting(snapshot: Snapshot, min_jobs: int = advice.Policy().behind_min
 
 
 def help_text(snapshot: Snapshot, metrics: JobMetrics | None,
-              history: History | None = None, words: Wording = DEFAULT_WORDING) -> str | None:
+              history: History | None = None, words: Wording = DEFAULT_WORDING,
+              database: Database | None = None) -> str | None:
     """Return the short advice for a queue incident's admin message, None when none is behind."""
-    return advice.summary(advise(gather(snapshot, metrics, history)), words)
+    return advice.summary(advise(gather(snapshot, metrics, history, database)), words)

@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from bot import advising, compose, defaults, health, incidents, report, reporting
 from bot.adopt import Adopter
 from bot.collect import Collector
+from bot.collect.database import DatabaseReader
 from bot.collect.instance import InstanceProber
 from bot.collect.jobmetrics import JobMetricsReader
 from bot.commands import Admin
@@ -138,6 +139,8 @@ def build(config: Config, *, dry_run: bool = False, out: TextIO,
         clock=clock,
     )
     bot.metrics_reader = _metrics_reader(config, bot, clock)
+    if config.postgres is not None:
+        bot.database_reader = DatabaseReader(config.postgres)
     if not dry_run and mastodon.api_base_url and store.get_state(ADOPT_STATE) is not None:
         bot.adopter = Adopter(store, gateway, settings)  # a new state file
     if not dry_run:
@@ -285,8 +288,8 @@ def advice_text(bot: Bot, reader: JobMetricsReader | None, now: float) -> str:
     """Return the capacity advice for the admin command ``advise`` (admins only, never members).
 
     From the latest snapshot, the snapshots kept for growth, the job metrics (one
-    Redis read at most a minute) and the history; ``now`` is unused (the
-    snapshot's time counts).
+    Redis read at most a minute), the database's connections (one reading at
+    most a minute) and the history; ``now`` is unused (the snapshot's time counts).
     """
     del now
     snapshot = bot.last_snapshot
@@ -298,7 +301,8 @@ def advice_text(bot: Bot, reader: JobMetricsReader | None, now: float) -> str:
         snapshots.append(snapshot)
     metrics = None if reader is None else reader.read(snapshots,
                                                       advising.oldest_classes(snapshot))
-    gathered = advising.gather(snapshot, metrics, bot.history)
+    database = None if bot.database_reader is None else bot.database_reader.read()
+    gathered = advising.gather(snapshot, metrics, bot.history, database)
     return "\n".join(advising.advice_lines(gathered, advising.advise(gathered), words))
 
 

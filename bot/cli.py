@@ -696,6 +696,7 @@ def advise_command(config: Config, *, as_json: bool, wait: float,
     from bot import advising
     from bot.app import state_path
     from bot.collect import Collector, redis_client
+    from bot.collect.database import read_database
     from bot.collect.jobmetrics import JobMetricsReader
     from bot.history import History
     from bot.store import Store, StoreError
@@ -724,9 +725,10 @@ def advise_command(config: Config, *, as_json: bool, wait: float,
             store = Store(path) if path.exists() else None
         except StoreError as exc:
             print(f"statusbot: cannot read {path} (no history used): {exc}", file=sys.stderr)
+        database = None if config.postgres is None else read_database(config.postgres)
         try:
             history = None if store is None else History(store, interval=config.bot.interval)
-            gathered = advising.gather(last, metrics, history)
+            gathered = advising.gather(last, metrics, history, database)
         finally:
             if store is not None:
                 store.close()

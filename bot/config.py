@@ -143,6 +143,28 @@ class AgentConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PostgresConfig:
+    """How to reach PostgreSQL for the capacity advice's connection figures (read-only).
+
+    ``host`` is a name, an address or a Unix socket directory (starting with
+    ``/``). ``password`` comes from ``password_file``/``password_env`` or, with
+    Mastodon's own user, from ``DB_PASS``/``DATABASE_URL``; it never prints.
+    ``timeout`` bounds a whole reading (connecting and the queries).
+    ``pgbouncer``: the connection goes through PgBouncer (port 6432 unless said
+    otherwise). ``source`` says where the connection came from.
+    """
+
+    host: str
+    port: int = defaults.POSTGRES_PORT
+    dbname: str = "mastodon_production"
+    user: str = "mastodon"
+    password: Secret | None = None
+    timeout: float = defaults.POSTGRES_TIMEOUT
+    pgbouncer: bool = False
+    source: str = "config"
+
+
+@dataclass(frozen=True, slots=True)
 class BotConfig:
     """The tick loop and where state lives.
 
@@ -290,6 +312,7 @@ class Config:
     fallbacks: tuple[FallbackConfig, ...] = ()
     hosts: tuple[HostEntry, ...] = ()
     agent: AgentConfig = field(default_factory=AgentConfig)
+    postgres: PostgresConfig | None = None
     path: str | None = None
     warnings: tuple[str, ...] = ()
 
@@ -479,6 +502,7 @@ def _parse(data: Mapping[str, Any], base: Path, env: Mapping[str, str],
         "reports": _reports,
         "page": _page,
         "agent": lambda t: _agent(t, base, env),
+        "postgres": lambda t: _postgres(t, base, env, data.get("redis"), warnings),
     }
     lists = ("maintenance", "silence", "fallback", "hosts")
     built: dict[str, Any] = {}
@@ -1263,6 +1287,159 @@ def _agent(table: _Table, base: Path, env: Mapping[str, str]) -> AgentConfig:
     )
 
 
+PG_HOST = re.compile(r"[A-Za-z0-9._-]{1,253}|\[?[0-9A-Fa-f:.]{2,45}\]?")
+"""A ``[postgres] host`` that is a name or an address (a socket directory starts with ``/``)."""
+
+PG_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.$-]{0,62}")
+"""A ``[postgres] dbname`` or ``user``: no blanks, quotes, ``=`` or control characters, so
+nothing can be slipped into the connection string."""
+
+MASTODON_DB_DEFAULTS = {"DB_HOST": "localhost", "DB_PORT": str(defaults.POSTGRES_PORT),
+                        "DB_NAME": "mastodon_production", "DB_USER": "mastodon"}
+"""What Mastodon's config/database.yml uses in production for a ``DB_*`` left unset."""
+
+
+def _postgres(table: _Table, base: Path, env: Mapping[str, str], redis: object,
+              warnings: list[str]) -> PostgresConfig | None:
+    """Read ``[postgres]``: its own keys over Mastodon's ``DB_*`` (or ``DATABASE_URL``).
+
+    The env file is ``[postgres] mastodon_env_file``, else ``[redis]``'s. None when
+    neither gives a connection, or ``enabled = false``.
+    """
+    enabled = table.get("enabled", bool, True, "true or false")
+    own_file = table.path("mastodon_env_file", "")
+    redis_file = ""
+    if isinstance(redis, dict) and isinstance(redis.get("mastodon_env_file"), str):
+        redis_file = redis["mastodon_env_file"]
+    keys = {key: table.get(key, str, "", what) for key, what in (
+        ("host", "a host name, address or socket directory"), ("dbname", "a database name"),
+        ("user", "a user name"))}
+    port = table.get("port", int, 0, "a whole number from 1 to 65535")
+    if "port" in table.data and not 1 <= port <= 65535:
+        table.problem("port", f"must be from 1 to 65535, got {port!r:.40}")
+        port = 0
+    password_file = table.path("password_file", "")
+    password_env = table.get("password_env", str, "", "an environment variable name")
+    timeout = table.number("connect_timeout", defaults.POSTGRES_TIMEOUT,
+                           minimum=defaults.POSTGRES_TIMEOUT_MIN,
+                           maximum=defaults.POSTGRES_TIMEOUT_MAX)
+    pgbouncer_set = "pgbouncer" in table.data
+    pgbouncer = table.get("pgbouncer", bool, False, "true or false")
+    if not enabled:
+        return None
+    before = len(table.problems)
+    found: dict[str, str] = {}
+    source = "config"
+    if own_file or redis_file:
+        path = _resolve(base, own_file or redis_file)
+        found = _postgres_from_mastodon_env(table, path, env, quiet=not own_file)
+        if found:
+            source = f"{path}"
+    if not found and not any(keys.values()) and not port:
+        if set(table.data) - {"enabled"}:
+            table.problem("host", "is required (or DB_* in mastodon_env_file)")
+        return None
+    env_user = found.get("DB_USER", "")
+    settings = {"host": keys["host"] or found.get("DB_HOST", "") or "localhost",
+                "dbname": keys["dbname"] or found.get("DB_NAME", "") or "mastodon_production",
+                "user": keys["user"] or env_user or "mastodon"}
+    port = port or int(found.get("DB_PORT", "") or defaults.POSTGRES_PORT)
+    host = settings["host"]
+    if host.startswith("/"):
+        if "\x00" in host or not host.isprintable() or len(host) > 255:
+            table.problem("host", "a socket directory must be a printable path")
+    elif not PG_HOST.fullmatch(host):
+        table.problem("host", f"must be a host name, an address or a socket directory "
+                              f"(starting with /), got {host!r:.80}")
+    for key in ("dbname", "user"):
+        if not PG_NAME.fullmatch(settings[key]):
+            table.problem(key, f"must be 1 to 63 letters, digits, '_', '.', '$' or '-', "
+                               f"got {settings[key]!r:.80}")
+    # Mastodon's password belongs to Mastodon's user: never send it for another role.
+    own_user = not keys["user"] or keys["user"] == env_user
+    env_password = found.get("DB_PASS", "") if found and own_user else ""
+    if password_env and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", password_env):
+        table.problem("password_env", f"must be a variable name like STATUSBOT_PG_PASSWORD, "
+                                      f"got {password_env!r:.60}")
+        password_env = ""
+    password = _password(table, base, env, password_file, password_env,
+                         Secret(env_password) if env_password else None)
+    if len(table.problems) != before:
+        return None
+    if found and own_user and not password_file and not password_env:
+        warnings.append(f"postgres: reading as Mastodon's own database user "
+                        f"{settings['user']!r} from {source}; a read-only role is safer "
+                        f"(README: \"Database connections\")")
+    return PostgresConfig(host=host, port=port, dbname=settings["dbname"],
+                          user=settings["user"], password=password, timeout=timeout,
+                          pgbouncer=pgbouncer if pgbouncer_set
+                          else port == defaults.PGBOUNCER_PORT, source=source)
+
+
+def _postgres_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str], *,
+                                quiet: bool) -> dict[str, str]:
+    """Return Mastodon's ``DB_*`` settings from its env file (``DATABASE_URL`` first).
+
+    Empty when the file sets none. ``quiet``: the file is ``[redis]``'s, which
+    reports a missing or unreadable file itself.
+    """
+    key = "mastodon_env_file"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        if not quiet:
+            table.problem(key, f"cannot read {path}: {exc.strerror or exc}")
+        return {}
+    except UnicodeDecodeError as exc:
+        if not quiet:
+            table.problem(key, f"{path} is not UTF-8 text ({_decode_error(exc)})")
+        return {}
+    scratch = _Table(table.name, {}, [])
+    values = _env_values(scratch, path, text, env, wanted=_database_variable)
+    for problem in scratch.problems:
+        if not quiet or "DB_" in problem or "DATABASE_URL" in problem:
+            table.problems.append(problem)
+    if values is None:
+        return {}
+    url = values.get("DATABASE_URL", "")
+    if url:
+        return _database_url(table, path, url)
+    found = {name: values[name] for name in (*MASTODON_DB_DEFAULTS, "DB_PASS")
+             if values.get(name)}
+    if not found:
+        return {}
+    port = found.get("DB_PORT", MASTODON_DB_DEFAULTS["DB_PORT"])
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        table.problem(key, f"{path}: DB_PORT must be a port number from 1 to 65535, "
+                           f"got {port!r:.40}")
+        return {}
+    return {**MASTODON_DB_DEFAULTS, **found}
+
+
+def _database_variable(name: str) -> bool:
+    return name.startswith("DB_") or name == "DATABASE_URL"
+
+
+def _database_url(table: _Table, path: Path, url: str) -> dict[str, str]:
+    """Return ``DB_*`` from a ``postgres://user:pass@host:port/db`` URL; never quote it."""
+    where = f"{path}: DATABASE_URL"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        table.problem("mastodon_env_file", f"{where}: not a valid URL (the port is not a "
+                                           f"number up to 65535; {ENCODE_HINT})")
+        return {}
+    if parts.scheme not in ("postgres", "postgresql"):
+        table.problem("mastodon_env_file", f"{where}: must start with postgres:// or "
+                                           f"postgresql://")
+        return {}
+    found = {"DB_HOST": unquote(parts.hostname or ""), "DB_NAME": unquote(parts.path.lstrip("/")),
+             "DB_USER": unquote(parts.username or ""), "DB_PASS": unquote(parts.password or ""),
+             "DB_PORT": str(port or "")}
+    return {**MASTODON_DB_DEFAULTS, **{k: v for k, v in found.items() if v}}
+
+
 def _resolve(base: Path, path: str) -> Path:
     candidate = Path(path)
     return candidate if candidate.is_absolute() else base / candidate
@@ -1383,8 +1560,9 @@ REFERENCE = re.compile(
 """``${NAME}``, ``${NAME:-default}``, ``$NAME`` or the start of ``$(command)``; not ``\\$``."""
 
 
-def _env_values(table: _Table, path: Path, text: str,
-                env: Mapping[str, str]) -> dict[str, str] | None:
+def _env_values(table: _Table, path: Path, text: str, env: Mapping[str, str],
+                wanted: Callable[[str], bool] = lambda name: "REDIS" in name,
+                ) -> dict[str, str] | None:
     """Return the variables of a dotenv file, or None (and a problem) when it is unsound.
 
     A line that does not parse would be skipped silently by dotenv, and its
@@ -1392,7 +1570,8 @@ def _env_values(table: _Table, path: Path, text: str,
     here, named by line number (never quoted: it may hold a password). As
     Mastodon's Ruby dotenv does, ``$VAR`` and ``${VAR}`` in unquoted and
     double-quoted values are replaced by a variable set earlier in the file or
-    in the environment; one set in neither, or a ``$(command)``, is an error.
+    in the environment; one set in neither, or a ``$(command)``, is an error for
+    the variables ``wanted`` (Redis's by default).
     """
     import io
 
@@ -1428,7 +1607,7 @@ def _env_values(table: _Table, path: Path, text: str,
                 return ""
 
             value = REFERENCE.sub(substitute, value).replace("\\$", "$")
-            if missing and "REDIS" in binding.key:
+            if missing and wanted(binding.key):
                 why = ("runs a command, which statusbot does not" if missing[0] == "$(...)"
                        else f"uses {missing[0]}, which neither the file nor the environment sets")
                 table.problem("mastodon_env_file", f"{path}: line {line}: {binding.key} {why}; "

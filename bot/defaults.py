@@ -75,6 +75,35 @@ ADVICE_DB_RESERVED = 3
 """Connections PostgreSQL keeps for superusers (``superuser_reserved_connections``), which
 Sidekiq threads can never use."""
 
+ADVICE_DB_MARGIN = 5
+"""Connections the advice leaves free beyond those in use and reserved: a reading is one
+moment, and the web's pool, a ``rails console``, a migration or a backup need room too."""
+
+POSTGRES_PORT = 5432
+"""PostgreSQL's port when neither ``[postgres]`` nor ``.env.production`` names one."""
+
+PGBOUNCER_PORT = 6432
+"""PgBouncer's usual port: a connection there is taken to go through PgBouncer."""
+
+POSTGRES_TIMEOUT = 5.0
+"""Seconds one database reading may take in all (connecting and the queries); past it the
+reading fails with a one-line reason and the tick goes on."""
+
+POSTGRES_TIMEOUT_MIN = 1.0
+"""Seconds: the shortest ``[postgres] connect_timeout`` accepted."""
+
+POSTGRES_TIMEOUT_MAX = 60.0
+"""Seconds: the longest ``[postgres] connect_timeout`` accepted (the advice waits that long
+at most)."""
+
+POSTGRES_READ_INTERVAL = 60.0
+"""Seconds a database reading is reused: issue 10 allows the advice's extra reads once a
+minute."""
+
+POSTGRES_MAX_APPLICATIONS = 20
+"""Application names kept from ``pg_stat_activity`` (the most connections first); the rest
+are counted together."""
+
 ADVICE_IDLE_SHARE = 0.5
 """A process counts as idle when at most this share of its threads were ever busy at once."""
 

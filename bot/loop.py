@@ -38,6 +38,7 @@ from bot import advising, compose, health, incidents, report, reporting
 from bot.adopt import Adopter, state_lost_notice
 from bot.chart import ChartError, render_chart
 from bot.collect import Collector
+from bot.collect.database import DatabaseReader
 from bot.collect.instance import InstanceProber
 from bot.collect.jobmetrics import JobMetricsReader
 from bot.compose import MEMBER_KINDS
@@ -210,6 +211,9 @@ class Bot:
         self.metrics_reader: JobMetricsReader | None = None
         """Sidekiq's job metrics (at most one Redis read a minute), for the capacity advice;
         read in the collecting part of a tick only while some queue is waiting."""
+        self.database_reader: DatabaseReader | None = None
+        """PostgreSQL's connections for the capacity advice (at most one reading a minute,
+        bounded by its timeout); None: no database configured."""
         self.recent_snapshots: deque[Snapshot] = deque(maxlen=RECENT_SNAPSHOTS)
         """Snapshots at least ``RECENT_EVERY`` apart, the newest last (backlog growth for
         the capacity advice)."""
@@ -318,8 +322,10 @@ class Bot:
             log.info("incident %s %s: %s", event.incident.id, event.kind.value, event.reason)
             help_text = None
             if compose.wants_advice(event) and self.settings.admin_accts:
+                database = (None if self.database_reader is None
+                            else self.database_reader.read())
                 help_text = advising.help_text(snapshot, metrics, self.history,
-                                               self.settings.wording)
+                                               self.settings.wording, database)
             posts.extend(compose.compose_event(event, snapshot, self.settings, help_text))
         states: dict[str, dict[str, Any]] = {HEALTH_STATE: health_state.to_json(),
                                              INCIDENT_STATE: incident_state.to_json(),

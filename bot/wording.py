@@ -572,27 +572,56 @@ class Wording:
         "one more process with a single thread needs about {cost} and {available} is available")
     """Not enough memory. Placeholders: {cost}, {available}."""
     admin_advice_no_connections: str = (
-        "PostgreSQL has no free connections ({used} of {max} in use)")
-    """No free database connections. Placeholders: {used}, {max}."""
+        "max_connections is the limit: {max}, {used} in use and {reserved} reserved leave "
+        "no connection for more threads (keeping {margin} spare); raise max_connections or "
+        "put PgBouncer in front")
+    """No free database connections. Placeholders: {max}, {used}, {reserved}, {margin}."""
     admin_advice_no_pgbouncer: str = (
-        "PgBouncer's pool has no free connections ({used} of {max} in use)")
-    """No free connections behind PgBouncer. Placeholders: {used}, {max}."""
+        "PostgreSQL behind PgBouncer has no free connections ({max} max, {used} in use, "
+        "{reserved} reserved, {margin} kept spare); PgBouncer's pool, not max_connections, "
+        "may be the real limit (statusbot does not read SHOW POOLS)")
+    """No free connections behind PgBouncer. Placeholders: {max}, {used}, {reserved},
+    {margin}."""
     admin_advice_make_room: str = (
         "To make room: fewer threads on the process serving {queues} ({peak} of {concurrency} "
         "ever busy at once) would free about {memory}.")
     """What could make room. Placeholders: {queues}, {peak}, {concurrency}, {memory}."""
     admin_advice_db_limit: str = (
-        "Database connections limit it to {threads} threads ({used} of {max} in use): raise "
-        "max_connections or put PgBouncer in front.")
-    """max_connections is the real limit. Placeholders: {threads}, {used}, {max}."""
+        "max_connections is the limit: {max}, {used} in use and {reserved} reserved leave "
+        "room for {threads} more threads (keeping {margin} spare); raise max_connections or "
+        "put PgBouncer in front for more.")
+    """max_connections is the real limit. Placeholders: {threads}, {max}, {used},
+    {reserved}, {margin}."""
     admin_advice_pgbouncer_limit: str = (
-        "PgBouncer limits it to {threads} threads ({used} of {max} in use): raise its pool "
-        "size.")
-    """PgBouncer's pool is the real limit. Placeholders: {threads}, {used}, {max}."""
+        "PostgreSQL behind PgBouncer has room for {threads} more threads ({max} max, {used} "
+        "in use, {reserved} reserved, {margin} kept spare), but PgBouncer's pool, not "
+        "max_connections, may be the real limit: check its pool size (statusbot does not "
+        "read SHOW POOLS).")
+    """The free connections behind PgBouncer cut the change. Placeholders: {threads},
+    {max}, {used}, {reserved}, {margin}."""
     admin_advice_db_unchecked: str = (
-        "I could not check the database connections (no database configured): make sure "
-        "max_connections has room for {pool} more.")
-    """Said when no database was read. Placeholders: {pool}."""
+        "I could not check the database connections ({why}): make sure max_connections has "
+        "room for {pool} more.")
+    """Said when no database was read. Placeholders: {why} (``admin_advice_db_unconfigured``
+    or the reading's error), {pool}."""
+    admin_advice_db_unconfigured: str = "no [postgres] or DB_* in .env.production"
+    """Why the database connections were not checked when none is configured."""
+    admin_advice_database: str = (
+        "Database connections: {used} of max_connections {max} in use ({applications}), "
+        "{reserved} reserved; {free} free for more Sidekiq threads, keeping {margin} spare.")
+    """The database reading, for admins. Placeholders: {used}, {max}, {applications} (name
+    and count, ``admin_advice_db_unnamed`` for an empty name), {reserved}, {free},
+    {margin}."""
+    admin_advice_database_pgbouncer: str = (
+        "The bot reaches PostgreSQL through PgBouncer: its pool, not max_connections, may be "
+        "the limit (statusbot does not read SHOW POOLS).")
+    """Follows ``admin_advice_database`` when the connection goes through PgBouncer."""
+    admin_advice_database_unchecked: str = "Database connections not checked: {why}."
+    """Said when the database was not read. Placeholders: {why}."""
+    admin_advice_db_unnamed: str = "no application_name (Mastodon's web and Sidekiq)"
+    """Stands for the connections without an ``application_name`` (Mastodon sets none)."""
+    admin_advice_db_hidden: str = "hidden from statusbot's role: grant it pg_monitor"
+    """Stands for the connections the reading role may not see the details of."""
     admin_advice_coarse: str = (
         "Coarse estimate: this Sidekiq keeps no job metrics, so the figures come from counters "
         "and backlog changes (about \N{PLUS-MINUS SIGN}50 %).")
@@ -800,12 +829,14 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "admin_advice_change_slow": ("command", "cost", "available", "pool"),
     "admin_advice_nothing_fits": ("reason",),
     "admin_advice_no_memory": ("cost", "available"),
-    "admin_advice_no_connections": ("used", "max"),
-    "admin_advice_no_pgbouncer": ("used", "max"),
+    "admin_advice_no_connections": ("used", "max", "reserved", "margin"),
+    "admin_advice_no_pgbouncer": ("used", "max", "reserved", "margin"),
     "admin_advice_make_room": ("queues", "peak", "concurrency", "memory"),
-    "admin_advice_db_limit": ("threads", "used", "max"),
-    "admin_advice_pgbouncer_limit": ("threads", "used", "max"),
-    "admin_advice_db_unchecked": ("pool",),
+    "admin_advice_db_limit": ("threads", "used", "max", "reserved", "margin"),
+    "admin_advice_pgbouncer_limit": ("threads", "used", "max", "reserved", "margin"),
+    "admin_advice_db_unchecked": ("why", "pool"),
+    "admin_advice_database": ("used", "max", "applications", "reserved", "free", "margin"),
+    "admin_advice_database_unchecked": ("why",),
     "admin_advice_fit": ("count", "base", "per_thread", "r2", "error"),
     "admin_advice_fit_guess": ("why", "base", "per_thread"),
     "admin_advice_guess_same": ("concurrency",),

@@ -225,8 +225,8 @@ def test_queue_behind_gets_a_change_that_fits() -> None:
         "push, pull (about 8 of 10), the process serving push, mailers (about 5 of 5). One more "
         "process `bundle exec sidekiq -c 9 -q push -q default` would cost about 300 MB (2.1 GB "
         "available) and catch up in about 30 min. Set DB_POOL to at least 9 for it. I could "
-        "not check the database connections (no database configured): make sure "
-        "max_connections has room for 9 more.")
+        "not check the database connections (no [postgres] or DB_* in .env.production): make "
+        "sure max_connections has room for 9 more.")
 
 
 def test_threads_per_process_are_capped() -> None:
@@ -292,25 +292,36 @@ def test_nothing_fits_says_so_and_what_could_make_room() -> None:
 @pytest.mark.parametrize(
     ("database", "threads", "no_change", "words"),
     [
-        pytest.param(Database(100, 92), 5, None,
-                     "Database connections limit it to 5 threads (92 of 100 in use): raise "
-                     "max_connections or put PgBouncer in front.", id="max-connections-limit"),
+        pytest.param(Database(100, 87), 5, None,
+                     "max_connections is the limit: 100, 87 in use and 3 reserved leave room "
+                     "for 5 more threads (keeping 5 spare); raise max_connections or put "
+                     "PgBouncer in front for more.", id="max-connections-limit"),
+        pytest.param(Database(100, 86, reserved=6), 3, None,
+                     "max_connections is the limit: 100, 86 in use and 6 reserved leave room "
+                     "for 3 more threads", id="reserved-read"),
         pytest.param(Database(100, 10), 9, None, None, id="enough-connections"),
-        pytest.param(Database(50, 45, pgbouncer=True), 5, None,
-                     "PgBouncer limits it to 5 threads (45 of 50 in use): raise its pool size.",
-                     id="pgbouncer-limit"),
-        pytest.param(Database(100, 97), None, NoChange.NO_CONNECTIONS,
-                     "Nothing fits: PostgreSQL has no free connections (97 of 100 in use).",
-                     id="no-free-connections"),
+        pytest.param(Database(60, 47, pgbouncer=True), 5, None,
+                     "PostgreSQL behind PgBouncer has room for 5 more threads (60 max, 47 in "
+                     "use, 3 reserved, 5 kept spare), but PgBouncer's pool, not "
+                     "max_connections, may be the real limit", id="pgbouncer-limit"),
+        pytest.param(Database(100, 92), None, NoChange.NO_CONNECTIONS,
+                     "Nothing fits: max_connections is the limit: 100, 92 in use and 3 "
+                     "reserved leave no connection for more threads (keeping 5 spare); raise "
+                     "max_connections or put PgBouncer in front.", id="no-free-connections"),
         pytest.param(None, 9, None,
-                     "I could not check the database connections (no database configured): "
-                     "make sure max_connections has room for 9 more.", id="not-checked"),
+                     "I could not check the database connections (no [postgres] or DB_* in "
+                     ".env.production): make sure max_connections has room for 9 more.",
+                     id="not-checked"),
+        pytest.param(Database.failed("connection refused by db:5432"), 9, None,
+                     "I could not check the database connections (connection refused by "
+                     "db:5432): make sure max_connections has room for 9 more.",
+                     id="reading-failed"),
     ],
 )
 def test_never_more_threads_than_free_connections(
         database: Database | None, threads: int | None, no_change: NoChange | None,
         words: str | None) -> None:
-    """Threads stay within the free connections (3 kept for superusers), and the text says so."""
+    """Threads stay within the free connections (3 reserved, 5 spare), and the text says so."""
     advice = advise(inputs(database=database))
     item = advice.behind[0]
     assert item.no_change == no_change
@@ -332,6 +343,7 @@ def test_no_backlog_is_one_line_plus_idle_findings() -> None:
     advice = advise(inputs(queues=(DEFAULT_IDLE,), peaks=peaks))
     assert render(advice) == [
         "No queue is behind.",
+        "Database connections not checked: no [postgres] or DB_* in .env.production.",
         "3 of 25 threads were ever busy at once on the process serving pull.",
         "Peak use 5.1 GB of 16 GB: a server with 8 GB would leave 2.9 GB.",
     ]
@@ -501,6 +513,7 @@ def test_json_schema_keys() -> None:
                         "coarse", "margin"}
     item = doc["behind"][0]
     assert item["change"]["command"] == "bundle exec sidekiq -c 9 -q push -q default"
-    assert doc["database"] == {"max_connections": 100, "in_use": 10, "free": 87,
-                               "pgbouncer": False}
+    assert doc["database"] == {"error": None, "max_connections": 100, "reserved": 3,
+                               "in_use": 10, "margin": 5, "free": 82, "pgbouncer": False,
+                               "by_application": []}
     assert doc["memory"]["fit"]["kind"] == "fitted"

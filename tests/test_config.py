@@ -37,7 +37,7 @@ def write(tmp_path: Path, text: str, name: str = "config.toml") -> Path:
         pytest.param("[redis]\nurll = 'redis://x'\n", ["redis.urll: unknown key"], id="typo-key"),
         pytest.param("[redsi]\n",
                      ["redsi: unknown section (known: redis, sidekiq, host, bot, mastodon, posts, "
-                      "health, wording, commands, reports, page, agent, [[maintenance]], "
+                      "health, wording, commands, reports, page, agent, postgres, [[maintenance]], "
                       "[[silence]], [[fallback]], [[hosts]])"],
                      id="typo-section"),
         pytest.param("redis = 3\n", ["redis: must be a table ([redis])"], id="section-not-table"),

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from tests.integration.mastodon_mock import MastodonMock, missing
-from tests.integration.servers import NODE_EXPORTER, NodeExporter, RedisServer
+from tests.integration.servers import (
+    NODE_EXPORTER,
+    NodeExporter,
+    PostgresServer,
+    RedisServer,
+    postgres_bin,
+)
 
 REQUIRE = os.environ.get("STATUSBOT_REQUIRE_INTEGRATION") == "1"
 """Set by CI: a missing prerequisite fails the run instead of skipping."""
@@ -42,6 +48,20 @@ def node_exporter(tmp_path: Path) -> Iterator[NodeExporter]:
     server = NodeExporter(tmp_path)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgresServer]:
+    """A real PostgreSQL (Debian's newest installed) on a free loopback port, for a module."""
+    need(None if postgres_bin() is not None
+         else "no PostgreSQL server in /usr/lib/postgresql (apt install postgresql)")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        need("psycopg is not installed (pip install -e '.[test]')")
+    server = PostgresServer(tmp_path_factory.mktemp("postgres"))
+    yield server
+    server.remove()
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""Real servers for the integration tests: redis-server, Sidekiq and node_exporter on loopback.
+"""Real servers for the integration tests: redis-server, Sidekiq, node_exporter and PostgreSQL.
 
 Sidekiq 6.4 is Debian 12's ``ruby-sidekiq`` on this machine; Sidekiq 7.3 is
 Debian 13's, run inside the chroot that ``scripts/sidekiq7-chroot.sh`` builds
@@ -235,3 +235,92 @@ def sidekiq7_available() -> str | None:
     if not (SIDEKIQ7_ROOT / "usr/bin/sidekiq").exists():
         return f"no Sidekiq 7 chroot at {SIDEKIQ7_ROOT} (run scripts/sidekiq7-chroot.sh)"
     return None
+
+
+def postgres_bin() -> Path | None:
+    """Return the newest installed PostgreSQL server's bin directory (Debian's layout)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                   key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    return found[-1].parent if found else None
+
+
+class PostgresServer:
+    """A throwaway PostgreSQL on a free loopback port, run as the ``postgres`` user.
+
+    initdb in a temporary directory owned by ``postgres`` (the tests run as root,
+    which PostgreSQL refuses), trust authentication for the superuser on loopback
+    only through the socket in the data directory, password (scram) on TCP.
+    """
+
+    def __init__(self, workdir: Path, max_connections: int = 30,
+                 start_timeout: float = 20.0) -> None:
+        import pwd
+
+        bindir = postgres_bin()
+        if bindir is None:
+            raise RuntimeError("no PostgreSQL server installed")
+        self.bindir = bindir
+        self.port = free_port()
+        self.user = pwd.getpwnam("postgres")
+        self.data = Path(tempfile.mkdtemp(prefix="statusbot-pg-"))
+        os.chown(self.data, self.user.pw_uid, self.user.pw_gid)
+        self.log = workdir / f"postgres-{self.port}.log"
+        self.log.touch()
+        os.chown(self.log, self.user.pw_uid, self.user.pw_gid)
+        self._as_postgres([str(bindir / "initdb"), "-D", str(self.data / "db"), "-U", "postgres",
+                           "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8",
+                           "--no-sync"], timeout=60)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.start(max_connections, start_timeout)
+
+    def _as_postgres(self, argv: Sequence[str], timeout: float) -> None:
+        subprocess.run(["setpriv", f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}",
+                        "--clear-groups", *argv], check=True, capture_output=True,
+                       timeout=timeout, cwd=self.data)
+
+    def start(self, max_connections: int = 30, start_timeout: float = 20.0) -> None:
+        """Start (or restart) the server on the same port and data."""
+        log = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        self.process = subprocess.Popen(
+            ["setpriv", f"--reuid={self.user.pw_uid}", f"--regid={self.user.pw_gid}",
+             "--clear-groups", str(self.bindir / "postgres"), "-D", str(self.data / "db"),
+             "-c", "listen_addresses=127.0.0.1", "-c", f"port={self.port}",
+             "-c", f"unix_socket_directories={self.data}", "-c", "fsync=off",
+             "-c", f"max_connections={max_connections}"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=self.data)
+        log.close()
+        try:
+            wait_for(self._ready, start_timeout, f"postgres on port {self.port}")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _ready(self) -> bool:
+        if self.process is not None and self.process.poll() is not None:
+            raise RuntimeError(f"postgres exited: {self.log.read_text()[-2000:]}")
+        return (self.data / f".s.PGSQL.{self.port}").exists() and self._accepts()
+
+    def _accepts(self) -> bool:
+        try:
+            self.admin().close()
+        except Exception:  # still starting
+            return False
+        return True
+
+    def admin(self, **kwargs: Any) -> Any:
+        """Return a superuser connection through the socket (the test's own, autocommit)."""
+        import psycopg
+
+        return psycopg.connect(host=str(self.data), port=self.port, user="postgres",
+                               dbname="postgres", autocommit=True, **kwargs)
+
+    def stop(self) -> None:
+        """Stop the server (fast shutdown) and wait for it."""
+        if self.process is not None:
+            stop_process(self.process)
+            self.process = None
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        self.stop()
+        shutil.rmtree(self.data, ignore_errors=True)

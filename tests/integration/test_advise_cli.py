@@ -119,8 +119,10 @@ def test_no_backlog_says_so_in_one_line(redis_server: RedisServer, tmp_path: Pat
     path = config_file(tmp_path, redis_server.url)
     assert main(["advise", "--config", str(path), "--wait", "0"]) == EXIT_OK
     lines = capsys.readouterr().out.splitlines()
-    assert lines[2:] == ["No queue is behind.",
-                         "No history to look at: idle threads and server size are not judged."]
+    assert lines[2:] == [
+        "No queue is behind.",
+        "Database connections not checked: no [postgres] or DB_* in .env.production.",
+        "No history to look at: idle threads and server size are not judged."]
 
 
 def test_redis_down_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
