@@ -742,6 +742,23 @@ def _idle_processes(processes: Sequence[LiveProcess], peaks: Peaks, fit: MemoryF
     return found
 
 
+def smaller_server(peak_bytes: float | None, total_bytes: float | None,
+                   policy: Policy | None = None) -> SmallerServer | None:
+    """Return the smallest server size below ``total_bytes`` that keeps the headroom at the peak.
+
+    None when there is no such size, or when either figure is unknown or
+    garbage (the monthly donor report's "a smaller server would have been
+    enough" sentence, and the advice's idle memory).
+    """
+    def whole(value: float | None) -> int | None:
+        if value is None or not math.isfinite(value):
+            return None
+        return int(value)
+
+    return _smaller_server(Peaks(memory_used_bytes=whole(peak_bytes),
+                                 memory_total_bytes=whole(total_bytes)), policy or Policy())
+
+
 def _smaller_server(peaks: Peaks, policy: Policy) -> SmallerServer | None:
     """Return the smallest server size below the current one keeping the headroom at the peak."""
     peak = None if peaks.memory_used_bytes is None else _int(peaks.memory_used_bytes, -1, -1, 2**50)

@@ -13,7 +13,11 @@ type so that it reads on a phone. Two stacked panels sharing the time axis:
 memory used (mean line, band up to each bucket's peak) against a horizontal
 "provisioned" line, in GiB; and how long background work waited (each
 bucket's worst), in minutes. A null point breaks the line (the bot was not
-watching then).
+watching then). When the month saw several hosts (``hosts`` in the data), a
+middle panel shows each host's memory as bars (provisioned, peak, average used;
+the name above, "peak of provisioned" on the right) and all hosts together
+under its axis; the picture grows by ``HOSTS_PANEL_PX`` plus ``HOST_ROW_PX`` a
+host (``chart_height``).
 """
 
 from __future__ import annotations
@@ -89,6 +93,88 @@ def render_chart(figures_json: dict[str, Any], out: Path, *,
     return out
 
 
+HOSTS_PANEL_PX = 250
+"""Pixels the middle panel (memory per host) adds to the chart's height, before its rows."""
+
+HOST_ROW_PX = 80
+"""Pixels each host's row adds to the chart's height."""
+
+HOST_LABEL_CHARS = 32
+"""Most characters of a host name on the chart's middle panel (longer ones end in "…")."""
+
+
+def chart_height(hosts: int) -> int:
+    """Return the chart's height in pixels: ``CHART_HEIGHT_PX``, taller by a panel with hosts."""
+    if hosts <= 0:
+        return defaults.CHART_HEIGHT_PX
+    return defaults.CHART_HEIGHT_PX + HOSTS_PANEL_PX + HOST_ROW_PX * hosts
+
+
+def _hosts_ratio(hosts: int) -> float:
+    """Return the middle panel's height against one of the other panels' (250 px: titles)."""
+    other = (defaults.CHART_HEIGHT_PX - 250) / 2
+    return (HOSTS_PANEL_PX + HOST_ROW_PX * hosts) / other
+
+
+_PLAIN = str.maketrans({"\N{FULLWIDTH COMMERCIAL AT}": "@", "\N{ONE DOT LEADER}": ".",
+                        "\N{RATIO}": ":", "\N{MUSIC SHARP SIGN}": "#"})
+"""``neutral``'s look-alikes back to plain characters: a picture forms no mention or link, and
+the chart's font lacks some of them."""
+
+
+def _label(name: str) -> str:
+    """Return a host name as the middle panel shows it: plain characters, not too long."""
+    name = name.translate(_PLAIN)
+    if len(name) <= HOST_LABEL_CHARS:
+        return name
+    return name[:HOST_LABEL_CHARS - 1] + "\N{HORIZONTAL ELLIPSIS}"
+
+
+def hosts_panel(panel: Axes, hosts: list[dict[str, Any]], total: dict[str, Any] | None) -> None:
+    """Draw each host's memory as bars: provisioned (pale), peak used, average used.
+
+    Each row has the host's name above its bars on the left and "peak / provisioned"
+    on the right, inside the panel: names as tick labels would widen the left margin
+    of every panel, and the layout would then narrow them all.
+    """
+    gib = float(1 << 30)
+    rows = list(range(len(hosts)))[::-1]  # the first host on top
+
+    def values(key: str) -> list[float]:
+        return [max(0.0, float(h.get(key) or 0.0)) / gib for h in hosts]
+
+    provisioned, peak, mean = values("provisioned"), values("peak"), values("mean")
+    panel.barh(rows, provisioned, height=0.5, color="#d9d9e3", label="provisioned")
+    panel.barh(rows, peak, height=0.32, color="#f4a259", label="peak")
+    panel.barh(rows, mean, height=0.16, color="#c8553d", label="used (average)")
+    widest = max(provisioned + peak, default=0.0)
+    panel.set_xlim(0, widest * 1.03 if widest > 0 else 1.0)
+    panel.set_ylim(-0.4, len(hosts) - 0.1)
+    panel.set_yticks([])
+    for row, host, used, whole in zip(rows, hosts, peak, provisioned, strict=True):
+        for text in (
+                panel.text(0.01, row + 0.27, _label(str(host.get("name", "?"))), va="bottom",
+                           ha="left", fontsize=FONT_SIZE - 3,
+                           transform=panel.get_yaxis_transform()),
+                panel.text(0.99, row + 0.27, f"{used:.1f} of {whole:.1f}", va="bottom",
+                           ha="right", fontsize=FONT_SIZE - 3,
+                           transform=panel.get_yaxis_transform())):
+            text.set_in_layout(False)
+    # a short title: a left-aligned title wider than the panel makes the layout narrow
+    # every panel to fit it
+    panel.set_title("Memory per server (GiB)", loc="left")
+    if total is not None:
+        panel.set_xlabel(f"all together: {float(total.get('peak') or 0) / gib:.1f} of "
+                         f"{float(total.get('provisioned') or 0) / gib:.1f} at peak",
+                         fontsize=FONT_SIZE - 2)
+    # below the tick labels (and the total): the pad is in the legend's font size, so the
+    # gap is the same whatever the panel's height
+    panel.legend(loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=3,
+                 borderaxespad=2.6 if total is None else 4.6, fontsize=FONT_SIZE - 6,
+                 frameon=False)
+    panel.grid(axis="x", alpha=0.3)
+
+
 def draw(data: dict[str, Any], out: Path) -> None:
     """Draw the chart in this process (the child's work; the bot calls ``render_chart``)."""
     from datetime import datetime
@@ -115,12 +201,24 @@ def draw(data: dict[str, Any], out: Path) -> None:
     gib = float(1 << 30)
     memory = data["memory"]
     latency = data["latency"]
+    hosts = list(data.get("hosts") or [])
     plt.rcParams.update({"font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 2,
                          "axes.titleweight": "bold", "lines.linewidth": 3})
-    figure, (top, bottom) = plt.subplots(
-        2, 1, sharex=True, figsize=(defaults.CHART_WIDTH_PX / defaults.CHART_DPI,
-                                    defaults.CHART_HEIGHT_PX / defaults.CHART_DPI),
-        dpi=defaults.CHART_DPI, layout="constrained")
+    height = chart_height(len(hosts))
+    if hosts:
+        figure, (top, middle, bottom) = plt.subplots(
+            3, 1, figsize=(defaults.CHART_WIDTH_PX / defaults.CHART_DPI,
+                           height / defaults.CHART_DPI),
+            dpi=defaults.CHART_DPI, layout="constrained",
+            gridspec_kw={"height_ratios": [1.0, _hosts_ratio(len(hosts)), 1.0]})
+        top.sharex(bottom)
+        top.tick_params(labelbottom=False)
+        hosts_panel(middle, hosts, data.get("hosts_total"))
+    else:
+        figure, (top, bottom) = plt.subplots(
+            2, 1, sharex=True, figsize=(defaults.CHART_WIDTH_PX / defaults.CHART_DPI,
+                                        height / defaults.CHART_DPI),
+            dpi=defaults.CHART_DPI, layout="constrained")
     figure.suptitle(str(data.get("title", "")), fontsize=FONT_SIZE + 4)
     # a margin, so the outermost labels do not touch (and seem cut at) the image's edge
     figure.get_layout_engine().set(w_pad=EDGE_MARGIN_IN, h_pad=EDGE_MARGIN_IN)  # type: ignore[union-attr, call-arg]

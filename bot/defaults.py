@@ -588,6 +588,14 @@ HISTORY_FINE_KEEP = 40 * 86400.0
 HISTORY_DAILY_KEEP = 400 * 86400.0
 """Seconds daily buckets are kept; older ones are deleted."""
 
+HOST_HISTORY_BUCKET = 3600
+"""Seconds of one downsampled bucket of each host's memory (coarser than ``HISTORY_BUCKET``:
+with up to ``HOSTS_MAX`` hosts, 5-minute buckets for 40 days would be 770,000 rows)."""
+
+HOST_HISTORY_NAMES_MAX = 4 * HOSTS_MAX
+"""Most host names the history keeps at once (``HOSTS_MAX`` hosts, renamed a few times within
+the daily buckets' 400 days); a new name past it records nothing until old ones expire."""
+
 HISTORY_COMPACT_EVERY = 600.0
 """Seconds between two compactions of the sample history (``History.maybe_compact``)."""
 

@@ -9,6 +9,15 @@ metric back at the finest resolution kept for each stretch of time, and
 :meth:`History.coverage` says how much of a window was actually watched: a
 stretch when the bot was down is unknown, not healthy.
 
+Each host's memory (this host and every other host that reported, see
+:func:`host_samples_from`) is kept beside, one narrow row per host and tick
+(bytes used and provisioned), under the same limits but in hourly buckets
+(``HOST_HISTORY_BUCKET``); :meth:`History.host_series` reads it back. With 64
+hosts at the 30 s tick that is at most 64 x 3,020 raw, 64 x 1,008 hourly and
+64 x 402 daily rows; at about 60 bytes a row with its index entry, some 23 MB
+at the page fill below (an estimate: unlike the bound above, not measured by a
+test). A host that could not be read has no row (unknown, not zero).
+
 Jobs processed per day do not come from here but from Sidekiq's own daily
 counters (``SidekiqReader.daily_counters``), which go back years, to before
 the bot ran.
@@ -39,13 +48,14 @@ from __future__ import annotations
 
 import bisect
 import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from bot import defaults
 from bot.incidents import component_order
-from bot.model import Incident, Point, Severity, Snapshot
+from bot.model import HostPoint, Incident, Point, Severity, Snapshot
 from bot.store import SAMPLE_METRICS, Store
 
 DAY = 86400
@@ -59,6 +69,15 @@ BUCKET_ROW_BYTES = 440
 
 PAGE_FILL = 0.75
 """Lowest share of a B-tree page the rows fill, as assumed by the bound."""
+
+HOST_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{defaults.HOST_NAME_MAX}}}")
+"""A host name the history keeps (as ``[[hosts]] name`` and ``[agent] name`` allow)."""
+
+LOCAL_HOST_NAME = "this-server"
+"""The bot's own host in the per-host history when its hostname is not a valid host name."""
+
+MAX_HOST_BYTES = float(1 << 50)
+"""Largest memory size (1 PiB) a host sample may have; a larger one is garbage, not kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +112,15 @@ class Sample:
 
 if tuple(f.name for f in fields(Sample))[1:] != SAMPLE_METRICS:  # pragma: no cover
     raise ImportError("bot.history.Sample and bot.store.SAMPLE_METRICS disagree")
+
+
+@dataclass(frozen=True, slots=True)
+class HostSample:
+    """One host's memory at one tick, in bytes: used and provisioned."""
+
+    name: str
+    used_bytes: float
+    total_bytes: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +161,8 @@ class CompactReport:
     raw_rolled: int
     fine_rolled: int
     daily_deleted: int
+    host_rows: int = 0
+    """Per-host rows rolled up or deleted, and host names that had no sample left."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +229,41 @@ def sample_from(snapshot: Snapshot, incident_open: bool) -> Sample:
                   incident_open=incident_open, **values)
 
 
+def host_samples_from(snapshot: Snapshot,
+                      limit: int = defaults.HOSTS_MAX) -> list[HostSample]:
+    """Return each host's memory from a snapshot: this host first, then the others by name.
+
+    This host goes by its hostname (``LOCAL_HOST_NAME`` when that is not a
+    valid host name). A host that could not be read (no stats, an error)
+    gives no sample, not a zero; so do an invalid name, a name seen already
+    this tick, and values that are not finite or out of range. At most
+    ``limit`` hosts.
+    """
+    found: list[HostSample] = []
+    seen: set[str] = set()
+
+    def add(name: str, total: float, available: float) -> None:
+        if len(found) >= limit or name in seen or not HOST_NAME.fullmatch(name):
+            return
+        values = (float(total), float(available))
+        if not all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES for v in values) \
+                or values[0] <= 0:
+            return
+        seen.add(name)
+        found.append(HostSample(name, max(0.0, values[0] - values[1]), values[0]))
+
+    local = snapshot.host
+    if local is not None:
+        name = local.hostname if HOST_NAME.fullmatch(local.hostname or "") else LOCAL_HOST_NAME
+        add(name, local.memory_total_bytes, local.memory_available_bytes)
+    for reading in sorted(snapshot.hosts, key=lambda r: r.name):
+        stats = reading.stats
+        if stats is None or reading.error:
+            continue
+        add(reading.name, stats.memory_total_bytes, stats.memory_available_bytes)
+    return found
+
+
 _Row = tuple[float, float | None, float | None, float | None, int, int]
 
 
@@ -262,9 +327,12 @@ class History:
                  bucket: int = defaults.HISTORY_BUCKET,
                  fine_keep: float = defaults.HISTORY_FINE_KEEP,
                  daily_keep: float = defaults.HISTORY_DAILY_KEEP,
-                 compact_every: float = defaults.HISTORY_COMPACT_EVERY) -> None:
-        if DAY % bucket or raw_keep < bucket or fine_keep < raw_keep + DAY:
-            raise ValueError("history: the bucket must divide a day, and the limits grow")
+                 compact_every: float = defaults.HISTORY_COMPACT_EVERY,
+                 host_bucket: int = defaults.HOST_HISTORY_BUCKET,
+                 host_names_max: int = defaults.HOST_HISTORY_NAMES_MAX) -> None:
+        if DAY % bucket or raw_keep < bucket or fine_keep < raw_keep + DAY \
+                or DAY % host_bucket or raw_keep < host_bucket:
+            raise ValueError("history: the buckets must divide a day, and the limits grow")
         self.store = store
         self.interval = interval
         self.raw_keep = raw_keep
@@ -272,6 +340,8 @@ class History:
         self.fine_keep = fine_keep
         self.daily_keep = daily_keep
         self.compact_every = compact_every
+        self.host_bucket = host_bucket
+        self.host_names_max = host_names_max
         self._compacted_at: float | None = None
 
     def record(self, sample: Sample) -> None:
@@ -282,15 +352,41 @@ class History:
         """Store many raw samples in one transaction; return how many."""
         return self.store.add_samples((s.at, *s.values()) for s in samples)
 
+    def record_hosts(self, at: float, samples: Iterable[HostSample]) -> int:
+        """Store each host's memory at ``at`` in one transaction; return how many were kept.
+
+        Samples with an invalid name or values (see ``host_samples_from``) are
+        left out, as are hosts past ``defaults.HOSTS_MAX`` in one call and new
+        names once ``host_names_max`` are kept.
+        """
+        rows: dict[str, tuple[str, float, float]] = {}
+        for sample in samples:
+            used, total = float(sample.used_bytes), float(sample.total_bytes)
+            if len(rows) >= defaults.HOSTS_MAX or sample.name in rows \
+                    or not HOST_NAME.fullmatch(sample.name) \
+                    or not all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES
+                               for v in (used, total)) or total <= 0:
+                continue
+            rows[sample.name] = (sample.name, min(used, total), total)
+        if not rows:
+            return 0
+        return self.store.add_host_samples(at, rows.values(), self.host_names_max)
+
     def compact(self, now: float) -> CompactReport:
-        """Roll up and expire samples as of ``now``; running it again changes nothing."""
+        """Roll up and expire samples as of ``now``; running it again changes nothing.
+
+        Each host's memory follows the same limits, with ``host_bucket`` buckets.
+        """
         raw_before = (now - self.raw_keep) // self.bucket * self.bucket
         fine_before = (now - self.fine_keep) // DAY * DAY
         drop_before = (now - self.daily_keep) // DAY * DAY
         raw, fine, daily = self.store.compact_samples(raw_before, fine_before, self.bucket,
                                                       drop_before)
+        host_raw_before = (now - self.raw_keep) // self.host_bucket * self.host_bucket
+        hosts = self.store.compact_host_samples(host_raw_before, fine_before, self.host_bucket,
+                                                drop_before)
         self._compacted_at = now
-        return CompactReport(raw, fine, daily)
+        return CompactReport(raw, fine, daily, sum(hosts))
 
     def maybe_compact(self, now: float) -> CompactReport | None:
         """Compact when ``compact_every`` has passed since the last time (or never ran)."""
@@ -312,10 +408,45 @@ class History:
         """
         points = []
         for (at, low, mean, high, n, _), span in self._rows(metric, start, end):
-            if n and low is not None and mean is not None and high is not None \
-                    and at + span > start:
+            # a raw sample (span 0) at ``start`` is inside the window; a bucket is when
+            # it ends after ``start``
+            inside = at >= start if span == 0.0 else at + span > start
+            if n and low is not None and mean is not None and high is not None and inside:
                 points.append(Point(at, low, mean, high, n))
         return points
+
+    def host_series(self, start: float, end: float) -> dict[str, tuple[HostPoint, ...]]:
+        """Return each host's memory over ``[start, end)``, by name, finest resolution kept.
+
+        As ``series``: raw samples come as points of count 1, older stretches as
+        buckets (``at`` their start, which may precede ``start``). A host with
+        no sample in the window is not in the result.
+        """
+        by_name: dict[str, dict[str, list[tuple[float, float, float, float, float, int]]]] = {}
+        for resolution in ("raw", "1h", "1d"):
+            for name, at, low, mean, high, total, samples in self.store.host_sample_rows(
+                    resolution, start, end):
+                by_name.setdefault(name, {}).setdefault(resolution, []).append(
+                    (at, low, mean, high, total, samples))
+        found: dict[str, tuple[HostPoint, ...]] = {}
+        for name, tables in by_name.items():
+            rows = {resolution: [(at, low, mean, high, n, n) for at, low, mean, high, _, n
+                                 in tables.get(resolution, [])]
+                    for resolution in ("raw", "1h", "1d")}
+            totals = {(span, row[0]): row[4] for span, resolution in
+                      ((0.0, "raw"), (float(self.host_bucket), "1h"), (float(DAY), "1d"))
+                      for row in tables.get(resolution, [])}
+            points = []
+            for (when, least, average, most, n, _), span in finest(
+                    rows["raw"], rows["1h"], rows["1d"], bucket=self.host_bucket):
+                inside = when >= start if span == 0.0 else when + span > start
+                if inside and n and least is not None and average is not None \
+                        and most is not None:
+                    points.append(HostPoint(when, least, average, most, n,
+                                            totals[(span, when)]))
+            if points:
+                found[name] = tuple(points)
+        return found
 
     def coverage(self, start: float, end: float) -> float:
         """Return the seconds of ``[start, end)`` the bot watched (see :func:`covered`)."""

@@ -54,7 +54,7 @@ from bot.handlers import (
     post_to_json,
     runtime_mutes,
 )
-from bot.history import History, sample_from
+from bot.history import History, host_samples_from, sample_from
 from bot.lease import Election, Role
 from bot.mentions import Intake
 from bot.model import Event, EventKind, Finding, InstanceHealth, Post, PostKind, Snapshot
@@ -483,11 +483,12 @@ class Bot:
 
     def _keep_history(self, snapshot: Snapshot, state: incidents.IncidentState,
                       events: Sequence[Event], now: float) -> None:
-        """Record this tick's sample and resolved incidents; compact now and then."""
+        """Record the sample, each host's memory and resolved incidents; compact at times."""
         if self.history is None:
             return
         try:
             self.history.record(sample_from(snapshot, state.open is not None))
+            self.history.record_hosts(snapshot.collected_at, host_samples_from(snapshot))
             for event in events:
                 if event.kind is EventKind.RESOLVED:
                     self.history.record_incident(event.incident)

@@ -139,6 +139,23 @@ class Point:
 
 
 @dataclass(frozen=True, slots=True)
+class HostPoint:
+    """One point of a host's memory history, in bytes: a raw sample or a bucket from ``at``.
+
+    ``min``, ``mean`` and ``max`` are the memory used over the ``count``
+    samples (all equal for a raw sample); ``total`` is the memory provisioned
+    (the largest seen in the bucket).
+    """
+
+    at: float
+    min: float
+    mean: float
+    max: float
+    count: int
+    total: float
+
+
+@dataclass(frozen=True, slots=True)
 class DiskStats:
     """Usage of the filesystem holding ``path`` (or the error reading it)."""
 

@@ -25,6 +25,14 @@ member-facing area (``AREAS``, ``area_of``): ``queue:default`` and
 (``queue:scheduler``, ``queue:fasp``, ``dead``, unknown queues) touch no area:
 their incidents are listed and counted, but no area loses availability.
 
+Hosts. When the instance runs on several hosts (the history holds memory of
+two or more in the month), the donor report gives memory used (mean and peak)
+against provisioned for all of them together and for each (``HostFigures``),
+and the chart a middle panel of it. Host names are the admin's words for the
+servers; they may be shown to donors, always through ``neutral``. With one
+host the wording is the single server's, as ever. Either way one sentence says
+when a smaller server would have been enough (``advice.smaller_server``).
+
 Words. Until ``bot.wording`` carries them, every text of this module is in
 ``ReportWording`` (``DEFAULT_REPORT_WORDING``); durations, month names and the
 thousands separator come from ``Settings.wording``. Member and donor texts
@@ -43,9 +51,10 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot import defaults
+from bot.advice import SmallerServer, smaller_server
 from bot.compose import Settings, mastodon_length, truncate
-from bot.model import Point
-from bot.wording import Wording, fill
+from bot.model import HostPoint, Point
+from bot.wording import Wording, fill, neutral
 
 AREA_WEB = "the website and apps"
 AREA_TIMELINES = "timelines and notifications"
@@ -166,6 +175,27 @@ class Sizing(enum.Enum):
     UNKNOWN = "unknown"
 
 
+MAX_HOST_BYTES = float(1 << 50)
+"""Largest memory figure (1 PiB) a report believes; a larger or non-finite one is left out."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostFigures:
+    """One host's memory over the month (or all hosts together), in bytes.
+
+    ``name`` is as the history keeps it (neutralise before showing; empty for
+    the total). ``watched_share`` is the part of the month with readings (0-1).
+    ``smaller`` is a smaller server size that would have been enough, if any.
+    """
+
+    name: str
+    mean_bytes: float
+    peak_bytes: float
+    total_bytes: float
+    watched_share: float
+    smaller: SmallerServer | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class MonthlyFigures:
     """Everything the donor report and its chart say, as numbers (series kept for the chart)."""
@@ -197,6 +227,12 @@ class MonthlyFigures:
     latency_series: tuple[Point, ...] = ()
     longest_incident_s: float = 0.0
     """The longest incident's time inside the month (as ``History.incident_stats`` counts it)."""
+    hosts: tuple[HostFigures, ...] = ()
+    """Each host's memory, by name, when the month saw two or more hosts (else empty)."""
+    hosts_total: HostFigures | None = None
+    """All hosts together (means and provisioned summed, the peak of the summed readings)."""
+    smaller_server: SmallerServer | None = None
+    """With one host: a smaller server size that would have been enough, if any."""
 
     @property
     def memory_mean_share(self) -> float | None:
@@ -246,18 +282,24 @@ def monthly_figures(start: float, end: float, memory_used: Sequence[Point],
                     disk_used_percent: float | None, latency: Sequence[Point],
                     incidents: Iterable[ClosedIncident], jobs_by_day: Mapping[str, int],
                     monthly_cost: float | None, currency: str, active_members: int | None,
-                    donation_url: str | None, covered_s: float) -> MonthlyFigures:
+                    donation_url: str | None, covered_s: float,
+                    hosts: Mapping[str, Sequence[HostPoint]] | None = None,
+                    interval: float = defaults.INTERVAL) -> MonthlyFigures:
     """Aggregate one month for the donor report and its chart.
 
     Means are weighted by each bucket's sample count; peaks are the largest
     bucket maximum. The sizing verdict compares the peak with
     ``defaults.REPORT_SMALLER_BELOW`` and ``defaults.REPORT_TIGHT_ABOVE``.
     The cost per member needs both the cost and a positive member count.
+    ``hosts`` is each host's memory (``History.host_series``; ``interval`` the
+    seconds a sample stands for): figures per host and in total when two or
+    more hosts have readings in the month (see ``host_figures``).
     """
     window = max(0.0, end - start)
     covered = min(max(0.0, covered_s), window)
     memory = _inside(memory_used, start, end)
     lat = _inside(latency, start, end)
+    per_host, total = host_figures(hosts or {}, start, end, interval)
     peak_memory = _peak(memory)
     summaries = _summaries(incidents, start, end)
     incident_time = min(covered, _union(_spans(summaries)))
@@ -282,7 +324,48 @@ def monthly_figures(start: float, end: float, memory_used: Sequence[Point],
         monthly_cost=monthly_cost, currency=currency, active_members=active_members,
         cost_per_member=cost_per_member, donation_url=donation_url,
         memory_series=memory, latency_series=lat,
-        longest_incident_s=max((s.in_window_s for s in summaries), default=0.0))
+        longest_incident_s=max((s.in_window_s for s in summaries), default=0.0),
+        hosts=per_host, hosts_total=total,
+        smaller_server=None if per_host else smaller_server(peak_memory, memory_total_bytes))
+
+
+def host_figures(hosts: Mapping[str, Sequence[HostPoint]], start: float, end: float,
+                 interval: float = defaults.INTERVAL,
+                 ) -> tuple[tuple[HostFigures, ...], HostFigures | None]:
+    """Return each host's memory figures (by name) and all hosts' together, for ``start``-``end``.
+
+    Only points inside the window with finite sizes from 0 to ``MAX_HOST_BYTES``
+    count; a host left without any is not listed. At most ``defaults.HOSTS_MAX``
+    hosts. The total is None with fewer than two hosts: its mean and
+    provisioned are the hosts' summed, its peak the largest sum of the hosts'
+    peaks read at the same time.
+    """
+    window = max(0.0, end - start)
+    found: list[HostFigures] = []
+    peaks_at: dict[float, float] = {}
+    for name in sorted(hosts)[:max(0, 4 * defaults.HOSTS_MAX)]:
+        points = [p for p in hosts[name] if start <= p.at < end and p.count > 0
+                  and all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES
+                          for v in (p.min, p.mean, p.max, p.total))]
+        if not points:
+            continue
+        weight = sum(p.count for p in points)
+        mean = sum(p.mean * p.count for p in points) / weight
+        peak = max(p.max for p in points)
+        provisioned = max(p.total for p in points)
+        watched = 0.0 if window <= 0 else min(1.0, weight * max(0.0, interval) / window)
+        found.append(HostFigures(name, mean, peak, provisioned, watched,
+                                 smaller_server(peak, provisioned)))
+        for p in points:
+            peaks_at[p.at] = peaks_at.get(p.at, 0.0) + p.max
+        if len(found) >= defaults.HOSTS_MAX:
+            break
+    if len(found) < 2:
+        return (), None
+    together = HostFigures("", sum(h.mean_bytes for h in found), max(peaks_at.values()),
+                           sum(h.total_bytes for h in found),
+                           max(h.watched_share for h in found))
+    return tuple(found), together
 
 
 def sizing(peak_bytes: float | None, total_bytes: int) -> Sizing:
@@ -407,6 +490,15 @@ class ReportWording:
     sizing_right: str = "the server is the right size"
     sizing_smaller: str = "the server could be smaller"
     sizing_tight: str = "the server is tight on memory"
+    report_memory_hosts: str = ("Memory of our {count} servers together: {mean} used on "
+                                "average, {peak} at most, of {total}.")
+    report_memory_host: str = "• {host}: {mean} on average, {peak} at most, of {total}{watched}."
+    report_host_watched: str = " (readings for {percent} of the month)"
+    report_smaller: str = ("Peak memory use was {peak} of {total}: a server with {size} would "
+                           "have been enough, leaving {left}.")
+    report_smaller_host: str = ("Peak memory use on {host} was {peak} of {total}: a server with "
+                                "{size} would have been enough, leaving {left}.")
+    report_server_size: str = "{amount} GiB"
     report_cpu: str = "Processor: {mean} busy on average, {peak} at most."
     report_disk: str = "Disk: {percent} full."
     report_work: str = "{count} background tasks done."
@@ -423,6 +515,13 @@ class ReportWording:
     alt_memory: str = ("Top: memory used over the month, average {mean}, peak {peak}, against "
                        "{total} provisioned (the horizontal line); {sizing}.")
     alt_memory_none: str = "Top: memory used; no readings this month."
+    alt_lead_hosts: str = "Chart of {month} on {instance}, in three panels."
+    alt_memory_local: str = ("Top: memory used on the server the bot runs on, average {mean}, "
+                             "peak {peak}, against {total} provisioned (the horizontal line).")
+    alt_hosts: str = ("Middle: memory of each server, used at most and on average against "
+                      "provisioned: {hosts}; all together {peak} at most of {total}.")
+    alt_host: str = "{host} {peak} at most, {mean} on average, of {total}"
+
     alt_wait: str = ("Bottom: how long background work waited, at worst {peak} on {when}, "
                      "{mean} on average.")
     alt_wait_none: str = "Bottom: how long background work waited; no readings this month."
@@ -505,11 +604,28 @@ def report_text(figures: MonthlyFigures, settings: Settings,
     month = _month_label(figures.start, zone, common)
     unwatched = _unwatched(figures.unknown_share, figures.end - figures.start, words, common)
     lines = [fill(words.report_lead, month=month, instance=settings.instance)]
-    if figures.memory_mean_bytes is not None and figures.memory_peak_bytes is not None:
+    optional: list[str] = []
+    total = figures.hosts_total
+    if figures.hosts and total is not None:
+        lines.append(fill(words.report_memory_hosts, count=str(len(figures.hosts)),
+                          mean=_bytes(total.mean_bytes), peak=_bytes(total.peak_bytes),
+                          total=_bytes(total.total_bytes)))
+        for host in figures.hosts:
+            watched = ("" if host.watched_share >= HOST_WATCHED_WHOLE else
+                       fill(words.report_host_watched,
+                            percent=_percent(host.watched_share, whole=True)))
+            optional.append(fill(words.report_memory_host, host=_host_name(host.name),
+                                 mean=_bytes(host.mean_bytes), peak=_bytes(host.peak_bytes),
+                                 total=_bytes(host.total_bytes), watched=watched))
+        optional += [_smaller_text(host.smaller, words, host=_host_name(host.name))
+                     for host in figures.hosts if host.smaller is not None]
+    elif figures.memory_mean_bytes is not None and figures.memory_peak_bytes is not None:
         lines.append(fill(words.report_memory, mean=_bytes(figures.memory_mean_bytes),
                           peak=_bytes(figures.memory_peak_bytes),
                           total=_bytes(figures.memory_total_bytes),
                           sizing=_sizing_words(figures.sizing, words)))
+        if figures.smaller_server is not None:
+            optional.append(_smaller_text(figures.smaller_server, words))
     if figures.cpu_mean_percent is not None and figures.cpu_peak_percent is not None:
         lines.append(fill(words.report_cpu, mean=_percent(figures.cpu_mean_percent / 100, True),
                           peak=_percent(figures.cpu_peak_percent / 100, True)))
@@ -540,7 +656,10 @@ def report_text(figures: MonthlyFigures, settings: Settings,
         else:
             lines.append(fill(words.report_cost_only, cost=cost))
     tail = fill(words.report_donate, url=figures.donation_url) if figures.donation_url else ""
-    return _fit([(line, True) for line in lines], settings, tail=tail)
+    # the memory detail goes right after the memory line; when the limit is short it is
+    # what goes first (the last of it first), the required lines stay
+    return _fit([(line, True) for line in lines[:2]] + [(line, False) for line in optional]
+                + [(line, True) for line in lines[2:]], settings, tail=tail)
 
 
 def alt_text(figures: MonthlyFigures, limit: int = defaults.INSTANCE_DESCRIPTION_LIMIT,
@@ -554,14 +673,23 @@ def alt_text(figures: MonthlyFigures, limit: int = defaults.INSTANCE_DESCRIPTION
     common = settings.wording
     zone = _zone(settings.timezone)
     month = _month_label(figures.start, zone, common)
-    lines = [fill(words.alt_lead, month=month, instance=settings.instance)]
+    several = bool(figures.hosts) and figures.hosts_total is not None
+    lines = [fill(words.alt_lead_hosts if several else words.alt_lead, month=month,
+                  instance=settings.instance)]
     if figures.memory_mean_bytes is not None and figures.memory_peak_bytes is not None:
-        lines.append(fill(words.alt_memory, mean=_bytes(figures.memory_mean_bytes),
+        lines.append(fill(words.alt_memory_local if several else words.alt_memory,
+                          mean=_bytes(figures.memory_mean_bytes),
                           peak=_bytes(figures.memory_peak_bytes),
                           total=_bytes(figures.memory_total_bytes),
                           sizing=_sizing_words(figures.sizing, words)))
     else:
         lines.append(words.alt_memory_none)
+    if several and figures.hosts_total is not None:
+        lines.append(fill(words.alt_hosts, hosts="; ".join(
+            fill(words.alt_host, host=_host_name(h.name), peak=_bytes(h.peak_bytes),
+                 mean=_bytes(h.mean_bytes), total=_bytes(h.total_bytes))
+            for h in figures.hosts), peak=_bytes(figures.hosts_total.peak_bytes),
+            total=_bytes(figures.hosts_total.total_bytes)))
     if figures.latency_peak_s is not None and figures.latency_peak_at is not None:
         lines.append(fill(words.alt_wait, peak=_duration(figures.latency_peak_s, common),
                           when=_day_time(figures.latency_peak_at, zone, common),
@@ -578,7 +706,9 @@ def chart_data(figures: MonthlyFigures, settings: Settings | None = None) -> dic
 
     Keys: ``title``, ``timezone``, ``memory`` (``at``, ``mean``, ``max`` in
     bytes), ``provisioned_bytes``, ``latency`` (``at``, ``max`` in seconds),
-    ``start`` and ``end`` (epoch seconds).
+    ``start`` and ``end`` (epoch seconds), ``hosts`` (a list, empty with one
+    host: ``name`` neutralised, ``mean``, ``peak``, ``provisioned`` in bytes)
+    and ``hosts_total`` (``mean``, ``peak``, ``provisioned``; None with one host).
     """
     settings = settings or Settings()
     zone = _zone(settings.timezone)
@@ -595,6 +725,11 @@ def chart_data(figures: MonthlyFigures, settings: Settings | None = None) -> dic
                    "max": [None if p is None else p.max for _, p in memory]},
         "latency": {"at": [at for at, _ in latency],
                     "max": [None if p is None else p.max for _, p in latency]},
+        "hosts": [{"name": _host_name(h.name), "mean": h.mean_bytes, "peak": h.peak_bytes,
+                   "provisioned": h.total_bytes} for h in figures.hosts],
+        "hosts_total": None if not figures.hosts or figures.hosts_total is None else {
+            "mean": figures.hosts_total.mean_bytes, "peak": figures.hosts_total.peak_bytes,
+            "provisioned": figures.hosts_total.total_bytes},
     }
 
 
@@ -683,6 +818,25 @@ def _bytes(amount: float) -> str:
     if amount >= 1 << 30:
         return f"{amount / (1 << 30):.1f} GiB"
     return f"{amount / (1 << 20):.0f} MiB"
+
+
+HOST_WATCHED_WHOLE = 0.95
+"""A host with readings for at least this share of the month is not said to be partly read."""
+
+HOST_NAME_SHOWN = 32
+"""Most characters of a host name shown in a report or on the chart."""
+
+
+def _host_name(name: str) -> str:
+    """Return a host name as donors see it: neutral (no mention, link, control character)."""
+    return neutral(name, HOST_NAME_SHOWN) or "?"
+
+
+def _smaller_text(server: SmallerServer, words: ReportWording, host: str = "") -> str:
+    return fill(words.report_smaller_host if host else words.report_smaller, host=host,
+                peak=_bytes(server.peak_bytes), total=_bytes(server.total_bytes),
+                size=fill(words.report_server_size, amount=str(server.size_gb)),
+                left=_bytes(server.left_bytes))
 
 
 def _money(amount: float, currency: str) -> str:

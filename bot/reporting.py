@@ -155,7 +155,8 @@ def monthly_figures(history: History, daily: DailyCounters, due: Due, now: float
         disk[-1] if disk else None, _points(history, "queue_latency_s", start, end),
         _incidents(history, open_incident, start, end), _jobs(daily, start, end, now),
         config.monthly_cost or None, config.currency, active_members,
-        config.donation_url or None, history.coverage(start, end))
+        config.donation_url or None, history.coverage(start, end),
+        hosts=history.host_series(start, end), interval=history.interval)
 
 
 def active_members(activity: Sequence[Mapping[str, object]]) -> int | None:

@@ -25,7 +25,7 @@ from typing import Any
 from bot import defaults
 from bot.model import INSTANCE, Post, PostKind
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 """Version of the tables below; a file written by a newer bot is refused.
 
 1: state, outbox. 2: notifications (handled mention ids), audit. 3: samples
@@ -35,6 +35,8 @@ audit rows know whether an admin sent the mention and how many mentions a row
 stands for (``Store.prune_audit``), with the indexes that keep pruning cheap. 6: each
 outbox row names its destination (``Post.destination``: empty for the instance, every
 row before; ``fallback:<host>`` for a fallback account), with an index per destination.
+7: each host's memory (``host_names``, ``host_samples_raw``, ``host_samples_1h``,
+``host_samples_1d``; see ``HOST_SAMPLE_TABLES``).
 """
 
 SAMPLE_METRICS = (
@@ -52,6 +54,17 @@ a bucket's ``at`` is its start (UTC-aligned).
 
 SAMPLE_TABLES = {"raw": "samples_raw", "5m": "samples_5m", "1d": "samples_1d"}
 """Sample table of each resolution."""
+
+HOST_SAMPLE_TABLES = {"raw": "host_samples_raw", "1h": "host_samples_1h",
+                      "1d": "host_samples_1d"}
+"""Per-host memory sample table of each resolution (schema 7).
+
+``host_samples_raw``: ``(host, at, used, total)``, bytes, one row per host and
+tick. ``host_samples_1h`` and ``host_samples_1d``: ``(host, at, samples,
+used_min, used_mean, used_max, total_max)``; ``at`` is the bucket's start.
+``host`` is the id of a ``host_names`` row (``id``, ``name``). A host that
+could not be read has no row for that tick (unknown, not zero).
+"""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (
@@ -173,6 +186,44 @@ CREATE INDEX IF NOT EXISTS audit_account ON audit (account_id, admin, at)
     6: """
 ALTER TABLE outbox ADD COLUMN destination TEXT NOT NULL DEFAULT '';
 CREATE INDEX IF NOT EXISTS outbox_destination ON outbox (destination, state, next_attempt_at, seq)
+""",
+    # host: a host_names id (names are kept once; a name without samples left goes at
+    # compaction). used/total: bytes of memory in use and provisioned on that host.
+    7: """
+CREATE TABLE IF NOT EXISTS host_names (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS host_samples_raw (
+    host INTEGER NOT NULL,
+    at REAL NOT NULL,
+    used REAL NOT NULL,
+    total REAL NOT NULL,
+    PRIMARY KEY (host, at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS host_samples_1h (
+    host INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    used_min REAL NOT NULL,
+    used_mean REAL NOT NULL,
+    used_max REAL NOT NULL,
+    total_max REAL NOT NULL,
+    PRIMARY KEY (host, at)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS host_samples_1d (
+    host INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    samples INTEGER NOT NULL,
+    used_min REAL NOT NULL,
+    used_mean REAL NOT NULL,
+    used_max REAL NOT NULL,
+    total_max REAL NOT NULL,
+    PRIMARY KEY (host, at)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS host_samples_raw_at ON host_samples_raw (at);
+CREATE INDEX IF NOT EXISTS host_samples_1h_at ON host_samples_1h (at);
+CREATE INDEX IF NOT EXISTS host_samples_1d_at ON host_samples_1d (at)
 """,
 }
 """Statements that bring a file from the previous version to the key's version."""
@@ -1141,6 +1192,113 @@ class Store:
             return {name: int(self._db.execute(
                         f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
                     for name, table in SAMPLE_TABLES.items()}
+
+    # --- history: each host's memory (schema 7) -----------------------------------------
+
+    def add_host_samples(self, at: float, rows: Iterable[tuple[str, float, float]],
+                         names_max: int) -> int:
+        """Store each host's raw memory sample at ``at``: ``(name, used, total)`` in bytes.
+
+        One transaction. A host seen for the first time gets a ``host_names`` row,
+        unless ``names_max`` names are kept already (then its sample is left out:
+        the table never outgrows the cap, whatever the hosts report). A sample
+        at the same ``at`` as a stored one of that host replaces it. Returns how
+        many samples were written.
+        """
+        written = 0
+        with self._transaction() as db:
+            for name, used, total in rows:
+                row = db.execute("SELECT id FROM host_names WHERE name = ?", (name,)).fetchone()
+                if row is None:
+                    if db.execute("SELECT count(*) FROM host_names").fetchone()[0] >= names_max:
+                        continue
+                    host = db.execute("INSERT INTO host_names (name) VALUES (?)",
+                                      (name,)).lastrowid
+                else:
+                    host = row[0]
+                db.execute("INSERT OR REPLACE INTO host_samples_raw (host, at, used, total) "
+                           "VALUES (?, ?, ?, ?)", (host, at, used, total))
+                written += 1
+        return written
+
+    def compact_host_samples(self, raw_before: float, fine_before: float, bucket: int,
+                             drop_before: float) -> tuple[int, int, int, int]:
+        """Roll each host's old samples up, as ``compact_samples`` does for the local ones.
+
+        Raw rows before ``raw_before`` become ``bucket``-second rows, those
+        before ``fine_before`` daily rows (merged into a bucket that exists
+        already), daily rows before ``drop_before`` are deleted, and so are
+        names that have no sample left. Returns the numbers of raw, bucket and
+        daily rows and of names removed.
+        """
+        merge = ("ON CONFLICT (host, at) DO UPDATE SET "
+                 "used_min = min(used_min, excluded.used_min), "
+                 "used_max = max(used_max, excluded.used_max), "
+                 "used_mean = (used_mean * samples + excluded.used_mean * excluded.samples) "
+                 "/ (samples + excluded.samples), "
+                 "total_max = max(total_max, excluded.total_max), "
+                 "samples = samples + excluded.samples")
+        columns = "host, at, samples, used_min, used_mean, used_max, total_max"
+        step = int(bucket)
+        with self._transaction() as db:
+            db.execute(
+                f"INSERT INTO host_samples_1h ({columns}) "  # noqa: S608
+                f"SELECT host, CAST(at / {step} AS INTEGER) * {step} AS b, count(*), "
+                "min(used), avg(used), max(used), max(total) FROM host_samples_raw "
+                f"WHERE at < ? GROUP BY host, b {merge}", (raw_before,))
+            raw = db.execute("DELETE FROM host_samples_raw WHERE at < ?",
+                             (raw_before,)).rowcount
+            db.execute(
+                f"INSERT INTO host_samples_1d ({columns}) "  # noqa: S608
+                "SELECT host, CAST(at / 86400 AS INTEGER) * 86400 AS b, sum(samples), "
+                "min(used_min), sum(used_mean * samples) / sum(samples), max(used_max), "
+                f"max(total_max) FROM host_samples_1h WHERE at < ? GROUP BY host, b {merge}",
+                (fine_before,))
+            fine = db.execute("DELETE FROM host_samples_1h WHERE at < ?",
+                              (fine_before,)).rowcount
+            daily = db.execute("DELETE FROM host_samples_1d WHERE at < ?",
+                               (drop_before,)).rowcount
+            names = db.execute(
+                "DELETE FROM host_names WHERE id NOT IN (SELECT host FROM host_samples_raw) "
+                "AND id NOT IN (SELECT host FROM host_samples_1h) "
+                "AND id NOT IN (SELECT host FROM host_samples_1d)").rowcount
+            return raw, fine, daily, names
+
+    def host_sample_rows(self, resolution: str, start: float, end: float,
+                         ) -> list[tuple[str, float, float, float, float, float, int]]:
+        """Return ``(name, at, used_min, used_mean, used_max, total_max, samples)`` rows.
+
+        ``resolution`` is a key of ``HOST_SAMPLE_TABLES``; rows come by name,
+        then oldest first. As with ``sample_rows``, raw rows are those with
+        ``start <= at < end`` (a raw row reads as a bucket of one sample) and
+        bucket rows those that start before ``end`` and after ``start`` minus
+        a day (callers clip).
+        """
+        if resolution not in HOST_SAMPLE_TABLES:
+            raise ValueError(f"unknown resolution: {resolution!r}")
+        if resolution == "raw":
+            columns = "s.at, s.used, s.used, s.used, s.total, 1"
+            low = start
+        else:
+            columns = "s.at, s.used_min, s.used_mean, s.used_max, s.total_max, s.samples"
+            low = start - 86400.0
+        sql = (f"SELECT n.name, {columns} FROM {HOST_SAMPLE_TABLES[resolution]} AS s "  # noqa: S608
+               "JOIN host_names AS n ON n.id = s.host WHERE s.at >= ? AND s.at < ? "
+               "ORDER BY n.name, s.at")
+        with self._lock:
+            rows = self._db.execute(sql, (low, end)).fetchall()
+        return [(str(r[0]), float(r[1]), float(r[2]), float(r[3]), float(r[4]), float(r[5]),
+                 int(r[6])) for r in rows]
+
+    def host_sample_counts(self) -> dict[str, int]:
+        """Return how many rows each per-host table holds (``HOST_SAMPLE_TABLES`` keys, names)."""
+        with self._lock:
+            counts = {name: int(self._db.execute(
+                          f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+                      for name, table in HOST_SAMPLE_TABLES.items()}
+            counts["names"] = int(self._db.execute(
+                "SELECT count(*) FROM host_names").fetchone()[0])
+        return counts
 
     def disk_usage(self) -> tuple[int, int]:
         """Return the database's size and its free (reusable) part, in bytes (pages used)."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot import chart, defaults, report
-from bot.model import Point
+from bot.model import HostPoint, Point
 
 T0 = 1714521600.0
 H = 3600.0
@@ -123,3 +123,60 @@ def test_chart_panels_and_date_labels(tmp_path: Path, name: str,
     assert (seen["texts"], seen["legend"]) == (expected_texts, expected_legend)
     assert seen["labels"] and all(inside_left and inside_right
                                   for _, inside_left, inside_right in seen["labels"])
+
+
+HOSTS_INSPECT = """
+import json, sys
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from bot import chart
+figures = []
+plt.close = figures.append
+chart.draw(json.loads(sys.stdin.read()), Path(sys.argv[1]))
+(figure,) = figures
+middle = figure.axes[1]
+print(json.dumps({"axes": len(figure.axes), "bars": len(middle.patches),
+                  "texts": [t.get_text() for t in middle.texts],
+                  "widths": [round(ax.get_position().width, 3) for ax in figure.axes]}))
+"""
+
+
+def hosts_data(count: int) -> dict[str, object]:
+    names = ["web-1", "postgresql-primary-database-server.example.org", "@evil\u202e"]
+    names += [f"sidekiq-{i}" for i in range(count)]
+    hosts = {names[k]: [HostPoint(T0 + i * H, 1e9, 2e9, 3e9, 60, 8 << 30) for i in range(720)]
+             for k in range(count)}
+    memory = [Point(T0 + i * H, 1e9, 2e9, 2.5e9, 60) for i in range(720)]
+    figures = report.monthly_figures(T0, T0 + 720 * H, memory, 4 << 30, [], None, [], [], {},
+                                     None, "EUR", None, None, 720 * H, hosts=hosts)
+    return report.chart_data(figures)
+
+
+@pytest.mark.parametrize("count", [pytest.param(3, id="3-hosts"),
+                                   pytest.param(12, id="12-hosts")])
+def test_hosts_panel(tmp_path: Path, count: int) -> None:
+    """Several hosts add a middle panel (3 bars a host, names, figures) and grow the picture.
+
+    Every panel keeps the full width: long names do not narrow the layout.
+    """
+    out = chart.render_chart(hosts_data(count), tmp_path / "month.png")
+    assert png_size(out) == (defaults.CHART_WIDTH_PX, chart.chart_height(count))
+    result = subprocess.run([sys.executable, "-c", HOSTS_INSPECT, str(tmp_path / "m.png")],
+                            input=json.dumps(hosts_data(count)), capture_output=True, text=True,
+                            check=True, timeout=120)
+    seen = json.loads(result.stdout)
+    assert (seen["axes"], seen["bars"]) == (3, 3 * count)
+    names = seen["texts"][0::2]
+    assert "@evil" in names and "postgresql-primary-database-ser\N{HORIZONTAL ELLIPSIS}" in names
+    assert set(seen["texts"][1::2]) == {"2.8 of 8.0"}
+    assert min(seen["widths"]) > 0.8
+
+
+def test_one_host_keeps_the_two_panels(tmp_path: Path) -> None:
+    """Without several hosts the chart is as before: two panels, the documented size."""
+    assert report.chart_data(report.monthly_figures(
+        T0, T0 + H, [], 0, [], None, [], [], {}, None, "EUR", None, None, H,
+        hosts={"web-1": [HostPoint(T0, 1.0, 1.0, 1.0, 1, 2.0)]}))["hosts"] == []
+    assert chart.chart_height(0) == defaults.CHART_HEIGHT_PX

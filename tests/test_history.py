@@ -11,16 +11,22 @@ import pytest
 from bot import defaults
 from bot.history import (
     DAY,
+    LOCAL_HOST_NAME,
     ClosedIncident,
     History,
+    HostSample,
     Sample,
     bound,
+    host_samples_from,
     incident_stats,
     sample_from,
 )
 from bot.model import (
     Affected,
     DiskStats,
+    HostPoint,
+    HostReading,
+    HostSource,
     HostStats,
     Incident,
     Point,
@@ -279,3 +285,122 @@ def test_a_simulated_year_stays_within_the_bound(store: Store) -> None:
     assert size <= worst.bytes
     assert size - free <= worst.bytes
     assert history.coverage(now - DAY, now) == pytest.approx(DAY, abs=defaults.INTERVAL)
+
+
+# --- the window's edges ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("start", "expected"), [
+    pytest.param(T0, [T0, T0 + 30], id="sample-at-start-kept"),
+    pytest.param(T0 + 1, [T0 + 30], id="sample-before-start-left-out"),
+    pytest.param(T0 - 30, [T0 - 30, T0, T0 + 30], id="all-inside"),
+])
+def test_series_keeps_a_raw_sample_at_the_window_start(store: Store, start: float,
+                                                       expected: list[float]) -> None:
+    """A raw sample taken exactly at ``start`` is inside ``[start, end)``, as in coverage."""
+    history = History(store)
+    store.add_samples(raw_row(at, 1.0) for at in (T0 - 30, T0, T0 + 30))
+    assert expected == [p.at for p in history.series("cpu_percent", start, T0 + 60)]
+
+
+# --- each host's memory --------------------------------------------------------------------
+
+
+def stats(total: float, available: float, hostname: str = "h") -> HostStats:
+    return HostStats(hostname=hostname, memory_total_bytes=int(total),
+                     memory_available_bytes=available,  # type: ignore[arg-type]
+                     memory_percent=0.0, swap_total_bytes=0, swap_used_bytes=0,
+                     swap_percent=0.0, load_1m=0.0, load_5m=0.0, load_15m=0.0, cpu_count=1,
+                     cpu_percent=0.0, disks=(), roles=())
+
+
+def reading(name: str, host: HostStats | None, error: str | None = None) -> HostReading:
+    return HostReading(name, HostSource.AGENT, host, error)
+
+
+@pytest.mark.parametrize(("local", "others", "expected"), [
+    pytest.param(stats(8e9, 2e9, "web-1"), [reading("db-1", stats(16e9, 4e9))],
+                 [("web-1", 6e9, 8e9), ("db-1", 12e9, 16e9)], id="local-first-then-others"),
+    pytest.param(stats(8e9, 2e9, "bad name!"), [],
+                 [(LOCAL_HOST_NAME, 6e9, 8e9)], id="local-invalid-hostname"),
+    pytest.param(None, [reading("db-1", None, "expired"), reading("db-2", stats(4e9, 1e9)),
+                        reading("db-3", stats(4e9, 1e9), "stale")],
+                 [("db-2", 3e9, 4e9)], id="not-reporting-gives-no-sample"),
+    pytest.param(None, [reading("@evil\u202e", stats(4e9, 1e9)), reading("", stats(4e9, 1e9)),
+                        reading("x" * 65, stats(4e9, 1e9))],
+                 [], id="invalid-names-left-out"),
+    pytest.param(None, [reading("nan", stats(4e9, float("nan"))),
+                        reading("huge", stats(1e300, 0)), reading("zero", stats(0, 0)),
+                        reading("ok", stats(4e9, 5e9))],
+                 [("ok", 0.0, 4e9)], id="garbage-values-left-out"),
+    pytest.param(stats(8e9, 2e9, "web-1"), [reading("web-1", stats(4e9, 1e9))],
+                 [("web-1", 6e9, 8e9)], id="duplicate-name-this-host-wins"),
+])
+def test_host_samples_from_snapshot(local: HostStats | None, others: list[HostReading],
+                                    expected: list[tuple[str, float, float]]) -> None:
+    """Every host that reported gives (name, used, total); nothing else gives a sample."""
+    snapshot = Snapshot(T0, UP, None, local, hosts=tuple(others))
+    assert expected == [(s.name, s.used_bytes, s.total_bytes)
+                        for s in host_samples_from(snapshot)]
+
+
+def test_host_samples_are_capped_per_tick() -> None:
+    """At most HOSTS_MAX hosts a tick, by name."""
+    others = tuple(reading(f"h{i:03d}", stats(4e9, 1e9)) for i in range(100))
+    found = host_samples_from(Snapshot(T0, UP, None, None, hosts=others))
+    assert [s.name for s in found] == [f"h{i:03d}" for i in range(defaults.HOSTS_MAX)]
+
+
+def test_each_host_is_kept_through_compaction(store: Store) -> None:
+    """Raw → hourly after a day → daily after 40 days → gone after 400; names go with them.
+
+    The clock is the ``now`` each call is given, so the test runs the same any day.
+    """
+    history = History(store)
+    for i in range(120):  # an hour of 30 s ticks; db-1 misses the second half hour
+        at = T0 + 30 * i
+        samples = [HostSample("web-1", 1e9 + i * 1e7, 8e9)]
+        if i < 60:
+            samples.append(HostSample("db-1", 4e9, 16e9))
+        assert history.record_hosts(at, samples) == len(samples)
+    assert store.host_sample_counts() == {"raw": 180, "1h": 0, "1d": 0, "names": 2}
+    raw = history.host_series(T0, T0 + 3600)
+    assert (len(raw["web-1"]), len(raw["db-1"])) == (120, 60)
+    assert raw["db-1"][0] == HostPoint(T0, 4e9, 4e9, 4e9, 1, 16e9)
+
+    history.compact(T0 + 2 * DAY)
+    hourly = history.host_series(T0, T0 + DAY)
+    assert store.host_sample_counts() == {"raw": 0, "1h": 2, "1d": 0, "names": 2}
+    assert hourly == {
+        "db-1": (HostPoint(T0, 4e9, 4e9, 4e9, 60, 16e9),),
+        "web-1": (HostPoint(T0, 1e9, pytest.approx(1e9 + 59.5e7), 1e9 + 119e7,  # type: ignore[arg-type]
+                            120, 8e9),)}
+    history.compact(T0 + 45 * DAY)
+    assert store.host_sample_counts() == {"raw": 0, "1h": 0, "1d": 2, "names": 2}
+    assert history.host_series(T0, T0 + DAY)["db-1"] == (HostPoint(T0, 4e9, 4e9, 4e9, 60, 16e9),)
+    history.compact(T0 + 402 * DAY)
+    assert store.host_sample_counts() == {"raw": 0, "1h": 0, "1d": 0, "names": 0}
+
+
+@pytest.mark.parametrize(("sample", "kept"), [
+    pytest.param(HostSample("db-1", 1e9, 2e9), 1, id="valid"),
+    pytest.param(HostSample("db 1", 1e9, 2e9), 0, id="space-in-name"),
+    pytest.param(HostSample("@db", 1e9, 2e9), 0, id="mention-name"),
+    pytest.param(HostSample("db-1", float("nan"), 2e9), 0, id="nan"),
+    pytest.param(HostSample("db-1", 1e9, float("inf")), 0, id="infinite"),
+    pytest.param(HostSample("db-1", 1e9, 1e300), 0, id="huge"),
+    pytest.param(HostSample("db-1", -1.0, 2e9), 0, id="negative"),
+    pytest.param(HostSample("db-1", 0.0, 0.0), 0, id="no-memory"),
+])
+def test_record_hosts_refuses_garbage(store: Store, sample: HostSample, kept: int) -> None:
+    """Only valid names and finite, in-range sizes reach the state file."""
+    assert kept == History(store).record_hosts(T0, [sample])
+    assert store.host_sample_counts()["raw"] == kept
+
+
+def test_host_series_keeps_a_raw_sample_at_the_window_start(store: Store) -> None:
+    """As ``series``: a host's raw sample exactly at ``start`` is in the window."""
+    history = History(store)
+    history.record_hosts(T0, [HostSample("db-1", 1e9, 2e9)])
+    history.record_hosts(T0 - 30, [HostSample("db-1", 1e9, 2e9)])
+    assert [p.at for p in history.host_series(T0, T0 + 60)["db-1"]] == [T0]

@@ -18,6 +18,7 @@ from bot.store import (
     _SCHEMA,
     ADOPT_STATE,
     CREATED_STATE,
+    SAMPLE_METRICS,
     SCHEMA_VERSION,
     AuditEntry,
     ItemState,
@@ -688,3 +689,76 @@ def test_destination_survives_a_restart(tmp_path: Path) -> None:
         item = store.get("fb:n")
         assert item is not None and item.post.destination == "fallback:b.example"
         assert store.pending() == []
+
+
+# --- each host's memory (schema 7) ------------------------------------------------------
+
+
+def version_6_file(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Write exactly what version 6 wrote, with a row in every table; return the rows."""
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA + ";".join(_MIGRATIONS[v] for v in (2, 3, 4, 5, 6)))
+        db.execute("INSERT INTO schema_version (version) VALUES (6)")
+        db.execute("INSERT INTO outbox (key, kind, text, visibility, created_at, destination) "
+                   "VALUES ('inc:1:notice', 'notice', 'down', 'public', ?, 'fallback:x')", (T0,))
+        db.execute("INSERT INTO state (name, value, updated_at) VALUES ('incidents', "
+                   "'{\"open\": null}', 1)")
+        db.execute("INSERT INTO notifications (id, handled_at, result) VALUES ('77', ?, 'ok')",
+                   (T0,))
+        db.execute("INSERT INTO audit (at, account_id, acct, command, result, admin, count) "
+                   "VALUES (?, '1', 'ops', 'ack', 'ok', 1, 1)", (T0,))
+        db.execute("INSERT INTO samples_raw (at, memory_used_bytes, memory_total_bytes) "
+                   "VALUES (?, 3e9, 8e9)", (T0,))
+        counts = {f"{m}_n": 0 for m in SAMPLE_METRICS} | {"memory_used_bytes_n": 10}
+        bucket = {"at": int(T0) - 300, "samples": 10, "memory_used_bytes_min": 1e9,
+                  "memory_used_bytes_mean": 2e9, "memory_used_bytes_max": 3e9, **counts}
+        db.execute(f"INSERT INTO samples_5m ({', '.join(bucket)}) "  # noqa: S608
+                   f"VALUES ({', '.join('?' for _ in bucket)})", tuple(bucket.values()))
+        db.execute("INSERT INTO incidents_closed (id, opened_at, resolved_at, components, peak) "
+                   "VALUES ('inc:0', ?, ?, '[\"web\"]', 'critical')", (T0 - 600, T0 - 60))
+        rows = {table: db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+                for table in ("outbox", "state", "notifications", "audit", "samples_raw",
+                              "samples_5m", "incidents_closed")}
+    db.close()
+    return rows
+
+
+def test_every_row_survives_the_upgrade_from_version_6(tmp_path: Path) -> None:
+    """A version 6 file keeps every row and gains empty per-host tables that work."""
+    path = tmp_path / "state.sqlite3"
+    before = version_6_file(path)
+    with Store(path) as store:
+        assert store.host_sample_counts() == {"raw": 0, "1h": 0, "1d": 0, "names": 0}
+        assert store.add_host_samples(T0, [("db-1", 2e9, 8e9)], names_max=4) == 1
+        assert store.host_sample_rows("raw", T0, T0 + 1) == [
+            ("db-1", T0, 2e9, 2e9, 2e9, 8e9, 1)]
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT version FROM schema_version").fetchall() == [(7,)]
+        for table, rows in before.items():
+            after = db.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()  # noqa: S608
+            assert (set(rows) <= set(after) if table == "state" else after == rows), table
+    db.close()
+
+
+def test_a_version_7_file_is_refused_by_a_bot_that_knows_6(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An older bot (schema 6) still says clearly that the file is newer than it."""
+    import bot.store
+
+    path = tmp_path / "state.sqlite3"
+    Store(path).close()
+    monkeypatch.setattr(bot.store, "SCHEMA_VERSION", 6)
+    with pytest.raises(StoreError, match="schema version 7; this statusbot understands up "
+                                         r"to 6 \(upgrade statusbot\)"):
+        Store(path)
+
+
+def test_host_names_are_capped(store: Store) -> None:
+    """Past ``names_max`` names, a new host's samples are left out; known hosts go on."""
+    assert store.add_host_samples(T0, [("a", 1.0, 2.0), ("b", 1.0, 2.0), ("c", 1.0, 2.0)],
+                                  names_max=2) == 2
+    assert store.add_host_samples(T0 + 30, [("c", 1.0, 2.0), ("a", 3.0, 4.0)],
+                                  names_max=2) == 1
+    assert store.host_sample_counts() == {"raw": 3, "1h": 0, "1d": 0, "names": 2}
+    assert [(r[0], r[1]) for r in store.host_sample_rows("raw", T0, T0 + 60)] == [
+        ("a", T0), ("a", T0 + 30), ("b", T0)]
