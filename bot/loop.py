@@ -141,6 +141,8 @@ INCIDENT_STATE = "incidents"
 PROFILE_STATE = "profile"
 NO_SIDEKIQ_STATE = "no-sidekiq"
 ADMIN_ONLY_STATE = "admin-only"
+LEFT_TO_LEADER_STATE = "standby.left-to-leader"
+"""When a standby last saw the periodic status post due (the leader posted it then)."""
 """Named state of the incident only admins hear about (hosts that are not member-visible)."""
 REPORTS_STATE = "reports"
 """Named state of the report schedule: ``first_start`` (epoch seconds of the first tick that
@@ -348,6 +350,11 @@ class Bot:
             posts.append(told)
             notes.append("the Redis read holds no trace of Sidekiq: admins told")
         if standby_reason is not None:
+            # What falls due while standing by is the leader's to post: remember it as
+            # done, so that taking over never repeats today's status post or a report.
+            if self._status_post(snapshot, incident_state, now) is not None:
+                states[LEFT_TO_LEADER_STATE] = {"status": now}
+            self._due_reports(now, incident_state, notes, standby=True)
             self.store.commit_tick([], states)
             self._keep_history(snapshot, incident_state, events, now)
             notes.append(f"standby ({standby_reason}): {len(posts)} post(s) left to the leader")
@@ -497,7 +504,7 @@ class Bot:
             self._tick_failed(exc)
 
     def _due_reports(self, now: float, state: incidents.IncidentState,
-                     notes: list[str]) -> list[Post]:
+                     notes: list[str], standby: bool = False) -> list[Post]:
         """Return the weekly digest and the monthly report when their time has come.
 
         A report is due in the day after its slot and only if its key was never
@@ -507,6 +514,8 @@ class Bot:
         (``reporting.skip_reason``): a period that ended before the bot's first
         start, or one it watched less than ``defaults.REPORT_MIN_WATCHED`` of.
         That decision is final for the period, noted once and remembered.
+        A ``standby`` posts none: what is due is the leader's, and is remembered
+        as skipped ("left to the leader") so that a takeover never repeats it.
         """
         config, history = self.reports, self.history
         if config is None or history is None or self.daily_counters is None:
@@ -525,8 +534,9 @@ class Bot:
                     or self.store.get(due.key) is not None):
                 continue
             try:
-                reason = reporting.skip_reason(due, record["first_start"],
-                                               history.coverage(due.start, due.end))
+                reason = ("left to the leader (this bot was standby)" if standby else
+                          reporting.skip_reason(due, record["first_start"],
+                                                history.coverage(due.start, due.end)))
                 if reason is not None:
                     skipped[due.key] = reason
                     self.store.put_state(REPORTS_STATE, {
@@ -702,11 +712,17 @@ class Bot:
 
         Due when no incident is open, Sidekiq was read, and no status post was
         stored within ``status_every``. The post's key names its day, so a
-        restart never posts it twice.
+        restart never posts it twice. A status post a standby saw due counts as
+        posted (``LEFT_TO_LEADER_STATE``): the leader posted it.
         """
         if self.status_every <= 0 or state.open is not None or snapshot.sidekiq is None:
             return None
         last = self.store.last_created(PostKind.STATUS)
+        left = self.store.get_state(LEFT_TO_LEADER_STATE) or {}
+        seen = left.get("status")
+        if (isinstance(seen, (int, float)) and not isinstance(seen, bool) and math.isfinite(seen)
+                and (last is None or seen > last)):
+            last = float(seen)
         if last is not None and now - last < self.status_every:
             return None
         return compose.compose_status(snapshot, now, self.settings)

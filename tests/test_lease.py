@@ -10,7 +10,7 @@ import pytest
 import redis
 
 from bot.app import build
-from bot.config import load_config
+from bot.config import ReportsConfig, load_config
 from bot.lease import (
     ID_MAX,
     Election,
@@ -242,7 +242,8 @@ class Latency:
 
 
 def make_bot(tmp_path: Path, name: str, gateway: RecordingGateway, board: LeaseBoard,
-             now: list[float], collector: Latency, lease_id: str) -> Bot:
+             now: list[float], collector: Latency, lease_id: str,
+             status_every: str = "0") -> Bot:
     """Build a bot as `statusbot run` does with [bot] standby, on the shared lease board."""
     config = tmp_path / f"{name}.toml"
     config.write_text(f"""
@@ -258,7 +259,7 @@ probe_health = false
 [commands]
 enabled = false
 [posts]
-status_every = 0
+status_every = {status_every}
 [health.queue_latency.push]
 warning = 60
 critical = 300
@@ -323,4 +324,56 @@ def test_standby_takes_over_the_thread(tmp_path: Path) -> None:
     assert (standby.role, back.role) == ("leader", "standby")
     assert len(gateway.statuses) == posted
     for bot in (standby, back):
+        bot.store.close()
+
+
+def test_a_takeover_does_not_repeat_the_status_post(tmp_path: Path) -> None:
+    """The leader's daily status post, seen due by the standby, is not posted again by it."""
+    gateway = RecordingGateway(idempotency_window=3600.0)  # as Mastodon: keys kept an hour
+    board, now = board_at()
+    collector = Latency(now)
+    leader = make_bot(tmp_path, "a", gateway, board, now, collector, "a:1", status_every='"1d"')
+    standby = make_bot(tmp_path, "b", gateway, board, now, collector, "b:1", status_every='"1d"')
+
+    def status_posts() -> int:
+        return sum(s.post.kind is PostKind.STATUS for s in gateway.statuses.values())
+
+    for step in range(240):  # two hours side by side
+        now[0] = T0 + step * INTERVAL
+        leader.tick()
+        now[0] += 1
+        standby.tick()
+    assert (leader.role, standby.role, status_posts()) == ("leader", "standby", 1)
+    leader.store.close()  # the leader dies, two hours after its status post
+    for _ in range(10):
+        now[0] += INTERVAL
+        standby.tick()
+    assert standby.role == "leader"
+    assert status_posts() == 1, "the new leader repeated today's status post"
+    now[0] = T0 + 86400 + 1
+    standby.tick()
+    assert status_posts() == 2, "the next day's is the new leader's"
+    standby.store.close()
+
+
+def test_a_report_due_while_standing_by_is_left_to_the_leader(tmp_path: Path) -> None:
+    """A standby remembers a due report as the leader's: once leader, it does not post it."""
+    gateway = RecordingGateway()
+    board, now = board_at()
+    leader = make_bot(tmp_path, "a", gateway, board, now, Latency(now), "a:1")
+    standby = make_bot(tmp_path, "b", gateway, board, now, Latency(now), "b:1")
+    leader.tick()
+    standby.tick()
+    assert standby.role == "standby" and standby.history is not None
+    standby.reports = ReportsConfig(weekly=(4, 17 * 60 + 30), monthly=None)  # Friday 17:30
+    standby.daily_counters = object()  # type: ignore[assignment]  # only checked for None
+    friday = T0 + 3 * 86400 + 15.5 * 3600 + 60  # 2026-12-04T17:31Z, a minute after the slot
+    notes: list[str] = []
+    state = standby.incident_state()
+    assert standby._due_reports(friday, state, notes, standby=True) == []
+    assert notes == ["weekly report digest:2026-W48 not posted: left to the leader "
+                     "(this bot was standby)"]
+    notes.clear()
+    assert standby._due_reports(friday + 60, state, notes) == [] and notes == []
+    for bot in (leader, standby):
         bot.store.close()
