@@ -125,10 +125,15 @@ def _as_post(status: PinnedStatus, key: str, settings: compose.Settings) -> Post
                 spoiler_text=status.spoiler_text, language=settings.language, pin=True)
 
 
-def posts_for(chosen: Plan, now: float, settings: compose.Settings,
+def posts_for(chosen: Plan, now: float, settings: compose.Settings, takeover: bool = False,
               ) -> tuple[list[tuple[Post, str]], list[Post]]:
-    """Return the rows to record as published (with their status ids) and the posts to queue."""
+    """Return the rows to record as published (with their status ids) and the posts to queue.
+
+    ``takeover``: a standby became leader (the admin messages say so), not a lost state file.
+    """
     words = settings.wording
+    attached = words.admin_takeover_attached if takeover else words.admin_adopted_attached
+    resolved = words.admin_takeover_resolved if takeover else words.admin_adopted_resolved
     published: list[tuple[Post, str]] = []
     queued: list[Post] = []
     if chosen.attach is not None and chosen.notice_key is not None:
@@ -136,7 +141,7 @@ def posts_for(chosen: Plan, now: float, settings: compose.Settings,
         published.append((_as_post(status, chosen.notice_key, settings), status.id))
         incident = chosen.notice_key.rsplit(":", 1)[0]
         admin = compose.admin_message(f"adopt:{status.id}:admin",
-                       fill(words.admin_adopted_attached, instance=settings.instance,
+                       fill(attached, instance=settings.instance,
                             status=status.id, id=incident), now, settings)
         queued += [admin] if admin is not None else []
     for status in chosen.close:
@@ -150,7 +155,7 @@ def posts_for(chosen: Plan, now: float, settings: compose.Settings,
                            visibility=settings.member_visibility, created_at=now,
                            spoiler_text=cw, language=settings.language, parent_key=notice,
                            unpin_key=notice))
-        admin = compose.admin_message(f"{notice}:admin", fill(words.admin_adopted_resolved,
+        admin = compose.admin_message(f"{notice}:admin", fill(resolved,
                                                instance=settings.instance, status=status.id),
                        now, settings)
         queued += [admin] if admin is not None else []
@@ -172,7 +177,10 @@ class Adopter:
     while waiting) and writes to the store.
     """
 
-    def __init__(self, store: Store, gateway: Gateway, settings: compose.Settings) -> None:
+    def __init__(self, store: Store, gateway: Gateway, settings: compose.Settings,
+                 takeover: bool = False) -> None:
+        self.takeover = takeover
+        """A standby took over (the admin messages say so rather than "empty state file")."""
         self.store = store
         self.gateway = gateway
         self.settings = settings
@@ -211,7 +219,7 @@ class Adopter:
         if chosen.wait:
             log.info("adopting pinned notices: %s", chosen.reason)
             return True
-        published, queued = posts_for(chosen, now, self.settings)
+        published, queued = posts_for(chosen, now, self.settings, self.takeover)
         recorded = self.store.record_published(published, queued, now, {ADOPT_STATE: None})
         self.done = True
         for post, status_id in published:

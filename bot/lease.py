@@ -224,6 +224,8 @@ class Decision:
     changed: bool
     retry_in: float | None = None
     """Seconds until the lease held by another bot expires (a standby may ask then)."""
+    held_elsewhere: bool = False
+    """Another bot holds the lease (a live leader speaks for the account), as Redis said."""
 
 
 class Election:
@@ -249,6 +251,7 @@ class Election:
         """Renew or try to take the lease; never raises (Redis errors keep the role)."""
         before = self.role
         retry_in: float | None = None
+        elsewhere = False
         try:
             if self.role is Role.LEADER and self.lease.renew(self.ttl_ms):
                 reason = "lease renewed"
@@ -268,6 +271,7 @@ class Election:
                     reason = (f"lease lost to {who}" if before is Role.LEADER
                               else f"the lease is held by {who}")
                     retry_in = None if remaining is None else remaining / 1000
+                    elsewhere = holder is not None
         except LeaseError as exc:
             if self._error is None:
                 log.warning("standby lease: Redis cannot be asked (%s); no election: staying "
@@ -278,7 +282,7 @@ class Election:
         if self._error is not None:
             log.warning("standby lease: Redis answers again")
             self._error = None
-        decision = Decision(self.role, reason, self.role is not before, retry_in)
+        decision = Decision(self.role, reason, self.role is not before, retry_in, elsewhere)
         if decision.changed or self._told is None:
             log.warning("standby lease: %s as %s (id %s): %s",
                         "now" if decision.changed else "starting", self.role.value,

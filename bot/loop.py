@@ -247,6 +247,8 @@ class Bot:
         self.adopt_on_takeover = False
         """On becoming leader, pick up the account's pinned notice (``bot/adopt.py``)."""
         self._lease_retry_in: float | None = None
+        self._held_elsewhere = False
+        self._announce_after_takeover = False
 
     @property
     def role(self) -> str | None:
@@ -319,6 +321,8 @@ class Bot:
             snapshot, self.health_state(), self.rules, now, mutes, instance=instance,
             host_rules=self.host_rules)
         incident_state, events = incidents.step(self.incident_state(), findings, now, self.policy)
+        if standby_reason is None and self._announce_after_takeover:
+            events = (*events, *self._takeover_notice(incident_state, events, now))
         posts: list[Post] = []
         for event in events:
             log.info("incident %s %s: %s", event.incident.id, event.kind.value, event.reason)
@@ -350,6 +354,8 @@ class Bot:
             posts.append(told)
             notes.append("the Redis read holds no trace of Sidekiq: admins told")
         if standby_reason is not None:
+            if self._held_elsewhere:
+                self._leave_pending_to_leader(now, notes)
             # What falls due while standing by is the leader's to post: remember it as
             # done, so that taking over never repeats today's status post or a report.
             if self._status_post(snapshot, incident_state, now) is not None:
@@ -402,18 +408,64 @@ class Bot:
             return None
         decision = self.election.step()
         self._lease_retry_in = decision.retry_in
+        self._held_elsewhere = decision.held_elsewhere
         if decision.changed and decision.role is Role.LEADER:
             self._setup_due = 0.0
+            self._announce_after_takeover = True
             if self.adopt_on_takeover:
                 now = self.clock()
                 self.store.put_state(ADOPT_STATE, {"since": now})
-                self.adopter = Adopter(self.store, self.gateway, self.settings)
+                self.adopter = Adopter(self.store, self.gateway, self.settings, takeover=True)
                 self.adopter.step(self.incident_state().open,
                                   not self.health_state().components, now)
         elif decision.changed and self.intake is not None:
             self.intake.close()
             self.intake = None
         return None if decision.role is Role.LEADER else decision.reason
+
+    def _takeover_notice(self, state: incidents.IncidentState, events: Sequence[Event],
+                         now: float) -> list[Event]:
+        """Return an "opened" event for the open incident when its notice never reached us.
+
+        After a takeover, once the pinned notices were looked at (``Adopter``):
+        an incident this bot followed as a standby whose notice the old leader
+        never posted (it died first, or the instance was down) has neither an
+        adopted notice nor a queued one, and members would hear nothing of it.
+        It is announced now, under its usual key, so its updates and resolution
+        thread under it.
+        """
+        if self.adopter is not None and not self.adopter.done:
+            return []
+        self._announce_after_takeover = False
+        incident = state.open
+        if (incident is None or self.store.get(f"{incident.id}:0") is not None
+                or any(e.incident.id == incident.id and e.kind is EventKind.OPENED
+                       for e in events)):
+            return []
+        log.warning("incident %s: no notice on the account after the takeover: announcing it",
+                    incident.id)
+        return [Event(EventKind.OPENED, incident, now,
+                      "taken over: the old leader's notice never reached the account")]
+
+    def _leave_pending_to_leader(self, now: float, notes: list[str]) -> None:
+        """Drop this bot's unsent posts while another bot leads: they are the leader's now.
+
+        Rows left from a time this bot led (it was killed, or lost the lease
+        with posts queued, perhaps while the instance was down): sent late, on
+        a later takeover, they would repeat or contradict what the leader told
+        meanwhile. Only while Redis names another holder; a standby that cannot
+        ask Redis keeps them, since it may be the only bot there is. They are
+        forgotten, not folded: a notice among them then counts as never queued,
+        so a later takeover adopts the leader's pinned notice in its place (or
+        announces the incident anew if there is none). The log names them.
+        """
+        keys = [item.key for item in self.store.pending()]
+        if not keys:
+            return
+        dropped = self.store.forget_unsent(keys)
+        notes.append(f"standby: {dropped} unsent post(s) left to the leader")
+        log.warning("standby: %d unsent post(s) from when this bot led dropped (another bot "
+                    "leads and speaks for the account): %s", dropped, ", ".join(keys[:10]))
 
     # --- fallback accounts on other servers (bot/fallback.py) -----------------------
 

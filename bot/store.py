@@ -810,6 +810,17 @@ class Store:
             db.execute("UPDATE outbox SET unpin_state = ?, last_error = coalesce(?, last_error) "
                        "WHERE key = ?", (state.value, error, key))
 
+    def forget_unsent(self, keys: Sequence[str]) -> int:
+        """Delete the pending rows ``keys`` (never sent, as far as this bot knows); return how many.
+
+        For a standby whose unsent posts are another bot's to make (``Bot``):
+        unlike a folded row, a forgotten key counts as never queued, so the
+        incident it belonged to can adopt the leader's notice under it.
+        """
+        with self._transaction() as db:
+            return sum(db.execute("DELETE FROM outbox WHERE key = ? AND state = 'pending'",
+                                  (key,)).rowcount for key in keys)
+
     def prune(self, before: float) -> int:
         """Delete sent, failed and folded rows finished before ``before``; return how many.
 

@@ -341,6 +341,14 @@ class Wording:
         "{instance}: the bot started with an empty state file and found its pinned notice "
         "{status}. Incident {id} continues in that thread (no second notice).")
     """Placeholders: {instance}, {status} (status id), {id} (incident)."""
+    admin_takeover_attached: str = (
+        "{instance}: this bot took over from the leader and found its pinned notice "
+        "{status}. Incident {id} continues in that thread (no second notice).")
+    """After a standby takeover. Placeholders: {instance}, {status} (status id), {id}."""
+    admin_takeover_resolved: str = (
+        "{instance}: this bot took over from the leader and found its pinned notice "
+        "{status}. All is well now: it gets a resolution reply and is unpinned.")
+    """After a standby takeover. Placeholders: {instance}, {status} (status id)."""
     admin_adopted_resolved: str = (
         "{instance}: the bot started with an empty state file and found its pinned notice "
         "{status}. All is well now: it gets a resolution reply and is unpinned.")
@@ -782,6 +790,8 @@ PLACEHOLDERS: dict[str, tuple[str, ...]] = {
     "adopted_resolution": ("instance",),
     "admin_adopted_attached": ("instance", "status", "id"),
     "admin_adopted_resolved": ("instance", "status"),
+    "admin_takeover_attached": ("instance", "status", "id"),
+    "admin_takeover_resolved": ("instance", "status"),
     "admin_state_lost": ("instance", "problem"),
     "admin_no_sidekiq": ("instance", "redis"),
     "admin_page_unwritable": ("instance", "error"),

@@ -11,6 +11,7 @@ import redis
 
 from bot.app import build
 from bot.config import ReportsConfig, load_config
+from bot.gateway import RetryableError
 from bot.lease import (
     ID_MAX,
     Election,
@@ -377,3 +378,71 @@ def test_a_report_due_while_standing_by_is_left_to_the_leader(tmp_path: Path) ->
     assert standby._due_reports(friday + 60, state, notes) == [] and notes == []
     for bot in (leader, standby):
         bot.store.close()
+
+
+def test_a_notice_the_dead_leader_never_sent_is_posted_by_the_new_one(tmp_path: Path) -> None:
+    """The leader queues the notice while the instance is down and dies: the standby posts it."""
+    gateway = RecordingGateway()
+    board, now = board_at()
+    collector = Latency(now)
+    leader = make_bot(tmp_path, "a", gateway, board, now, collector, "a:1")
+    standby = make_bot(tmp_path, "b", gateway, board, now, collector, "b:1")
+    gateway.down = RetryableError("instance down")
+    collector.latency = 400.0
+    for step in range(2):
+        now[0] = T0 + step * INTERVAL
+        leader.tick()
+        now[0] += 1
+        standby.tick()
+    assert gateway.statuses == {} and leader.store.pending() != []
+    leader.store.close()  # dies with its notice unsent
+    gateway.down = None
+    for _ in range(4):
+        now[0] += INTERVAL
+        standby.tick()
+    assert standby.role == "leader"
+    notices = [s for s in gateway.statuses.values() if s.post.kind is PostKind.NOTICE]
+    assert len(notices) == 1 and gateway.pinned == [notices[0].id]
+    collector.latency = 0.0
+    now[0] += INTERVAL
+    standby.tick()
+    replies = [s for s in gateway.statuses.values() if s.in_reply_to_id == notices[0].id]
+    assert [s.post.kind for s in replies] == [PostKind.RESOLUTION] and gateway.pinned == []
+    standby.store.close()
+
+
+def test_a_returning_leader_drops_what_it_never_sent(tmp_path: Path) -> None:
+    """Killed with posts unsent, back as standby: they are the new leader's, never sent late."""
+    gateway = RecordingGateway()
+    board, now = board_at()
+    collector = Latency(now)
+    first = make_bot(tmp_path, "a", gateway, board, now, collector, "a:1")
+    gateway.down = RetryableError("instance down")
+    collector.latency = 400.0
+    first.tick()
+    assert first.role == "leader" and len(first.store.pending()) >= 1
+    first.store.close()  # killed with the notice unsent
+    gateway.down = None
+    now[0] += 0.5
+    other = make_bot(tmp_path, "b", gateway, board, now, collector, "b:1")
+    other.tick()
+    assert other.role == "standby"  # a:1's lease still runs
+    now[0] = T0 + 2 * INTERVAL + 1
+    other.tick()
+    assert other.role == "leader"
+    back = make_bot(tmp_path, "a", gateway, board, now, collector, "a:2")
+    report = back.tick()
+    assert back.role == "standby" and back.store.pending() == []
+    assert any("left to the leader" in note for note in report.notes)
+    posted = len(gateway.statuses)
+    other.store.close()  # now the other one dies; the returning bot takes over
+    for _ in range(4):
+        now[0] += INTERVAL
+        back.tick()
+    assert back.role == "leader"
+    notices = [s for s in gateway.statuses.values() if s.post.kind is PostKind.NOTICE]
+    assert len(notices) == 1, "the returning bot sent its stale notice beside the other's"
+    admin = [s.post.text for s in gateway.statuses.values()][posted:]
+    assert len(admin) == 1 and "this bot took over from the leader and found its pinned notice " \
+        f"{notices[0].id}" in admin[0], admin
+    back.store.close()
