@@ -21,7 +21,9 @@ COPY bot ./bot
 # The bot runs with PYTHONOPTIMIZE=2, which keeps docstrings out of memory:
 # ~2.5 MB less RSS (redis-py and Mastodon.py document every call; see
 # bench/RESULTS.md). Its bytecode is compiled here, once, for that level.
-RUN pip install '.[chart]' && rm -rf /src \
+# psycopg (the advice's database connections) is imported only when a database
+# is configured, and only in the thread that reads it.
+RUN pip install '.[chart,postgres]' && rm -rf /src \
     && python -OO -m compileall -q -j 0 "$(python -c 'import sysconfig; print(sysconfig.get_paths()["stdlib"])')" \
         "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
 

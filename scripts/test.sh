@@ -67,18 +67,21 @@ fi
 if [ $# -gt 0 ]; then
   exec .venv/bin/pytest "$@"
 fi
-# The whole suite. The capacity-advice accuracy run against real Sidekiq 6 and 7
-# (tests/integration/test_advice_real.py, about 4 minutes, nearly all of it waiting
-# for jobs that sleep) runs beside the rest rather than after it.
-slow=tests/integration/test_advice_real.py
+# The whole suite. The two runs against real Sidekiq that mostly wait for jobs
+# that sleep (the capacity-advice accuracy run, about 4 minutes, and the job
+# metrics' rate and duration run, about 3) go one after the other beside the
+# rest rather than after it.
+slow=(tests/integration/test_advice_real.py tests/integration/test_jobmetrics_real.py)
 mkdir -p .cache
-.venv/bin/pytest -q -s "$slow" > .cache/advice-real.log 2>&1 &
+.venv/bin/pytest -q -s "${slow[@]}" > .cache/slow-real.log 2>&1 &
 slow_pid=$!
 status=0
-.venv/bin/pytest --ignore="$slow" || status=$?
+ignore=()
+for path in "${slow[@]}"; do ignore+=("--ignore=$path"); done
+.venv/bin/pytest "${ignore[@]}" || status=$?
 slow_status=0
 wait "$slow_pid" || slow_status=$?
-echo "== $slow (run beside the rest)"
-cat .cache/advice-real.log
+echo "== ${slow[*]} (run beside the rest)"
+cat .cache/slow-real.log
 [ "$slow_status" = 0 ] || status=$slow_status
 exit "$status"

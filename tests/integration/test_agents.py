@@ -148,3 +148,14 @@ def test_sidekiq_reader_without_agents_is_unchanged(redis_server: RedisServer) -
     reader.read()
     after = commandstats(admin)
     assert after["cmdstat_smembers"] - before["cmdstat_smembers"] == 3
+
+
+def test_the_readme_user_writes_in_another_database(redis_server: RedisServer) -> None:
+    """A Redis URL naming database 3 makes redis-py send SELECT: the README's user may."""
+    setup_users(redis_server)
+    config = Config(redis=RedisConfig(url=f"redis://127.0.0.1:{redis_server.port}/3"),
+                    agent=AgentConfig(name="worker-3", interval=30.0, password=Secret(PASSWORD)))
+    agent = Agent(agent_client(config), name="worker-3", interval=30.0, read=lambda: STATS)
+    assert agent.write_once() is None
+    assert redis_server.client(db=3).smembers("statusbot:hosts") == {"worker-3"}
+    assert redis_server.client().smembers("statusbot:hosts") == set()
