@@ -126,6 +126,22 @@ class Agent:
             self._failing = None
         return None
 
+    def retire(self) -> str | None:
+        """Remove this host's reading and name from Redis; return None, or what went wrong.
+
+        For a host taken out of service: its name leaves ``statusbot:hosts``, so
+        the bot stops expecting it (a stopped agent is "not reporting" until
+        then, by design). One pipeline: ``DEL`` the reading, ``SREM`` the name.
+        """
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            pipe.delete(self.key)
+            pipe.srem(defaults.HOSTS_KEY, self.name)
+            pipe.execute()
+        except redis.RedisError as exc:
+            return f"cannot retire {self.name} in {self.where}: {_error_text(exc)}"
+        return None
+
     def _failed(self, problem: str) -> str:
         if problem != self._failing:
             log.warning("%s; trying again in %s s", problem, f"{self.interval:g}")

@@ -134,6 +134,10 @@ def _parser() -> argparse.ArgumentParser:
                        help=f"config file (default: ${CONFIG_ENV}, else embedded defaults)")
     agent.add_argument("--once", action="store_true", help="write one reading and exit "
                        "(exit 1 when it could not be written)")
+    agent.add_argument("--retire", action="store_true",
+                       help="this host leaves the instance: remove its reading and name from "
+                            "Redis so the bot stops expecting it, and exit (remove its "
+                            "[[hosts]] entry too, if it has one)")
     agent.add_argument("-v", "--verbose", action="store_true", help="log every write")
 
     audit = commands.add_parser(
@@ -231,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(config, dry_run=args.dry_run, once=args.once)
     if args.command == "agent":
-        return _agent(config, once=args.once)
+        return _agent(config, once=args.once, retire=args.retire)
     if args.command == "healthcheck":
         return _healthcheck(config)
     if args.command == "audit":
@@ -294,7 +298,7 @@ def _run(config: Config, *, dry_run: bool, once: bool) -> int:
     return EXIT_OK
 
 
-def _agent(config: Config, *, once: bool) -> int:
+def _agent(config: Config, *, once: bool, retire: bool = False) -> int:
     import threading
 
     from bot.agent import Agent, AgentError, agent_client, agent_name
@@ -320,6 +324,14 @@ def _agent(config: Config, *, once: bool) -> int:
                   where=where)
     stop = threading.Event()
     try:
+        if retire:
+            problem = agent.retire()
+            if problem is not None:
+                print(f"statusbot: {problem}", file=sys.stderr)
+                return EXIT_UNREACHABLE
+            print(f"{name}: reading and name removed from {where}; the bot no longer "
+                  f"expects this host")
+            return EXIT_OK
         if once:
             return EXIT_OK if agent.write_once() is None else EXIT_UNREACHABLE
         with stop_on_signals(stop):

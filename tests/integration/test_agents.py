@@ -68,7 +68,11 @@ def test_the_readme_user_writes_and_the_read_only_bot_reads(redis_server: RedisS
     with pytest.raises(redis.exceptions.NoPermissionError):
         agent_user.set("queues", "x")
     with pytest.raises(redis.exceptions.NoPermissionError):
-        agent_user.delete("statusbot:hosts")
+        agent_user.delete("queue:default")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        agent_user.srem("queues", "default")
+    with pytest.raises(redis.exceptions.NoPermissionError):
+        agent_user.flushdb()
     bot_config = Config(redis=RedisConfig(url=bot_url), hosts=(HostEntry("db-1", role="db"),))
     collector = Collector(bot_config, client=redis_client(RedisConfig(url=bot_url)))
     try:
@@ -159,3 +163,32 @@ def test_the_readme_user_writes_in_another_database(redis_server: RedisServer) -
     assert agent.write_once() is None
     assert redis_server.client(db=3).smembers("statusbot:hosts") == {"worker-3"}
     assert redis_server.client().smembers("statusbot:hosts") == set()
+
+
+def test_agent_retire_removes_the_host_under_the_readme_user(
+        redis_server: RedisServer, tmp_path: Path) -> None:
+    """``statusbot agent --retire``: the reading and the name go; the bot stops expecting it."""
+    setup_users(redis_server)
+    (tmp_path / "pw").write_text(PASSWORD)
+    admin = redis_server.client()
+    for name in ("old-box", "keeper"):
+        (tmp_path / "c.toml").write_text(
+            f'[redis]\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
+            f'[agent]\nname = "{name}"\ninterval = "1s"\npassword_file = "pw"\n')
+        once = subprocess.run([sys.executable, "-m", "bot", "agent", "--once", "--config",
+                               str(tmp_path / "c.toml")], capture_output=True, text=True,
+                              timeout=30, check=False)
+        assert once.returncode == 0, once.stderr
+    assert admin.smembers("statusbot:hosts") == {"old-box", "keeper"}
+    (tmp_path / "c.toml").write_text(
+        f'[redis]\nurl = "redis://127.0.0.1:{redis_server.port}/0"\n'
+        f'[agent]\nname = "old-box"\npassword_file = "pw"\n')
+    result = subprocess.run([sys.executable, "-m", "bot", "agent", "--retire", "--config",
+                             str(tmp_path / "c.toml")], capture_output=True, text=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("old-box: reading and name removed from redis://127.0.0.1:")
+    assert admin.smembers("statusbot:hosts") == {"keeper"}
+    assert admin.exists("statusbot:host:old-box") == 0
+    assert admin.exists("statusbot:host:keeper") == 1
+    assert PASSWORD not in result.stdout + result.stderr
