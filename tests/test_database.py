@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 from typing import Any
@@ -335,3 +336,18 @@ def test_json_of_a_failed_reading() -> None:
     assert doc["database"] == {"error": "refused", "max_connections": None, "reserved": None,
                                "in_use": None, "margin": None, "free": None, "pgbouncer": False,
                                "by_application": []}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -5, 10**15, "12", None],
+                         ids=["nan", "inf", "negative", "huge", "text", "none"])
+def test_hostile_figures_and_names_never_reach_the_text(bad: Any) -> None:
+    """Mentions, hashtags, control characters and bad numbers from PostgreSQL stay harmless."""
+    apps = (("@someone@evil.example", bad), ("#tag \u202e https://x.example", 3),
+            ("x" * 10_000, 2))
+    database = Database(bad, bad, False, bad, apps)
+    advice = advise(inputs(database=database))
+    text = " ".join(database_lines(advice)) + " ".join(render(advice))
+    assert "@someone" not in text and "#tag" not in text and "\u202e" not in text
+    assert "x" * 100 not in text
+    assert "nan" not in text.lower().split() and "inf" not in text.lower().split()
+    json.dumps(advice.to_json(), allow_nan=False)  # every number finite
