@@ -290,6 +290,27 @@ class Election:
         self._told = (self.role, reason)
         return decision
 
+    def still_leading(self) -> bool:
+        """Renew the lease just before delivering; False when another bot took it meanwhile.
+
+        A tick slower than the lease (a hung Redis read, a slow instance) may
+        have let the lease lapse and a standby take it: the posts of that tick
+        must then not go out beside the new leader's. On a Redis error there is
+        no election (see the module): the leader keeps leading.
+        """
+        if self.role is not Role.LEADER:
+            return False
+        try:
+            if self.lease.renew(self.ttl_ms) or self.lease.acquire(self.ttl_ms):
+                return True
+        except LeaseError:
+            return True
+        self.role = Role.STANDBY
+        self._told = (self.role, "lease lost during a slow tick")
+        log.warning("standby lease: now as standby (id %s): lost during a slow tick; this "
+                    "tick's posts are left to the new leader", self.lease.id)
+        return False
+
     def release(self) -> None:
         """Let the lease go at a polite stop (a standby takes over at its next tick); never raises.
 

@@ -381,6 +381,12 @@ class Bot:
             incident_state.open, not health_state.components, now)
         self._keep_history(snapshot, incident_state, events, now)
         profile = self._update_profile(incident_state, now) if self.profile_field else None
+        if may_deliver and self.election is not None and not self.election.still_leading():
+            may_deliver = False
+            notes.append("standby lease lost during this tick: nothing delivered")
+            if self.intake is not None:
+                self.intake.close()
+                self.intake = None
         delivery = self.outbox.deliver(self.clock()) if may_deliver else None
         for failure in delivery.failures if delivery is not None else ():
             log.error("post %s failed for good: %s", failure.key, failure.error)

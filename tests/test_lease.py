@@ -446,3 +446,54 @@ def test_a_returning_leader_drops_what_it_never_sent(tmp_path: Path) -> None:
     assert len(admin) == 1 and "this bot took over from the leader and found its pinned notice " \
         f"{notices[0].id}" in admin[0], admin
     back.store.close()
+
+
+class Slow(Latency):
+    """A collector whose reading takes longer than the lease: another bot takes it meanwhile."""
+
+    def __init__(self, now: list[float], board: LeaseBoard) -> None:
+        super().__init__(now)
+        self.board = board
+        self.slow = False
+
+    def collect(self) -> Snapshot:
+        if self.slow:
+            self.now[0] += 3 * INTERVAL
+            self.board.hold("b:1", 60_000)
+        return super().collect()
+
+
+def test_a_tick_slower_than_the_lease_delivers_nothing(tmp_path: Path) -> None:
+    """The lease lapsed and was taken during a slow tick: its posts never go out."""
+    gateway = RecordingGateway()
+    board, now = board_at()
+    collector = Slow(now, board)
+    bot = make_bot(tmp_path, "a", gateway, board, now, collector, "a:1")
+    bot.tick()
+    assert bot.role == "leader" and gateway.statuses == {}
+    collector.latency = 400.0  # an incident opens in the slow tick
+    collector.slow = True
+    report = bot.tick()
+    assert [p.kind for p in report.posts] == [PostKind.NOTICE, PostKind.ADMIN]
+    assert report.delivery is None and gateway.statuses == {}
+    assert "standby lease lost during this tick: nothing delivered" in report.notes
+    assert bot.role == "standby"
+    collector.slow = False
+    now[0] += INTERVAL
+    report = bot.tick()  # standing by: the unsent posts are the leader's now
+    assert bot.role == "standby" and gateway.statuses == {} and bot.store.pending() == []
+    bot.store.close()
+
+
+def test_still_leading_keeps_the_lease_on_a_redis_error() -> None:
+    """No election on a Redis error: the leader delivers."""
+    board, now = board_at()
+    election = Election(board.lease("a"), INTERVAL)
+    election.step()
+    board.down = True
+    assert election.still_leading() and election.role is Role.LEADER
+    board.down = False
+    now[0] += 3 * INTERVAL  # lapsed, nobody took it: taken again
+    assert election.still_leading()
+    board.hold("b", 60_000)
+    assert not election.still_leading() and election.role is Role.STANDBY
