@@ -1,6 +1,6 @@
 """A snapshot's Redis read with 0 and with 20 agents: round trips, commands and time.
 
-Run: ``.venv/bin/python bench/hosts_bench.py [--rounds 2000] [--write]``.
+Run: ``.venv/bin/python bench/hosts_bench.py [--rounds 2000] [--large-rounds 60] [--write]``.
 
 A throwaway redis-server on loopback holds 20 agents' readings, written by
 ``bot.agent.Agent`` from this host's real psutil reading (interval 600 s, so
@@ -9,7 +9,10 @@ none expires during the run). Two ``SidekiqReader``s read it: one without an
 ``Collector`` does now). Round trips are counted at the connection (one
 ``send_packed_command`` is one round trip) and commands with ``INFO
 commandstats``; times are ``time.perf_counter`` around ``SidekiqReader.read()``,
-the two readers taken in turn every round. ``--write`` replaces the section
+the readers taken in turn every round. Then the same at a large instance's size
+(database 2: 300 live processes and 5,000 jobs, ``snapshot_bench.fill_db``), read
+without and with 20 agents side by side, to give the agents' share of a real
+snapshot as a ratio. ``--write`` replaces the section
 ``## Agents: a snapshot with 20 agents (issue 11)`` in bench/RESULTS.md.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import random
 import shutil
 import statistics
 import sys
@@ -41,6 +45,8 @@ from bot.collect.sidekiq import SidekiqReader
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Agents: a snapshot with 20 agents (issue 11)"
 AGENTS = 20
+LARGE_PROCESSES = 300
+LARGE_JOBS = 5_000
 
 
 class Counting(Connection):
@@ -64,6 +70,8 @@ def calls(client: redis.Redis) -> dict[str, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=2000)
+    parser.add_argument("--large-rounds", type=int, default=60,
+                        help="rounds at 300 processes and 5,000 jobs")
     parser.add_argument("--write", action="store_true", help="update bench/RESULTS.md")
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -117,6 +125,33 @@ def main() -> None:
                 start = time.perf_counter()
                 reader.read()
                 times[name].append(time.perf_counter() - start)
+        # A large instance: 300 processes, 5,000 jobs, read without and with 20 agents.
+        large_url = url.rsplit("/", 1)[0] + "/2"
+        large_admin = redis.Redis.from_url(large_url, decode_responses=True)
+        snapshot_bench.PROCESS_COUNT = LARGE_PROCESSES
+        fill = snapshot_bench.fill_db(large_admin, 2, LARGE_JOBS, random.Random(7))
+        large = {"300 processes, 5,000 jobs": SidekiqReader(client(large_url), url=large_url),
+                 f"300 processes, 5,000 jobs + {AGENTS} agents": SidekiqReader(
+                     client(large_url), url=large_url, agents=AgentReader())}
+        large_times: dict[str, list[float]] = {name: [] for name in large}
+        with snapshot_bench.beats_kept_alive(large_admin, fill.identities):
+            for n in range(AGENTS):
+                Agent(large_admin, name=f"host-{n:02d}", interval=600.0,
+                      read=lambda: stats).write_once()
+            for name, reader in large.items():
+                reader.read()
+                Counting.sends = 0
+                reader.read()
+                trips[name] = Counting.sends
+            for round_ in range(args.large_rounds):
+                order = list(large.items())
+                order = order[round_ % 2:] + order[:round_ % 2]
+                for name, reader in order:
+                    start = time.perf_counter()
+                    _, sidekiq = reader.read()
+                    large_times[name].append(time.perf_counter() - start)
+                    assert sidekiq is not None and sidekiq.live_processes == LARGE_PROCESSES
+        large_admin.close()
         admin.close()
     finally:
         redis_process.terminate()
@@ -132,6 +167,13 @@ def main() -> None:
         rows.append(f"| {name} | {trips[name]} | {sum(sent.values())}: {listed} | "
                     f"{statistics.median(values) * 1000:.3f} | "
                     f"{ordered[int(len(ordered) * 0.9)] * 1000:.3f} |")
+    plain, agents_on = (statistics.median(v) * 1000 for v in large_times.values())
+    large_rows = ["| Scenario | round trips | read median (ms) | p90 (ms) |",
+                  "|---|---:|---:|---:|"]
+    for name, values in large_times.items():
+        ordered = sorted(values)
+        large_rows.append(f"| {name} | {trips[name]} | {statistics.median(values) * 1000:.1f} | "
+                          f"{ordered[int(len(ordered) * 0.9)] * 1000:.1f} |")
     section = "\n".join([
         HEADING, "",
         f"Command: `.venv/bin/python bench/hosts_bench.py --rounds {args.rounds} --write`", "",
@@ -147,7 +189,13 @@ def main() -> None:
         f"Requirement: still 3 round trips with {AGENTS} agents: "
         f"**{'met' if trips[f'AgentReader, {AGENTS} agents'] == 3 else 'NOT met'}** (SMEMBERS "
         f"statusbot:hosts rides in the second round trip, GET and PTTL of each reading in "
-        f"the third). The time added is reading and checking each agent's JSON.", ""])
+        f"the third). The time added is reading and checking each agent's JSON.", "",
+        f"At a large instance's size (database 2: {LARGE_PROCESSES} live processes, "
+        f"{LARGE_JOBS:,} jobs, Mastodon-like queues, as `bench/snapshot_bench.py` fills them; "
+        f"{args.large_rounds} rounds, the two readers alternating):", "",
+        *large_rows, "",
+        f"20 agents add {agents_on - plain:.1f} ms to a {plain:.1f} ms snapshot: ratio "
+        f"{agents_on / plain:.3f}x, measured side by side in one run.", ""])
     print(section)
     if args.write:
         snapshot_bench.write_section(section, HEADING, RESULTS)
