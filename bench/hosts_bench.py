@@ -150,7 +150,8 @@ def main() -> None:
                     start = time.perf_counter()
                     _, sidekiq = reader.read()
                     large_times[name].append(time.perf_counter() - start)
-                    assert sidekiq is not None and sidekiq.live_processes == LARGE_PROCESSES
+                    assert sidekiq is not None
+                    assert sidekiq.live_processes == LARGE_PROCESSES
         large_admin.close()
         admin.close()
     finally:
@@ -176,7 +177,8 @@ def main() -> None:
                           f"{ordered[int(len(ordered) * 0.9)] * 1000:.1f} |")
     section = "\n".join([
         HEADING, "",
-        f"Command: `.venv/bin/python bench/hosts_bench.py --rounds {args.rounds} --write`", "",
+        f"Command: `.venv/bin/python bench/hosts_bench.py --rounds {args.rounds} "
+        f"--large-rounds {args.large_rounds} --write`", "",
         f"- Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC (the run took {elapsed:.0f} s)",
         f"- Machine: {psutil.cpu_count()} CPUs, {platform.system()} {platform.release()}, "
         f"Python {platform.python_version()}",
