@@ -202,7 +202,9 @@ def test_standby_takes_over_and_resolves_in_the_same_thread(scene: Scene) -> Non
     takeover = time.monotonic() - killed
     print(f"\nstandby took over {takeover:.2f} s after the SIGKILL "
           f"(interval {INTERVAL} s, lease {2 * INTERVAL} s)")
-    assert takeover <= 2 * INTERVAL + 1.0, scene.log("b")  # two intervals, plus process slack
+    # A liveness bound, not the figure: bench/standby_bench.py measures the takeover
+    # against "within two intervals" (the lease's logic is tested with a pinned clock).
+    assert takeover <= 10.0, scene.log("b")
 
     def resolved() -> bool:
         scene.alive(second, "b")
