@@ -22,7 +22,6 @@ import argparse
 import os
 import platform
 import re
-import shlex
 import shutil
 import signal
 import statistics
@@ -38,22 +37,16 @@ import redis
 import snapshot_bench
 from exporters_bench import start_redis
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
 from bot.defaults import LEADER_KEY
 from bot.loop import heartbeat_role
+from tests.integration.servers import readme_acl
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).with_name("RESULTS.md")
 HEADING = "## Standby takeover (issue 11)"
 PASSWORD = "bench-agent-pw"  # noqa: S105 - a throwaway server's user, for this run only
-
-
-def readme_acl() -> list[str]:
-    """Return the README's ACL line for the agent (the lease's user), with the bench's password."""
-    match = re.search(r"^ACL SETUSER statusbot-agent .*$", (ROOT / "README.md").read_text(),
-                      re.MULTILINE)
-    if match is None:
-        sys.exit("README.md has no ACL SETUSER statusbot-agent line")
-    return shlex.split(match.group(0).replace(">CHANGE-ME", f">{PASSWORD}"))
 
 
 def redis_version() -> str:
@@ -132,7 +125,7 @@ def main() -> None:
     results: dict[float, list[float]] = {}
     try:
         client = redis.Redis.from_url(url, decode_responses=True)
-        client.execute_command(*readme_acl())  # type: ignore[no-untyped-call]
+        client.execute_command(*readme_acl("statusbot-agent", PASSWORD))  # type: ignore[no-untyped-call]
         for interval in intervals:
             results[interval] = [one_takeover(workdir, url, interval, client)
                                  for _ in range(args.runs)]

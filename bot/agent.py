@@ -22,7 +22,7 @@ import redis
 
 from bot import defaults
 from bot.collect import hostwire
-from bot.config import HOST_NAME, Config
+from bot.config import HOST_NAME, AgentConfig, Config, RedisConfig
 from bot.model import HostStats
 
 log = logging.getLogger("statusbot.agent")
@@ -56,27 +56,27 @@ def without_user(url: str) -> str:
                        parts.fragment))
 
 
-def agent_client(config: Config) -> redis.Redis:
-    """Return a redis-py client for the agent: ``[redis]``'s server, ``[agent]``'s login.
+def agent_client(server: RedisConfig, agent: AgentConfig) -> redis.Redis:
+    """Return a redis-py client for the writer: ``[redis]``'s server, ``[agent]``'s login.
 
-    Without an ``[agent]`` password it connects without logging in (Redis'
-    default user), which a deployment should not rely on.
+    The agent and the standby lease (``bot.lease``) write with it; the URL's
+    own user (the bot's read-only one) is dropped. Without an ``[agent]``
+    password it connects without logging in (Redis' default user), which a
+    deployment should not rely on. Replies that are not UTF-8 are decoded with
+    replacement characters (a lease value is text from Redis: untrusted).
     """
-    password = config.agent.password.reveal() if config.agent.password is not None else None
+    password = agent.password.reveal() if agent.password is not None else None
     return redis.Redis.from_url(
-        without_user(config.redis.url),
-        username=config.agent.username if password is not None else None,
+        without_user(server.url),
+        username=agent.username if password is not None else None,
         password=password,
         decode_responses=True,
-        socket_timeout=config.redis.socket_timeout,
-        socket_connect_timeout=config.redis.socket_timeout,
+        encoding_errors="replace",
+        socket_timeout=server.socket_timeout,
+        socket_connect_timeout=server.socket_timeout,
         health_check_interval=0,
     )
 
-
-def _error_text(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
 
 
 class Agent:
@@ -116,10 +116,10 @@ class Agent:
             pipe.sadd(defaults.HOSTS_KEY, self.name)
             pipe.execute()
         except redis.RedisError as exc:
-            return self._failed(f"cannot write to {self.where}: {_error_text(exc)}")
+            return self._failed(f"cannot write to {self.where}: {hostwire.error_text(exc)}")
         except Exception as exc:  # a host reading must never stop the agent
             log.debug("reading failed", exc_info=True)
-            return self._failed(f"cannot read this host: {_error_text(exc)}")
+            return self._failed(f"cannot read this host: {hostwire.error_text(exc)}")
         self.written += 1
         if self._failing is not None:
             log.info("writing %s again", self.key)
@@ -139,7 +139,7 @@ class Agent:
             pipe.srem(defaults.HOSTS_KEY, self.name)
             pipe.execute()
         except redis.RedisError as exc:
-            return f"cannot retire {self.name} in {self.where}: {_error_text(exc)}"
+            return f"cannot retire {self.name} in {self.where}: {hostwire.error_text(exc)}"
         return None
 
     def _failed(self, problem: str) -> str:

@@ -318,7 +318,7 @@ def _agent(config: Config, *, once: bool, retire: bool = False) -> int:
              else "without a password (Redis' default user; set [agent] password_file)")
     log.info("statusbot %s agent: %s to %s every %s, %s", __version__, name, where,
              duration(config.agent.interval), login)
-    client = agent_client(config)
+    client = agent_client(config.redis, config.agent)
     reader = HostReader(config.host.disk_paths)
     agent = Agent(client, name=name, interval=config.agent.interval, read=reader.read,
                   where=where)

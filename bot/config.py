@@ -1384,15 +1384,8 @@ def _postgres_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str
     reports a missing or unreadable file itself.
     """
     key = "mastodon_env_file"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        if not quiet:
-            table.problem(key, f"cannot read {path}: {exc.strerror or exc}")
-        return {}
-    except UnicodeDecodeError as exc:
-        if not quiet:
-            table.problem(key, f"{path} is not UTF-8 text ({_decode_error(exc)})")
+    text = _env_text(table, path, quiet=quiet)
+    if text is None:
         return {}
     scratch = _Table(table.name, {}, [])
     values = _env_values(scratch, path, text, env, wanted=_database_variable)
@@ -1414,6 +1407,19 @@ def _postgres_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str
                            f"got {port!r:.40}")
         return {}
     return {**MASTODON_DB_DEFAULTS, **found}
+
+
+def _env_text(table: _Table, path: Path, *, quiet: bool = False) -> str | None:
+    """Return the env file's text, or None (a problem unless ``quiet``) when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as exc:
+        problem = f"cannot read {path}: {exc.strerror or exc}"
+    except UnicodeDecodeError as exc:
+        problem = f"{path} is not UTF-8 text ({_decode_error(exc)})"
+    if not quiet:
+        table.problem("mastodon_env_file", problem)
+    return None
 
 
 def _database_variable(name: str) -> bool:
@@ -1513,13 +1519,8 @@ def _redis_from_mastodon_env(table: _Table, path: Path, env: Mapping[str, str]) 
     if not path.is_file():
         table.problem("mastodon_env_file", f"no such file: {path}")
         return RedisConfig()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        table.problem("mastodon_env_file", f"cannot read {path}: {exc.strerror or exc}")
-        return RedisConfig()
-    except UnicodeDecodeError as exc:
-        table.problem("mastodon_env_file", f"{path} is not UTF-8 text ({_decode_error(exc)})")
+    text = _env_text(table, path)
+    if text is None:
         return RedisConfig()
     values = _env_values(table, path, text, env)
     if values is None:

@@ -588,6 +588,9 @@ HISTORY_FINE_KEEP = 40 * 86400.0
 HISTORY_DAILY_KEEP = 400 * 86400.0
 """Seconds daily buckets are kept; older ones are deleted."""
 
+HOST_BYTES_MAX = float(1 << 50)
+"""Largest memory size (1 PiB) a host sample or report figure may have; larger is garbage."""
+
 HOST_HISTORY_BUCKET = 3600
 """Seconds of one downsampled bucket of each host's memory (coarser than ``HISTORY_BUCKET``:
 with up to ``HOSTS_MAX`` hosts, 5-minute buckets for 40 days would be 770,000 rows)."""

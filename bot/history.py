@@ -48,14 +48,14 @@ from __future__ import annotations
 
 import bisect
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from bot import defaults
+from bot.config import HOST_NAME
 from bot.incidents import component_order
-from bot.model import HostPoint, Incident, Point, Severity, Snapshot
+from bot.model import HostPoint, Incident, Point, Severity, Snapshot, plausible_bytes
 from bot.store import SAMPLE_METRICS, Store
 
 DAY = 86400
@@ -70,14 +70,8 @@ BUCKET_ROW_BYTES = 440
 PAGE_FILL = 0.75
 """Lowest share of a B-tree page the rows fill, as assumed by the bound."""
 
-HOST_NAME = re.compile(rf"[A-Za-z0-9._-]{{1,{defaults.HOST_NAME_MAX}}}")
-"""A host name the history keeps (as ``[[hosts]] name`` and ``[agent] name`` allow)."""
-
 LOCAL_HOST_NAME = "this-server"
 """The bot's own host in the per-host history when its hostname is not a valid host name."""
-
-MAX_HOST_BYTES = float(1 << 50)
-"""Largest memory size (1 PiB) a host sample may have; a larger one is garbage, not kept."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,8 +240,7 @@ def host_samples_from(snapshot: Snapshot,
         if len(found) >= limit or name in seen or not HOST_NAME.fullmatch(name):
             return
         values = (float(total), float(available))
-        if not all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES for v in values) \
-                or values[0] <= 0:
+        if not plausible_bytes(*values) or values[0] <= 0:
             return
         seen.add(name)
         found.append(HostSample(name, max(0.0, values[0] - values[1]), values[0]))
@@ -364,8 +357,7 @@ class History:
             used, total = float(sample.used_bytes), float(sample.total_bytes)
             if len(rows) >= defaults.HOSTS_MAX or sample.name in rows \
                     or not HOST_NAME.fullmatch(sample.name) \
-                    or not all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES
-                               for v in (used, total)) or total <= 0:
+                    or not plausible_bytes(used, total) or total <= 0:
                 continue
             rows[sample.name] = (sample.name, min(used, total), total)
         if not rows:

@@ -33,12 +33,12 @@ import secrets
 import socket
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Protocol
+from typing import Protocol
 
 import redis
-from redis.connection import parse_url
 
 from bot import defaults
+from bot.agent import agent_client
 from bot.config import AgentConfig, RedisConfig
 
 log = logging.getLogger(__name__)
@@ -149,22 +149,10 @@ class RedisLease:
     def connect(cls, config: RedisConfig, agent: AgentConfig, lease_id: str) -> RedisLease:
         """Return a lease on ``config``'s Redis logged in as ``agent``'s user.
 
-        The URL's own user and password (if any) are replaced by the agent's:
-        the bot's read-only login never writes.
+        The URL's own user (if any) is replaced by the agent's (``agent_client``,
+        as ``statusbot agent`` writes): the bot's read-only login never writes.
         """
-        options: dict[str, Any] = parse_url(config.url)  # type: ignore[no-untyped-call]
-        options.update(
-            username=agent.username,
-            password=agent.password.reveal() if agent.password is not None else None,
-            socket_timeout=config.socket_timeout,
-            socket_connect_timeout=config.socket_timeout,
-            decode_responses=True,
-            encoding_errors="replace",
-            health_check_interval=0,
-        )
-        connection_class = options.pop("connection_class", redis.Connection)
-        pool = redis.ConnectionPool(connection_class=connection_class, **options)
-        return cls(redis.Redis(connection_pool=pool), lease_id)
+        return cls(agent_client(config, agent), lease_id)
 
     def acquire(self, ttl_ms: int) -> bool:
         """``SET key id NX PX ttl``: True when this bot now holds the lease."""

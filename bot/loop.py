@@ -358,7 +358,7 @@ class Bot:
                 self._leave_pending_to_leader(now, notes)
             # What falls due while standing by is the leader's to post: remember it as
             # done, so that taking over never repeats today's status post or a report.
-            if self._status_post(snapshot, incident_state, now) is not None:
+            if self._status_due(snapshot, incident_state, now):
                 states[LEFT_TO_LEADER_STATE] = {"status": now}
             self._due_reports(now, incident_state, notes, standby=True)
             self.store.commit_tick([], states)
@@ -764,24 +764,31 @@ class Bot:
         where = redis.url + (f" namespace {redis.namespace}" if redis.namespace else "")
         return compose.no_sidekiq_notice(where, now, now, self.settings)
 
-    def _status_post(self, snapshot: Snapshot, state: incidents.IncidentState,
-                     now: float) -> Post | None:
-        """Return the periodic all-is-well post when one is due, else None.
+    def _status_due(self, snapshot: Snapshot, state: incidents.IncidentState,
+                    now: float) -> bool:
+        """Return True when the periodic all-is-well post is due.
 
         Due when no incident is open, Sidekiq was read, and no status post was
-        stored within ``status_every``. The post's key names its day, so a
-        restart never posts it twice. A status post a standby saw due counts as
-        posted (``LEFT_TO_LEADER_STATE``): the leader posted it.
+        stored within ``status_every``. A status post a standby saw due counts
+        as posted (``LEFT_TO_LEADER_STATE``): the leader posted it.
         """
         if self.status_every <= 0 or state.open is not None or snapshot.sidekiq is None:
-            return None
+            return False
         last = self.store.last_created(PostKind.STATUS)
         left = self.store.get_state(LEFT_TO_LEADER_STATE) or {}
         seen = left.get("status")
         if (isinstance(seen, (int, float)) and not isinstance(seen, bool) and math.isfinite(seen)
                 and (last is None or seen > last)):
             last = float(seen)
-        if last is not None and now - last < self.status_every:
+        return last is None or now - last >= self.status_every
+
+    def _status_post(self, snapshot: Snapshot, state: incidents.IncidentState,
+                     now: float) -> Post | None:
+        """Return the periodic all-is-well post when one is due (``_status_due``), else None.
+
+        The post's key names its day, so a restart never posts it twice.
+        """
+        if not self._status_due(snapshot, state, now):
             return None
         return compose.compose_status(snapshot, now, self.settings)
 

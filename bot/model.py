@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
+
+from bot.defaults import HOST_BYTES_MAX
 
 SCHEMA_VERSION = 1
 """Version of the snapshot JSON schema; raised on any incompatible change."""
@@ -153,6 +156,11 @@ class HostPoint:
     max: float
     count: int
     total: float
+
+
+def plausible_bytes(*values: float) -> bool:
+    """Return True when every value is a finite memory size from 0 to ``HOST_BYTES_MAX``."""
+    return all(math.isfinite(v) and 0 <= v <= HOST_BYTES_MAX for v in values)
 
 
 @dataclass(frozen=True, slots=True)

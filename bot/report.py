@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo
 from bot import defaults
 from bot.advice import SmallerServer, smaller_server
 from bot.compose import Settings, mastodon_length, truncate
-from bot.model import HostPoint, Point
+from bot.model import HostPoint, Point, plausible_bytes
 from bot.wording import Wording, fill, neutral
 
 AREA_WEB = "the website and apps"
@@ -173,10 +173,6 @@ class Sizing(enum.Enum):
     SMALLER = "could be smaller"
     TIGHT = "tight"
     UNKNOWN = "unknown"
-
-
-MAX_HOST_BYTES = float(1 << 50)
-"""Largest memory figure (1 PiB) a report believes; a larger or non-finite one is left out."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -334,7 +330,7 @@ def host_figures(hosts: Mapping[str, Sequence[HostPoint]], start: float, end: fl
                  ) -> tuple[tuple[HostFigures, ...], HostFigures | None]:
     """Return each host's memory figures (by name) and all hosts' together, for ``start``-``end``.
 
-    Only points inside the window with finite sizes from 0 to ``MAX_HOST_BYTES``
+    Only points inside the window with finite sizes from 0 to ``defaults.HOST_BYTES_MAX``
     count; a host left without any is not listed. At most ``defaults.HOSTS_MAX``
     hosts. The total is None with fewer than two hosts: its mean and
     provisioned are the hosts' summed, its peak the largest sum of the hosts'
@@ -345,8 +341,7 @@ def host_figures(hosts: Mapping[str, Sequence[HostPoint]], start: float, end: fl
     peaks_at: dict[float, float] = {}
     for name in sorted(hosts)[:max(0, 4 * defaults.HOSTS_MAX)]:
         points = [p for p in hosts[name] if start <= p.at < end and p.count > 0
-                  and all(math.isfinite(v) and 0 <= v <= MAX_HOST_BYTES
-                          for v in (p.min, p.mean, p.max, p.total))]
+                  and plausible_bytes(p.min, p.mean, p.max, p.total)]
         if not points:
             continue
         weight = sum(p.count for p in points)

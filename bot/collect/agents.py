@@ -71,7 +71,7 @@ class AgentReader:
         self._pending = anomalies = []
         names = list(self._expected)
         if isinstance(members, Exception):
-            anomalies.append(Anomaly(defaults.HOSTS_KEY, _error_text(members)))
+            anomalies.append(Anomaly(defaults.HOSTS_KEY, hostwire.error_text(members)))
             members = ()
         elif not isinstance(members, (set, list, tuple)):
             anomalies.append(Anomaly(defaults.HOSTS_KEY, f"not a set: {type(members).__name__}"))
@@ -140,8 +140,8 @@ class AgentReader:
              anomalies: list[Anomaly]) -> HostReading:
         key = defaults.HOST_KEY_PREFIX + name
         if isinstance(raw, Exception):
-            anomalies.append(Anomaly(key, _error_text(raw)))
-            return self._reading(name, stats=None, error=_error_text(raw))
+            anomalies.append(Anomaly(key, hostwire.error_text(raw)))
+            return self._reading(name, stats=None, error=hostwire.error_text(raw))
         if raw is None:
             seen = self._seen.get(name)
             if seen is None:
@@ -163,7 +163,3 @@ class AgentReader:
         self._seen[name] = _Seen(now, age or 0.0)
         return self._reading(name, stats=wire.stats, age_s=age)
 
-
-def _error_text(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())[:200] or type(exc).__name__
-    return f"{type(exc).__name__}: {text}"

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bot.config import HOST_NAME
 from bot.model import HOST_SCHEMA_VERSION, DiskStats, HostStats, RoleMemory
 
 WIRE_MAX = 65_536
@@ -57,7 +58,6 @@ HOST_FIELDS = frozenset({
     "cpu_count", "cpu_percent", "disks", "roles", "unreadable_processes"})
 """The fields of ``host`` (``HostStats``' own), all required."""
 
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}\Z")
 _HOSTNAME = re.compile(r"[A-Za-z0-9._-]{1,253}\Z")
 _ROLE = re.compile(r"[a-z]{1,32}\Z")
 _UNSAFE = re.compile(r"[@#]|://")
@@ -161,7 +161,7 @@ def _decode(raw: object, name: str) -> WireReading:
                         f"{HOST_SCHEMA_VERSION} (upgrade the bot or the agent)")
     _fields(document, FIELDS, "")
     wire_name = document["name"]
-    if not isinstance(wire_name, str) or not _NAME.match(wire_name):
+    if not isinstance(wire_name, str) or not HOST_NAME.fullmatch(wire_name):
         raise WireError(f"has name {_show(wire_name)}: not 1 to 64 letters, digits, . _ -")
     if wire_name != name:
         raise WireError(f"is named {wire_name!r}, not {name!r}")
@@ -302,3 +302,9 @@ def _roles(value: object) -> tuple[RoleMemory, ...]:
                                 _count(processes, f"{label}.processes", 2**31),
                                 _count(rss, f"{label}.rss")))
     return tuple(roles)
+
+
+def error_text(exc: BaseException) -> str:
+    """Return one line about an error at either end of the wire (agent or bot), at most 200."""
+    text = " ".join(str(exc).split())[:200] or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -26,6 +28,21 @@ from bot.demo import free_port
 
 RUBY_DIR = Path(__file__).parent / "ruby"
 SIDEKIQ7_ROOT = Path(os.environ.get("STATUSBOT_SIDEKIQ7_ROOT", "/var/cache/statusbot/trixie"))
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_acl(user: str, password: str) -> list[str]:
+    """Return README.md's ``ACL SETUSER <user>`` line as words, ``password`` for CHANGE-ME.
+
+    The documented lines are the ones tested: the agent's and the standby
+    lease's ``statusbot-agent``, the bot's read-only ``statusbot``.
+    """
+    match = re.search(rf"^ACL SETUSER {re.escape(user)} .*$",
+                      README.read_text(encoding="utf-8"), re.MULTILINE)
+    assert match is not None, f"README.md lost the ACL line of {user}"
+    return shlex.split(match.group(0).replace(">CHANGE-ME", f">{password}"))
 
 
 def wait_for(predicate: Callable[[], bool], timeout: float, what: str,

@@ -8,8 +8,6 @@ takes three round trips.
 
 from __future__ import annotations
 
-import re
-import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,27 +21,19 @@ from bot.collect.host import HostReader
 from bot.collect.sidekiq import SidekiqReader
 from bot.config import AgentConfig, Config, HostEntry, RedisConfig, Secret
 from bot.model import HostSource
-from tests.integration.servers import RedisServer
+from tests.integration.servers import RedisServer, readme_acl
 from tests.integration.test_collector import CountingConnection, commandstats
 from tests.test_hostwire import STATS
 
 pytestmark = pytest.mark.integration
 
-README = Path(__file__).resolve().parents[2] / "README.md"
 PASSWORD = "agent-s3cret"
-
-
-def readme_acl(password: str) -> list[str]:
-    """The README's ACL SETUSER line for the agent, with ``password`` for CHANGE-ME."""
-    match = re.search(r"^ACL SETUSER statusbot-agent .*$", README.read_text(), re.MULTILINE)
-    assert match is not None, "README.md lost the agent's ACL line"
-    return shlex.split(match.group(0).replace(">CHANGE-ME", f">{password}"))
 
 
 def setup_users(server: RedisServer) -> str:
     """Create the agent's user (README) and a read-only bot user; return the bot's URL."""
     admin = server.client()
-    admin.execute_command(*readme_acl(PASSWORD))  # type: ignore[no-untyped-call]
+    admin.execute_command(*readme_acl("statusbot-agent", PASSWORD))  # type: ignore[no-untyped-call]
     admin.acl_setuser("watcher", enabled=True, passwords=["+w"], keys=["*"],
                       categories=["-@all", "+@read"], commands=["+info", "+ping"])
     return f"redis://watcher:w@127.0.0.1:{server.port}/0"
@@ -58,13 +48,14 @@ def test_the_readme_user_writes_and_the_read_only_bot_reads(redis_server: RedisS
     """An agent under the README's user writes; the bot's read-only user sees a fresh host."""
     bot_url = setup_users(redis_server)
     config = agent_config(redis_server, "worker-2", interval=30.0)
-    agent = Agent(agent_client(config), name="worker-2", interval=30.0, read=lambda: STATS)
+    agent = Agent(agent_client(config.redis, config.agent), name="worker-2", interval=30.0,
+                  read=lambda: STATS)
     assert agent.write_once() is None
     admin = redis_server.client()
     assert admin.smembers("statusbot:hosts") == {"worker-2"}
     assert 89_000 < admin.pttl("statusbot:host:worker-2") <= 90_000
     # The agent's user cannot touch Sidekiq's keys, nor read them.
-    agent_user = agent_client(config)
+    agent_user = agent_client(config.redis, config.agent)
     with pytest.raises(redis.exceptions.NoPermissionError):
         agent_user.set("queues", "x")
     with pytest.raises(redis.exceptions.NoPermissionError):
@@ -117,7 +108,8 @@ def test_twenty_agents_cost_no_extra_round_trip(redis_server: RedisServer) -> No
     bot_url = setup_users(redis_server)
     for n in range(20):
         name = f"host-{n:02d}"
-        Agent(agent_client(agent_config(redis_server, name)), name=name, interval=30.0,
+        config = agent_config(redis_server, name)
+        Agent(agent_client(config.redis, config.agent), name=name, interval=30.0,
               read=lambda: STATS).write_once()
     admin = redis_server.client()
     pool = redis.ConnectionPool.from_url(bot_url, connection_class=CountingConnection,
@@ -159,7 +151,8 @@ def test_the_readme_user_writes_in_another_database(redis_server: RedisServer) -
     setup_users(redis_server)
     config = Config(redis=RedisConfig(url=f"redis://127.0.0.1:{redis_server.port}/3"),
                     agent=AgentConfig(name="worker-3", interval=30.0, password=Secret(PASSWORD)))
-    agent = Agent(agent_client(config), name="worker-3", interval=30.0, read=lambda: STATS)
+    agent = Agent(agent_client(config.redis, config.agent), name="worker-3", interval=30.0,
+                  read=lambda: STATS)
     assert agent.write_once() is None
     assert redis_server.client(db=3).smembers("statusbot:hosts") == {"worker-3"}
     assert redis_server.client().smembers("statusbot:hosts") == set()

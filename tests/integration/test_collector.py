@@ -7,13 +7,10 @@ shape, the round-trip bound, and Redis being unreachable.
 from __future__ import annotations
 
 import json
-import re
-import shlex
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -25,7 +22,7 @@ from bot.collect.sidekiq import MAX_JOB_CHARS, SidekiqReader
 from bot.config import RedisConfig
 from bot.demo import free_port
 from bot.model import Anomaly
-from tests.integration.servers import RedisServer
+from tests.integration.servers import RedisServer, readme_acl
 
 pytestmark = pytest.mark.integration
 
@@ -477,12 +474,8 @@ def test_read_only_acl_user(redis_server: RedisServer) -> None:
 
 def test_the_readme_read_only_user_reads_another_database(redis_server: RedisServer) -> None:
     """The README's read-only ACL line works for a Redis URL naming database 3 (SELECT)."""
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
-    match = re.search(r"^ACL SETUSER statusbot on .*$", readme, re.MULTILINE)
-    assert match is not None, "README.md lost the bot's read-only ACL line"
     admin = redis_server.client()
-    line = shlex.split(match.group(0).replace(">CHANGE-ME", ">s3cret"))
-    admin.execute_command(*line)  # type: ignore[no-untyped-call]
+    admin.execute_command(*readme_acl("statusbot", "s3cret"))  # type: ignore[no-untyped-call]
     write_sidekiq8(redis_server.client(db=3), time.time())
     url = f"redis://statusbot:s3cret@127.0.0.1:{redis_server.port}/3"
     reader = SidekiqReader(redis_client(RedisConfig(url=url)), url=url)

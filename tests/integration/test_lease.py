@@ -14,8 +14,7 @@ from bot.config import AgentConfig, RedisConfig, Secret
 from bot.defaults import LEADER_KEY
 from bot.lease import Election, RedisLease, Role
 from tests.integration.conftest import need
-from tests.integration.servers import RedisServer
-from tests.integration.test_standby_e2e import readme_acl
+from tests.integration.servers import RedisServer, readme_acl
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +29,7 @@ def server(tmp_path: Path) -> Iterator[RedisServer]:
     server = RedisServer(tmp_path)
     try:
         admin = server.client()
-        admin.execute_command(*readme_acl(PASSWORD))  # type: ignore[no-untyped-call]
+        admin.execute_command(*readme_acl("statusbot-agent", PASSWORD))  # type: ignore[no-untyped-call]
         admin.execute_command(*READER)  # type: ignore[no-untyped-call]
         yield server
     finally:

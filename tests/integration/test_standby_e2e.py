@@ -13,7 +13,6 @@ stays standby and posts nothing.
 from __future__ import annotations
 
 import os
-import shlex
 import shutil
 import signal
 import subprocess
@@ -29,7 +28,7 @@ from bot.defaults import LEADER_KEY
 from bot.loop import heartbeat_role
 from tests.integration.conftest import need
 from tests.integration.mastodon_mock import ADMIN_USERNAME, BOT_TOKEN, MastodonMock, missing
-from tests.integration.servers import RedisServer, Sidekiq, sidekiq_root, wait_for
+from tests.integration.servers import RedisServer, Sidekiq, readme_acl, sidekiq_root, wait_for
 from tests.integration.test_outage_e2e import assert_posted_once, members
 
 pytestmark = pytest.mark.integration
@@ -38,14 +37,6 @@ TOKEN_ENV = "STATUSBOT_E2E_TOKEN"
 AGENT_ENV = "STATUSBOT_E2E_AGENT_PASSWORD"
 AGENT_PASSWORD = "agent-secret-e2e"
 INTERVAL = 0.5
-README = Path(__file__).resolve().parents[2] / "README.md"
-
-
-def readme_acl(password: str) -> list[str]:
-    """The agent's ``ACL SETUSER`` line from README.md, with ``password`` for CHANGE-ME."""
-    [line] = [line for line in README.read_text(encoding="utf-8").splitlines()
-              if line.startswith("ACL SETUSER statusbot-agent ")]
-    return [f">{password}" if word == ">CHANGE-ME" else word for word in shlex.split(line)]
 
 
 def config_text(redis_url: str, instance: str, state: Path) -> str:
@@ -153,7 +144,7 @@ def scene(tmp_path: Path) -> Iterator[Scene]:
     sidekiq: Sidekiq | None = None
     scene: Scene | None = None
     try:
-        redis.client().execute_command(*readme_acl(AGENT_PASSWORD))  # type: ignore[no-untyped-call]
+        redis.client().execute_command(*readme_acl("statusbot-agent", AGENT_PASSWORD))  # type: ignore[no-untyped-call]
         mock = MastodonMock(tmp_path / "instance", database=tmp_path / "instance.db")
         sidekiq = Sidekiq(root, redis.url)
         scene = Scene(tmp_path, redis, sidekiq, mock)
